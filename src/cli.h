@@ -1,0 +1,15 @@
+/* cli.h: the administrative subcommands (each in cli_<name>.c). */
+#ifndef BAYARHOOK_CLI_H
+#define BAYARHOOK_CLI_H
+
+/*
+ * Each takes the arguments after the subcommand name (argv[0] is the
+ * subcommand) and the config path; returns the exit code (0, 1, or 2 for
+ * usage errors) after printing a one-line reason on failure.
+ */
+int cli_check_config(const char *config_path, int argc, char **argv);
+int cli_migrate(const char *config_path, int argc, char **argv);
+int cli_audit(const char *config_path, int argc, char **argv);
+int cli_send_test(const char *config_path, int argc, char **argv);
+
+#endif

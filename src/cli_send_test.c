@@ -1,0 +1,176 @@
+/*
+ * cli_send_test.c: `bayarhook send-test`, a correctly signed sample callback
+ * shaped like bayar.gg's, sent to this config's own listener by default.
+ * Useful after an install, and for checking a proxy in front.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <cjson/cJSON.h>
+
+#include "cli.h"
+#include "config.h"
+#include "event.h"
+#include "http_client.h"
+#include "server.h"
+#include "verify.h"
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: bayarhook send-test [--url URL] [--invoice ID] [--status S] "
+			"[--amount N]\n");
+}
+
+/* The listener's own URL; a wildcard address is reached over loopback. */
+static int own_url(const struct config *cfg, char *buf, size_t len)
+{
+	char host[96];
+	unsigned short port;
+
+	if (server_parse_listen(cfg->listen, host, sizeof(host), &port) < 0)
+		return -1;
+	if (strcmp(host, "0.0.0.0") == 0 || strcmp(host, "*") == 0)
+		snprintf(host, sizeof(host), "127.0.0.1");
+	else if (strcmp(host, "::") == 0)
+		snprintf(host, sizeof(host), "::1");
+	if (strchr(host, ':'))
+		snprintf(buf, len, "http://[%s]:%u%s", host, port, cfg->callback_path);
+	else
+		snprintf(buf, len, "http://%s:%u%s", host, port, cfg->callback_path);
+	return 0;
+}
+
+int cli_send_test(const char *config_path, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"url", required_argument, NULL, 'u'},    {"invoice", required_argument, NULL, 'i'},
+		{"status", required_argument, NULL, 's'}, {"amount", required_argument, NULL, 'a'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *url = NULL, *invoice = NULL, *status = "paid";
+	long long amount = 10000;
+	char urlbuf[512], invbuf[96], ts[32], sig[65], final[32], err[512];
+	struct config *cfg;
+	struct http_client_resp_owned out;
+	struct http_client_req req;
+	cJSON *body = NULL;
+	char *text = NULL;
+	int c, rc = 1;
+	time_t now = time(NULL);
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		char *end;
+
+		switch (c) {
+		case 'u': url = optarg; break;
+		case 'i': invoice = optarg; break;
+		case 's': status = optarg; break;
+		case 'a':
+			amount = strtoll(optarg, &end, 10);
+			if (*end != '\0' || amount < 0) {
+				fprintf(stderr, "bayarhook: --amount must be a whole number\n");
+				return 2;
+			}
+			break;
+		default: usage(); return 2;
+		}
+	}
+	if (optind < argc) {
+		usage();
+		return 2;
+	}
+	if (event_status_parse(status) == STATUS_UNKNOWN) {
+		fprintf(stderr, "bayarhook: --status must be pending, paid, expired or cancelled\n");
+		return 2;
+	}
+	if ((cfg = config_load(config_path, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "bayarhook: %s\n", err);
+		return 1;
+	}
+	if (url == NULL) {
+		if (own_url(cfg, urlbuf, sizeof(urlbuf)) < 0) {
+			fprintf(stderr, "bayarhook: cannot derive a URL from listen = %s\n", cfg->listen);
+			goto out;
+		}
+		url = urlbuf;
+	}
+	if (invoice == NULL) {
+		srand((unsigned)now ^ (unsigned)getpid());
+		snprintf(invbuf, sizeof(invbuf), "PAY-test-%lld-%06d", (long long)now, rand() % 1000000);
+		invoice = invbuf;
+	}
+	/* A unique code of 1..999 is what bayar.gg adds to make amounts distinct. */
+	snprintf(final, sizeof(final), "%lld", amount + 123);
+	snprintf(ts, sizeof(ts), "%lld", (long long)now);
+	verify_sign(cfg->secrets[0], invoice, status, final, ts, sig);
+
+	body = cJSON_CreateObject();
+	{
+		char ev[48];
+
+		snprintf(ev, sizeof(ev), "payment.%s", status);
+		cJSON_AddStringToObject(body, "event", ev);
+	}
+	cJSON_AddStringToObject(body, "invoice_id", invoice);
+	cJSON_AddStringToObject(body, "status", status);
+	cJSON_AddNumberToObject(body, "amount", (double)amount);
+	cJSON_AddNumberToObject(body, "final_amount", (double)(amount + 123));
+	cJSON_AddNumberToObject(body, "unique_code", 123);
+	if (strcmp(status, "paid") == 0) {
+		char paid_at[32];
+		time_t wib = now + 7 * 3600;
+		struct tm tm;
+
+		gmtime_r(&wib, &tm);
+		strftime(paid_at, sizeof(paid_at), "%Y-%m-%d %H:%M:%S", &tm);
+		cJSON_AddStringToObject(body, "paid_at", paid_at);
+		cJSON_AddNumberToObject(body, "paid_amount", (double)(amount + 123));
+		cJSON_AddStringToObject(body, "paid_reff_num", "TEST-REFF");
+	}
+	cJSON_AddStringToObject(body, "customer_name", "bayarhook send-test");
+	cJSON_AddStringToObject(body, "customer_email", "test@example.invalid");
+	cJSON_AddStringToObject(body, "description", "bayarhook send-test");
+	cJSON_AddNumberToObject(body, "timestamp", (double)now);
+	cJSON_AddStringToObject(body, "signature", sig);
+	text = cJSON_PrintUnformatted(body);
+	{
+		char ev[48];
+		const char *headers[] = {"Content-Type",        "application/json",
+					 "X-Webhook-Event",     ev,
+					 "X-Webhook-Signature", sig,
+					 "X-Webhook-Timestamp", ts,
+					 "X-Invoice-ID",        invoice,
+					 "User-Agent",          "bayarhook-send-test/" BAYARHOOK_VERSION,
+					 NULL};
+
+		snprintf(ev, sizeof(ev), "payment.%s", status);
+		memset(&req, 0, sizeof(req));
+		req.method = "POST";
+		req.url = url;
+		req.headers = headers;
+		req.body = text;
+		req.body_len = text ? strlen(text) : 0;
+		req.timeout_sec = 10;
+		if (http_client_fetch(&req, NULL, &out) < 0 || out.resp.status == 0) {
+			fprintf(stderr, "bayarhook: send-test to %s failed: %s\n", url,
+				out.resp.error ? out.resp.error : "unknown error");
+			http_client_resp_owned_free(&out);
+			goto out;
+		}
+	}
+	printf("POST %s invoice=%s status=%s final_amount=%s\n", url, invoice, status, final);
+	printf("HTTP %d %.*s\n", out.resp.status, (int)out.resp.body_len, out.resp.body);
+	rc = out.resp.status == 200 ? 0 : 1;
+	if (rc)
+		fprintf(stderr, "bayarhook: send-test: answered HTTP %d\n", out.resp.status);
+	http_client_resp_owned_free(&out);
+out:
+	free(text);
+	cJSON_Delete(body);
+	config_free(cfg);
+	return rc;
+}

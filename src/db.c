@@ -1,0 +1,619 @@
+/*
+ * db.c: the asynchronous libpq pool (see db.h). The shape follows
+ * pgbouncer's test/asynctest.c: PQconnectStart/PQconnectPoll, nonblocking
+ * mode, PQsendQueryParams, PQflush, then PQconsumeInput + PQisBusy +
+ * PQgetResult, with a one-shot event re-armed on PQsocket() each time.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+
+#include <event2/event_struct.h>
+
+#include "db.h"
+#include "log.h"
+
+#define DB_BACKOFF_MIN_MS 100
+#define DB_BACKOFF_MAX_MS 5000
+
+enum conn_state {
+	CONN_DOWN,       /* no PGconn; the retry timer is armed */
+	CONN_CONNECTING, /* PQconnectPoll in progress */
+	CONN_IDLE,       /* connected, waiting for a query (and watching for EOF) */
+	CONN_BUSY,       /* a query is in flight */
+};
+
+struct db_query {
+	TAILQ_ENTRY(db_query) link;
+	char *sql;
+	int nparams;
+	char **params;
+	db_result_cb cb;
+	void *arg;
+	bool internal; /* LISTEN after connect: not counted, no callback */
+	struct db_session *session_open; /* a session waiting for a connection */
+};
+TAILQ_HEAD(query_list, db_query);
+
+struct db_conn {
+	struct db_pool *pool;
+	int index;
+	enum conn_state state;
+	PGconn *pg;
+	struct event ev;    /* one-shot on PQsocket() */
+	bool ev_added;
+	struct event timer; /* reconnect backoff */
+	int backoff_ms;
+	struct db_query *q; /* when BUSY */
+	PGresult *result;   /* last good result of q */
+	char error[256];    /* first error of q */
+	char sqlstate[6];
+	bool flushing;
+	struct db_session *session; /* holding this connection */
+};
+
+struct db_session {
+	struct db_pool *pool;
+	struct db_conn *conn; /* NULL once the connection was lost */
+	db_session_cb open_cb;
+	void *open_arg;
+};
+
+struct db_pool {
+	struct event_base *base;
+	char *conninfo;
+	char *name;
+	int size;
+	struct db_conn *conns;
+	struct query_list queue;
+	int up;
+	char *listen_channel;
+	db_notify_cb notify_cb;
+	void *notify_arg;
+	db_state_cb state_cb;
+	void *state_arg;
+};
+
+static void conn_event(evutil_socket_t fd, short what, void *arg);
+static void conn_start(struct db_conn *c);
+static void pool_dispatch(struct db_pool *pool);
+
+static void query_free(struct db_query *q)
+{
+	if (q == NULL)
+		return;
+	for (int i = 0; i < q->nparams; i++)
+		free(q->params[i]);
+	free(q->params);
+	free(q->sql);
+	free(q);
+}
+
+static void conn_arm(struct db_conn *c, short what)
+{
+	if (c->ev_added)
+		event_del(&c->ev);
+	event_assign(&c->ev, c->pool->base, PQsocket(c->pg), what, conn_event, c);
+	event_add(&c->ev, NULL);
+	c->ev_added = true;
+}
+
+static void pool_set_up(struct db_pool *pool, int delta)
+{
+	int before = pool->up;
+
+	pool->up += delta;
+	if ((before == 0) != (pool->up == 0)) {
+		log_notice("database %s pool=%s", pool->up ? "up" : "down", pool->name);
+		if (pool->state_cb)
+			pool->state_cb(pool->up > 0, pool->state_arg);
+	}
+}
+
+/* Fails every queued query: nothing can run them now. */
+static void pool_fail_queue(struct db_pool *pool, const char *why)
+{
+	struct db_query *q;
+
+	while ((q = TAILQ_FIRST(&pool->queue)) != NULL) {
+		TAILQ_REMOVE(&pool->queue, q, link);
+		if (q->session_open) {
+			struct db_session *s = q->session_open;
+
+			s->open_cb(NULL, s->open_arg);
+			free(s);
+		} else if (!q->internal && q->cb) {
+			q->cb(NULL, why, "", q->arg);
+		}
+		query_free(q);
+	}
+}
+
+static void conn_schedule_retry(struct db_conn *c)
+{
+	struct timeval tv;
+	int ms = c->backoff_ms;
+
+	/* Jitter keeps several processes from reconnecting in lockstep. */
+	ms += rand() % (ms / 2 + 1);
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = (ms % 1000) * 1000;
+	evtimer_add(&c->timer, &tv);
+	c->backoff_ms = c->backoff_ms * 2 > DB_BACKOFF_MAX_MS ? DB_BACKOFF_MAX_MS : c->backoff_ms * 2;
+}
+
+/* Drops the connection; a query in flight fails (it may have committed). */
+static void conn_broken(struct db_conn *c, const char *why)
+{
+	struct db_query *q = c->q;
+	bool was_up = c->state == CONN_IDLE || c->state == CONN_BUSY;
+	char msg[300];
+
+	snprintf(msg, sizeof(msg), "database connection lost: %s", why);
+	msg[strcspn(msg, "\n")] = '\0';
+	if (was_up)
+		log_warnx("%s pool=%s conn=%d", msg, c->pool->name, c->index);
+	else
+		log_debug("%s pool=%s conn=%d", msg, c->pool->name, c->index);
+	if (c->ev_added) {
+		event_del(&c->ev);
+		c->ev_added = false;
+	}
+	if (c->result) {
+		PQclear(c->result);
+		c->result = NULL;
+	}
+	PQfinish(c->pg);
+	c->pg = NULL;
+	c->q = NULL;
+	c->state = CONN_DOWN;
+	if (c->session) {
+		c->session->conn = NULL;
+		c->session = NULL;
+	}
+	conn_schedule_retry(c);
+	if (was_up)
+		pool_set_up(c->pool, -1);
+	if (q) {
+		if (!q->internal && q->cb)
+			q->cb(NULL, msg, "", q->arg);
+		query_free(q);
+	}
+	if (c->pool->up == 0)
+		pool_fail_queue(c->pool, msg);
+}
+
+static void conn_retry(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	conn_start(arg);
+}
+
+static void conn_send(struct db_conn *c, struct db_query *q)
+{
+	int rc;
+
+	c->q = q;
+	c->state = CONN_BUSY;
+	c->error[0] = '\0';
+	c->sqlstate[0] = '\0';
+	if (!PQsendQueryParams(c->pg, q->sql, q->nparams, NULL, (const char *const *)q->params,
+			       NULL, NULL, 0)) {
+		conn_broken(c, PQerrorMessage(c->pg));
+		return;
+	}
+	rc = PQflush(c->pg);
+	if (rc < 0) {
+		conn_broken(c, PQerrorMessage(c->pg));
+		return;
+	}
+	c->flushing = rc == 1;
+	conn_arm(c, EV_READ | (c->flushing ? EV_WRITE : 0));
+}
+
+static void conn_ready(struct db_conn *c)
+{
+	c->state = CONN_IDLE;
+	c->backoff_ms = DB_BACKOFF_MIN_MS;
+	pool_set_up(c->pool, +1);
+	if (c->index == 0 && c->pool->listen_channel) {
+		struct db_query *q = calloc(1, sizeof(*q));
+		char *ident = PQescapeIdentifier(c->pg, c->pool->listen_channel,
+						 strlen(c->pool->listen_channel));
+
+		if (q == NULL || ident == NULL || asprintf(&q->sql, "LISTEN %s", ident) < 0) {
+			free(q);
+			PQfreemem(ident);
+			conn_broken(c, "out of memory");
+			return;
+		}
+		PQfreemem(ident);
+		q->internal = true;
+		conn_send(c, q);
+		return;
+	}
+	conn_arm(c, EV_READ);
+	pool_dispatch(c->pool);
+}
+
+static void conn_poll_connect(struct db_conn *c)
+{
+	switch (PQconnectPoll(c->pg)) {
+	case PGRES_POLLING_READING:
+		conn_arm(c, EV_READ);
+		break;
+	case PGRES_POLLING_WRITING:
+		conn_arm(c, EV_WRITE);
+		break;
+	case PGRES_POLLING_OK:
+		if (PQsetnonblocking(c->pg, 1) != 0) {
+			conn_broken(c, PQerrorMessage(c->pg));
+			break;
+		}
+		conn_ready(c);
+		break;
+	default:
+		conn_broken(c, PQerrorMessage(c->pg));
+		break;
+	}
+}
+
+static void conn_start(struct db_conn *c)
+{
+	c->pg = PQconnectStart(c->pool->conninfo);
+	if (c->pg == NULL) {
+		c->state = CONN_DOWN;
+		conn_schedule_retry(c);
+		return;
+	}
+	if (PQstatus(c->pg) == CONNECTION_BAD) {
+		c->state = CONN_CONNECTING;
+		conn_broken(c, PQerrorMessage(c->pg));
+		return;
+	}
+	c->state = CONN_CONNECTING;
+	conn_poll_connect(c);
+}
+
+static void conn_drain_notifies(struct db_conn *c)
+{
+	PGnotify *n;
+
+	while ((n = PQnotifies(c->pg)) != NULL) {
+		if (c->pool->notify_cb)
+			c->pool->notify_cb(n->relname, n->extra, c->pool->notify_arg);
+		PQfreemem(n);
+	}
+}
+
+static void conn_finish_query(struct db_conn *c)
+{
+	struct db_query *q = c->q;
+	PGresult *res = c->result;
+	char error[256], sqlstate[6];
+
+	snprintf(error, sizeof(error), "%s", c->error);
+	snprintf(sqlstate, sizeof(sqlstate), "%s", c->sqlstate);
+	c->q = NULL;
+	c->result = NULL;
+	c->state = CONN_IDLE;
+	conn_arm(c, EV_READ);
+	if (q->internal) {
+		if (error[0])
+			log_warnx("database setup failed pool=%s: %s", c->pool->name, error);
+	} else if (q->cb) {
+		q->cb(error[0] ? NULL : res, error[0] ? error : NULL, sqlstate, q->arg);
+	}
+	if (res)
+		PQclear(res);
+	query_free(q);
+	pool_dispatch(c->pool);
+}
+
+static void conn_read_results(struct db_conn *c)
+{
+	while (c->q && !PQisBusy(c->pg)) {
+		PGresult *res = PQgetResult(c->pg);
+		ExecStatusType st;
+
+		if (res == NULL) {
+			conn_finish_query(c);
+			return;
+		}
+		st = PQresultStatus(res);
+		if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
+			if (c->result)
+				PQclear(c->result);
+			c->result = res;
+			continue;
+		}
+		if (c->error[0] == '\0') {
+			const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+			snprintf(c->error, sizeof(c->error), "%s", PQresultErrorMessage(res));
+			c->error[strcspn(c->error, "\n")] = '\0';
+			snprintf(c->sqlstate, sizeof(c->sqlstate), "%s", state ? state : "");
+		}
+		PQclear(res);
+	}
+	if (c->q)
+		conn_arm(c, EV_READ);
+}
+
+static void conn_event(evutil_socket_t fd, short what, void *arg)
+{
+	struct db_conn *c = arg;
+
+	(void)fd;
+	c->ev_added = false;
+	switch (c->state) {
+	case CONN_CONNECTING:
+		conn_poll_connect(c);
+		return;
+	case CONN_DOWN:
+		return;
+	case CONN_IDLE:
+	case CONN_BUSY:
+		break;
+	}
+	if ((what & EV_WRITE) && c->flushing) {
+		int rc = PQflush(c->pg);
+
+		if (rc < 0) {
+			conn_broken(c, PQerrorMessage(c->pg));
+			return;
+		}
+		c->flushing = rc == 1;
+	}
+	if (what & EV_READ) {
+		if (!PQconsumeInput(c->pg)) {
+			conn_broken(c, PQerrorMessage(c->pg));
+			return;
+		}
+		conn_drain_notifies(c);
+		if (PQstatus(c->pg) == CONNECTION_BAD) {
+			conn_broken(c, "connection closed");
+			return;
+		}
+	}
+	if (c->state == CONN_BUSY && !c->flushing) {
+		conn_read_results(c);
+		return;
+	}
+	conn_arm(c, EV_READ | (c->flushing ? EV_WRITE : 0));
+}
+
+static void pool_dispatch(struct db_pool *pool)
+{
+	for (int i = 0; i < pool->size && !TAILQ_EMPTY(&pool->queue); i++) {
+		struct db_conn *c = &pool->conns[i];
+		struct db_query *q;
+
+		if (c->state != CONN_IDLE || c->session)
+			continue;
+		q = TAILQ_FIRST(&pool->queue);
+		TAILQ_REMOVE(&pool->queue, q, link);
+		if (q->session_open) {
+			struct db_session *s = q->session_open;
+
+			query_free(q);
+			s->conn = c;
+			c->session = s;
+			s->open_cb(s, s->open_arg);
+			continue;
+		}
+		conn_send(c, q);
+	}
+}
+
+struct db_pool *db_pool_new(struct event_base *base, const char *conninfo, int size,
+			    const char *name)
+{
+	struct db_pool *pool = calloc(1, sizeof(*pool));
+
+	if (pool == NULL)
+		return NULL;
+	pool->base = base;
+	pool->size = size;
+	TAILQ_INIT(&pool->queue);
+	pool->conninfo = strdup(conninfo);
+	pool->name = strdup(name);
+	pool->conns = calloc((size_t)size, sizeof(*pool->conns));
+	if (pool->conninfo == NULL || pool->name == NULL || pool->conns == NULL) {
+		db_pool_free(pool);
+		return NULL;
+	}
+	for (int i = 0; i < size; i++) {
+		struct db_conn *c = &pool->conns[i];
+
+		c->pool = pool;
+		c->index = i;
+		c->backoff_ms = DB_BACKOFF_MIN_MS;
+		evtimer_assign(&c->timer, base, conn_retry, c);
+		conn_start(c);
+	}
+	return pool;
+}
+
+void db_pool_free(struct db_pool *pool)
+{
+	struct db_query *q;
+
+	if (pool == NULL)
+		return;
+	for (int i = 0; pool->conns && i < pool->size; i++) {
+		struct db_conn *c = &pool->conns[i];
+
+		if (c->pool == NULL)
+			continue;
+		if (c->ev_added)
+			event_del(&c->ev);
+		evtimer_del(&c->timer);
+		if (c->result)
+			PQclear(c->result);
+		query_free(c->q);
+		if (c->pg)
+			PQfinish(c->pg);
+	}
+	while ((q = TAILQ_FIRST(&pool->queue)) != NULL) {
+		TAILQ_REMOVE(&pool->queue, q, link);
+		query_free(q);
+	}
+	free(pool->conns);
+	free(pool->conninfo);
+	free(pool->name);
+	free(pool->listen_channel);
+	free(pool);
+}
+
+void db_pool_listen(struct db_pool *pool, const char *channel, db_notify_cb cb, void *arg)
+{
+	free(pool->listen_channel);
+	pool->listen_channel = strdup(channel);
+	pool->notify_cb = cb;
+	pool->notify_arg = arg;
+}
+
+void db_pool_on_state(struct db_pool *pool, db_state_cb cb, void *arg)
+{
+	pool->state_cb = cb;
+	pool->state_arg = arg;
+}
+
+int db_pool_up(const struct db_pool *pool)
+{
+	return pool->up;
+}
+
+int db_pool_idle(const struct db_pool *pool)
+{
+	int n = 0;
+
+	for (int i = 0; i < pool->size; i++)
+		n += pool->conns[i].state == CONN_IDLE && pool->conns[i].session == NULL;
+	return n;
+}
+
+int db_query(struct db_pool *pool, const char *sql, int nparams, const char *const *params,
+	     db_result_cb cb, void *arg)
+{
+	struct db_query *q;
+
+	if (pool->up == 0)
+		return -1;
+	q = calloc(1, sizeof(*q));
+	if (q == NULL)
+		return -1;
+	q->sql = strdup(sql);
+	q->nparams = nparams;
+	q->params = calloc((size_t)(nparams ? nparams : 1), sizeof(char *));
+	q->cb = cb;
+	q->arg = arg;
+	if (q->sql == NULL || q->params == NULL)
+		goto fail;
+	for (int i = 0; i < nparams; i++) {
+		if (params[i] && (q->params[i] = strdup(params[i])) == NULL)
+			goto fail;
+	}
+	TAILQ_INSERT_TAIL(&pool->queue, q, link);
+	pool_dispatch(pool);
+	return 0;
+fail:
+	query_free(q);
+	return -1;
+}
+
+int db_session_open(struct db_pool *pool, db_session_cb cb, void *arg)
+{
+	struct db_query *q;
+	struct db_session *s;
+
+	if (pool->up == 0)
+		return -1;
+	q = calloc(1, sizeof(*q));
+	s = calloc(1, sizeof(*s));
+	if (q == NULL || s == NULL || (q->sql = strdup("")) == NULL) {
+		free(s);
+		query_free(q);
+		return -1;
+	}
+	s->pool = pool;
+	s->open_cb = cb;
+	s->open_arg = arg;
+	q->session_open = s;
+	TAILQ_INSERT_TAIL(&pool->queue, q, link);
+	pool_dispatch(pool);
+	return 0;
+}
+
+void db_session_query(struct db_session *s, const char *sql, int nparams, const char *const *params,
+		      db_result_cb cb, void *arg)
+{
+	struct db_query *q = calloc(1, sizeof(*q));
+	struct db_conn *c = s->conn;
+
+	if (c == NULL || c->state != CONN_IDLE || q == NULL || (q->sql = strdup(sql)) == NULL ||
+	    (q->params = calloc((size_t)(nparams ? nparams : 1), sizeof(char *))) == NULL) {
+		query_free(q);
+		cb(NULL, c ? "session busy or out of memory" : "database connection lost", "", arg);
+		return;
+	}
+	q->nparams = nparams;
+	q->cb = cb;
+	q->arg = arg;
+	for (int i = 0; i < nparams; i++) {
+		if (params[i] && (q->params[i] = strdup(params[i])) == NULL) {
+			query_free(q);
+			cb(NULL, "out of memory", "", arg);
+			return;
+		}
+	}
+	conn_send(c, q);
+}
+
+void db_session_close(struct db_session *s)
+{
+	struct db_conn *c;
+
+	if (s == NULL)
+		return;
+	c = s->conn;
+	free(s);
+	if (c == NULL)
+		return;
+	c->session = NULL;
+	if (c->state == CONN_IDLE && PQtransactionStatus(c->pg) != PQTRANS_IDLE) {
+		struct db_query *q = calloc(1, sizeof(*q));
+
+		if (q && (q->sql = strdup("ROLLBACK")) != NULL) {
+			q->internal = true;
+			conn_send(c, q);
+			return;
+		}
+		free(q);
+	}
+	pool_dispatch(c->pool);
+}
+
+bool db_sqlstate_retryable(const char *sqlstate)
+{
+	/* serialization_failure, deadlock_detected */
+	return sqlstate && (strcmp(sqlstate, "40001") == 0 || strcmp(sqlstate, "40P01") == 0);
+}
+
+PGconn *db_connect_blocking(const char *conninfo, char *err, size_t errlen)
+{
+	PGconn *conn = PQconnectdb(conninfo);
+
+	if (conn == NULL || PQstatus(conn) != CONNECTION_OK) {
+		snprintf(err, errlen, "cannot connect to the database: %s",
+			 conn ? PQerrorMessage(conn) : "out of memory");
+		err[strcspn(err, "\n")] = '\0';
+		PQfinish(conn);
+		return NULL;
+	}
+	PQclear(PQexec(conn, "SET client_min_messages = warning"));
+	return conn;
+}

@@ -1,0 +1,71 @@
+/*
+ * db.h: a small pool of asynchronous libpq connections driven by the event
+ * loop. Nothing here blocks: connections are made with PQconnectStart/Poll,
+ * queries sent with PQsendQueryParams and read back as the socket becomes
+ * readable. A broken connection is replaced with backoff, forever.
+ */
+#ifndef BAYARHOOK_DB_H
+#define BAYARHOOK_DB_H
+
+#include <stdbool.h>
+#include <event2/event.h>
+#include <libpq-fe.h>
+
+struct db_pool;
+
+/*
+ * res is the query's last result (PGRES_TUPLES_OK or PGRES_COMMAND_OK) or
+ * NULL on failure, with err describing it and sqlstate set when the server
+ * reported one ("" when the connection failed). The pool clears res after
+ * the callback returns.
+ */
+typedef void (*db_result_cb)(PGresult *res, const char *err, const char *sqlstate, void *arg);
+/* Called when a LISTENed channel is notified on any pool connection. */
+typedef void (*db_notify_cb)(const char *channel, const char *payload, void *arg);
+/* Called when the pool goes from no usable connection to one, and back. */
+typedef void (*db_state_cb)(bool up, void *arg);
+
+struct db_pool *db_pool_new(struct event_base *base, const char *conninfo, int size,
+			    const char *name);
+void db_pool_free(struct db_pool *pool);
+
+/* The first connection of the pool LISTENs on channel (after each reconnect). */
+void db_pool_listen(struct db_pool *pool, const char *channel, db_notify_cb cb, void *arg);
+void db_pool_on_state(struct db_pool *pool, db_state_cb cb, void *arg);
+
+/* Connections able to run a query now or soon (connected). */
+int db_pool_up(const struct db_pool *pool);
+/* Connections connected and without a query. */
+int db_pool_idle(const struct db_pool *pool);
+
+/*
+ * Runs sql with text parameters on a connection of the pool (queued until
+ * one is idle). Parameters are copied. Returns 0, or -1 when no connection
+ * is up (the callback is then never called): the caller answers at once.
+ */
+int db_query(struct db_pool *pool, const char *sql, int nparams, const char *const *params,
+	     db_result_cb cb, void *arg) __attribute__((warn_unused_result));
+
+/*
+ * A session holds one connection of the pool for a sequence of queries
+ * (BEGIN ... COMMIT). cb gets the session once a connection is free, or
+ * NULL when the pool went down meanwhile. Returns -1 when no connection is
+ * up (cb never called).
+ */
+struct db_session;
+typedef void (*db_session_cb)(struct db_session *s, void *arg);
+int db_session_open(struct db_pool *pool, db_session_cb cb, void *arg)
+	__attribute__((warn_unused_result));
+/* As db_query, on the session's connection; a lost connection fails it via cb. */
+void db_session_query(struct db_session *s, const char *sql, int nparams, const char *const *params,
+		      db_result_cb cb, void *arg);
+/* Gives the connection back (rolling back an open transaction first). */
+void db_session_close(struct db_session *s);
+
+/* True for SQLSTATEs that mean "try the same transaction again". */
+bool db_sqlstate_retryable(const char *sqlstate);
+
+/* Blocking connect for command-line tools; prints the reason on failure. */
+PGconn *db_connect_blocking(const char *conninfo, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,49 @@
+/*
+ * server.h: the HTTP side only: listeners, routes, limits, the real client
+ * address. Callback requests are handed to callback.c.
+ */
+#ifndef BAYARHOOK_SERVER_H
+#define BAYARHOOK_SERVER_H
+
+#include <stdbool.h>
+#include <event2/event.h>
+
+#include "config.h"
+#include "store.h"
+
+struct server;
+
+struct server_hooks {
+	bool (*db_up)(void *arg); /* for /healthz */
+	void *arg;
+};
+
+/*
+ * Listens on the sockets systemd passed (fds, nfds > 0) or else on
+ * cfg->listen. Returns NULL with the reason in err.
+ */
+struct server *server_new(struct event_base *base, const struct config *cfg, struct store *st,
+			  const int *fds, int nfds, const struct server_hooks *hooks, char *err,
+			  size_t errlen);
+/* Applies a reloaded config (everything but listen). cfg must outlive its use. */
+void server_set_config(struct server *srv, const struct config *cfg);
+/* Closes the listeners; requests already received are still answered. */
+void server_stop_accepting(struct server *srv);
+/* Callback requests received and not yet answered. */
+unsigned server_inflight(const struct server *srv);
+/* The address actually bound ("127.0.0.1:8080"), for logs. */
+const char *server_address(const struct server *srv);
+void server_free(struct server *srv);
+
+/*
+ * The real client address: the peer, unless the peer is a trusted proxy,
+ * in which case the rightmost untrusted X-Forwarded-For entry (or
+ * X-Real-IP). Exposed for tests.
+ */
+void server_real_client(const struct cidr_list *trusted, const char *peer, const char *xff,
+			const char *xreal, char *out, size_t outlen);
+
+/* Splits "host:port" or "[v6]:port". */
+int server_parse_listen(const char *listen, char *host, size_t hostlen, unsigned short *port);
+
+#endif

@@ -1,0 +1,306 @@
+/*
+ * store.c: group commit of callbacks. The writer never holds more batches in
+ * flight than the pool has connections, so while the database is busy new
+ * items queue up and are sent together: one round trip and one fsync for all
+ * of them. All decisions (accepted, duplicate, out of order, which jobs) are
+ * made inside bayarhook.ingest() against committed rows, so several
+ * bayarhook processes on one database agree.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "event.h"
+#include "log.h"
+#include "metrics.h"
+#include "store.h"
+
+#define STORE_MAX_BATCH 256
+#define STORE_MAX_RETRIES 3
+
+struct store_item {
+	struct store_item *next;
+	cJSON *json;
+	store_done_cb cb;
+	void *arg;
+	int retries;
+	bool solo; /* failed in a batch with others: try it alone */
+};
+
+struct store_batch {
+	struct store *st;
+	struct store_item **items;
+	int n;
+};
+
+struct store {
+	struct db_pool *pool;
+	char *actions_json;
+	struct store_item *head, *tail; /* waiting to be sent */
+	unsigned waiting;
+	int inflight; /* batches sent, not answered */
+	unsigned outstanding;
+};
+
+static void store_flush(struct store *st);
+
+static void item_finish(struct store *st, struct store_item *it, enum store_outcome o,
+			const char *verdict)
+{
+	st->outstanding--;
+	it->cb(o, verdict, it->arg);
+	cJSON_Delete(it->json);
+	free(it);
+}
+
+static void queue_front(struct store *st, struct store_item *it)
+{
+	it->next = st->head;
+	st->head = it;
+	if (st->tail == NULL)
+		st->tail = it;
+	st->waiting++;
+}
+
+static void batch_free(struct store_batch *b)
+{
+	free(b->items);
+	free(b);
+}
+
+static void batch_done(PGresult *res, const char *err, const char *sqlstate, void *arg)
+{
+	struct store_batch *b = arg;
+	struct store *st = b->st;
+
+	st->inflight--;
+	if (res != NULL) {
+		int rows = PQntuples(res);
+
+		for (int i = 0; i < rows; i++) {
+			int idx = atoi(PQgetvalue(res, i, 0));
+
+			if (idx >= 0 && idx < b->n && b->items[idx]) {
+				item_finish(st, b->items[idx], STORE_COMMITTED, PQgetvalue(res, i, 1));
+				b->items[idx] = NULL;
+			}
+		}
+		for (int i = 0; i < b->n; i++) {
+			if (b->items[i]) {
+				log_errx("store: no verdict for item %d of %d", i, b->n);
+				item_finish(st, b->items[i], STORE_FAILED, NULL);
+			}
+		}
+		metrics_inc(METRIC_STORE_BATCHES, NULL);
+		metrics_observe(METRIC_STORE_BATCH_SIZE, b->n);
+		batch_free(b);
+		store_flush(st);
+		return;
+	}
+
+	/*
+	 * A deadlock or serialization failure: run the same items again. Any
+	 * other server error with several items: one item may be poison, so
+	 * retry each alone and let only that one fail. A lost connection:
+	 * the commit may or may not have happened, so answer 503 and let the
+	 * sender retry; a committed one then comes back as a duplicate.
+	 */
+	for (int i = b->n - 1; i >= 0; i--) {
+		struct store_item *it = b->items[i];
+		bool server_error = sqlstate && sqlstate[0];
+
+		if (server_error && db_sqlstate_retryable(sqlstate) &&
+		    it->retries < STORE_MAX_RETRIES) {
+			it->retries++;
+			queue_front(st, it);
+		} else if (server_error && b->n > 1 && !it->solo) {
+			it->solo = true;
+			queue_front(st, it);
+		} else {
+			log_warnx("store: item not recorded: %s", err ? err : "unknown error");
+			item_finish(st, it, STORE_FAILED, NULL);
+		}
+	}
+	if (b->n > 1 || !(sqlstate && db_sqlstate_retryable(sqlstate)))
+		log_warnx("store: batch of %d failed sqlstate=%s: %s", b->n,
+			  sqlstate && sqlstate[0] ? sqlstate : "-", err ? err : "");
+	batch_free(b);
+	store_flush(st);
+}
+
+static void store_flush(struct store *st)
+{
+	while (st->head && st->inflight < db_pool_up(st->pool)) {
+		struct store_batch *b = calloc(1, sizeof(*b));
+		cJSON *arr = cJSON_CreateArray();
+		const char *params[2];
+		char *text = NULL;
+		int max = STORE_MAX_BATCH;
+
+		if (st->head->solo)
+			max = 1;
+		if (b == NULL || arr == NULL ||
+		    (b->items = calloc((size_t)max, sizeof(*b->items))) == NULL)
+			goto oom;
+		b->st = st;
+		while (st->head && b->n < max && (b->n == 0 || !st->head->solo)) {
+			struct store_item *it = st->head;
+
+			st->head = it->next;
+			if (st->head == NULL)
+				st->tail = NULL;
+			st->waiting--;
+			it->next = NULL;
+			cJSON_ReplaceItemInObject(it->json, "idx", cJSON_CreateNumber(b->n));
+			b->items[b->n++] = it;
+			/* The array borrows each item's object for printing only. */
+			cJSON_AddItemReferenceToArray(arr, it->json);
+		}
+		text = cJSON_PrintUnformatted(arr);
+		cJSON_Delete(arr);
+		arr = NULL;
+		if (text == NULL)
+			goto oom;
+		params[0] = text;
+		params[1] = st->actions_json;
+		if (db_query(st->pool,
+			     "SELECT idx, verdict, callback_id FROM bayarhook.ingest($1::jsonb, "
+			     "$2::jsonb)",
+			     2, params, batch_done, b) < 0) {
+			free(text);
+			for (int i = 0; i < b->n; i++)
+				item_finish(st, b->items[i], STORE_FAILED, NULL);
+			batch_free(b);
+			continue;
+		}
+		free(text);
+		st->inflight++;
+		continue;
+oom:
+		cJSON_Delete(arr);
+		if (b) {
+			for (int i = 0; i < b->n; i++)
+				queue_front(st, b->items[i]);
+			batch_free(b);
+		}
+		log_errx("store: out of memory");
+		return;
+	}
+}
+
+struct store *store_new(struct db_pool *pool)
+{
+	struct store *st = calloc(1, sizeof(*st));
+
+	if (st == NULL)
+		return NULL;
+	st->pool = pool;
+	st->actions_json = strdup("{}");
+	if (st->actions_json == NULL) {
+		free(st);
+		return NULL;
+	}
+	return st;
+}
+
+void store_free(struct store *st)
+{
+	struct store_item *it, *next;
+
+	if (st == NULL)
+		return;
+	for (it = st->head; it; it = next) {
+		next = it->next;
+		cJSON_Delete(it->json);
+		free(it);
+	}
+	free(st->actions_json);
+	free(st);
+}
+
+int store_set_actions(struct store *st, const struct config *cfg)
+{
+	cJSON *map = cJSON_CreateObject();
+	char *text;
+
+	if (map == NULL)
+		return -1;
+	for (int s = STATUS_PENDING; s <= STATUS_CANCELLED; s++) {
+		cJSON *list = cJSON_AddArrayToObject(map, event_status_name(s));
+
+		for (size_t i = 0; list && i < cfg->nactions; i++) {
+			if (cfg->actions[i].on_mask & STATUS_MASK(s))
+				cJSON_AddItemToArray(list, cJSON_CreateString(cfg->actions[i].name));
+		}
+	}
+	text = cJSON_PrintUnformatted(map);
+	cJSON_Delete(map);
+	if (text == NULL)
+		return -1;
+	free(st->actions_json);
+	st->actions_json = text;
+	return 0;
+}
+
+int store_submit(struct store *st, cJSON *item, store_done_cb cb, void *arg)
+{
+	struct store_item *it;
+
+	if (db_pool_up(st->pool) == 0 || (it = calloc(1, sizeof(*it))) == NULL) {
+		cJSON_Delete(item);
+		return -1;
+	}
+	it->json = item;
+	it->cb = cb;
+	it->arg = arg;
+	if (st->tail)
+		st->tail->next = it;
+	else
+		st->head = it;
+	st->tail = it;
+	st->waiting++;
+	st->outstanding++;
+	store_flush(st);
+	return 0;
+}
+
+unsigned store_outstanding(const struct store *st)
+{
+	return st->outstanding;
+}
+
+/* Only numeric text goes to a numeric column; anything else would fail the batch. */
+static bool numeric_text(const char *s)
+{
+	char *end;
+
+	if (s == NULL || *s == '\0')
+		return false;
+	strtod(s, &end);
+	return *end == '\0' && strspn(s, "0123456789.-+eE") == strlen(s);
+}
+
+cJSON *store_item_for_event(const struct pay_event *ev, const char *source)
+{
+	cJSON *item = cJSON_CreateObject();
+	const cJSON *f;
+
+	if (item == NULL)
+		return NULL;
+	cJSON_AddStringToObject(item, "invoice_id", ev->invoice_id);
+	cJSON_AddStringToObject(item, "status", event_status_name(ev->status));
+	if (ev->event_name)
+		cJSON_AddStringToObject(item, "event_name", ev->event_name);
+	if (numeric_text(ev->final_amount))
+		cJSON_AddStringToObject(item, "final_amount", ev->final_amount);
+	if (numeric_text(ev->amount))
+		cJSON_AddStringToObject(item, "amount", ev->amount);
+	f = cJSON_GetObjectItemCaseSensitive(ev->json, "paid_at");
+	if (cJSON_IsString(f))
+		cJSON_AddStringToObject(item, "paid_at", f->valuestring);
+	f = cJSON_GetObjectItemCaseSensitive(ev->json, "paid_reff_num");
+	if (cJSON_IsString(f))
+		cJSON_AddStringToObject(item, "paid_reff_num", f->valuestring);
+	cJSON_AddStringToObject(item, "source", source);
+	cJSON_AddItemToObject(item, "event", cJSON_Duplicate(ev->json, 1));
+	return item;
+}

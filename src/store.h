@@ -1,0 +1,50 @@
+/*
+ * store.h: records requests and verified events in PostgreSQL, in one
+ * transaction per batch (group commit): items submitted while earlier
+ * batches are in flight travel together in the next one. Each item is
+ * answered only after the transaction that holds it has committed.
+ */
+#ifndef BAYARHOOK_STORE_H
+#define BAYARHOOK_STORE_H
+
+#include <stdbool.h>
+#include <cjson/cJSON.h>
+
+#include "config.h"
+#include "db.h"
+
+struct store;
+
+enum store_outcome {
+	STORE_COMMITTED, /* durable; verdict says what it was */
+	STORE_FAILED,    /* not known to be durable: answer 503 */
+};
+
+typedef void (*store_done_cb)(enum store_outcome outcome, const char *verdict, void *arg);
+
+struct store *store_new(struct db_pool *pool);
+void store_free(struct store *st);
+/* Which actions each status triggers (from [action.*] on =); call on every (re)load. */
+int store_set_actions(struct store *st, const struct config *cfg)
+	__attribute__((warn_unused_result));
+
+/*
+ * Submits one item (a JSON object, see the keys bayarhook.ingest() reads in
+ * sql/001_init.sql); the store owns it from here. Returns -1 without calling
+ * cb when the database is down; otherwise cb is called exactly once, possibly
+ * before store_submit returns.
+ */
+int store_submit(struct store *st, cJSON *item, store_done_cb cb, void *arg)
+	__attribute__((warn_unused_result));
+
+/* Items accepted by store_submit and not yet answered. */
+unsigned store_outstanding(const struct store *st);
+
+/*
+ * Builds the item for a verified event: the payment fields and the event
+ * object itself. source is "callback" or "reconciler".
+ */
+struct pay_event;
+cJSON *store_item_for_event(const struct pay_event *ev, const char *source);
+
+#endif
