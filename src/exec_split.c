@@ -1,0 +1,357 @@
+/*
+ * exec_split.c: sh-style word splitting (quoting only) and per-word {field}
+ * substitution for the exec action. See exec_split.h for the exact rules.
+ */
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "exec_split.h"
+
+struct strvec {
+	char **v;
+	size_t n, cap;
+};
+
+/* A byte buffer that is always NUL-terminated once non-empty. */
+struct sbuf {
+	char *s;
+	size_t len, cap;
+};
+
+static void seterr(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void seterr(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err == NULL || errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+void exec_split_free(char **argv)
+{
+	if (argv == NULL)
+		return;
+	for (char **p = argv; *p != NULL; p++)
+		free(*p);
+	free(argv);
+}
+
+/* Takes ownership of s (also on failure). Keeps v NULL-terminated. */
+static int strvec_push(struct strvec *sv, char *s)
+{
+	if (sv->n + 2 > sv->cap) {
+		size_t ncap = sv->cap ? sv->cap * 2 : 8;
+		char **nv = realloc(sv->v, ncap * sizeof(*nv));
+
+		if (nv == NULL) {
+			free(s);
+			return -1;
+		}
+		sv->v = nv;
+		sv->cap = ncap;
+	}
+	sv->v[sv->n++] = s;
+	sv->v[sv->n] = NULL;
+	return 0;
+}
+
+static void strvec_clear(struct strvec *sv)
+{
+	exec_split_free(sv->v);
+	memset(sv, 0, sizeof(*sv));
+}
+
+static int sbuf_add(struct sbuf *b, const char *p, size_t n)
+{
+	if (b->len + n + 1 > b->cap) {
+		size_t ncap = b->cap ? b->cap : 32;
+		char *ns;
+
+		while (ncap < b->len + n + 1)
+			ncap *= 2;
+		ns = realloc(b->s, ncap);
+		if (ns == NULL)
+			return -1;
+		b->s = ns;
+		b->cap = ncap;
+	}
+	memcpy(b->s + b->len, p, n);
+	b->len += n;
+	b->s[b->len] = '\0';
+	return 0;
+}
+
+/* Hands the buffer's string to the caller and resets the buffer. */
+static char *sbuf_take(struct sbuf *b)
+{
+	char *s = b->s;
+
+	if (s == NULL)
+		s = strdup("");
+	memset(b, 0, sizeof(*b));
+	return s;
+}
+
+static bool is_blank(char c)
+{
+	return c == ' ' || c == '\t' || c == '\n';
+}
+
+int exec_split(const char *cmd, char ***argv_out, char *err, size_t errlen)
+{
+	struct strvec sv = {0};
+	struct sbuf word = {0};
+	bool in_word = false;
+	size_t i = 0, start;
+	char c;
+
+	*argv_out = NULL;
+	while ((c = cmd[i]) != '\0') {
+		if (is_blank(c)) {
+			i++;
+			if (in_word) {
+				char *w = sbuf_take(&word);
+
+				in_word = false;
+				if (w == NULL || strvec_push(&sv, w) < 0)
+					goto nomem;
+			}
+			continue;
+		}
+		switch (c) {
+		case '\\':
+			if (cmd[i + 1] == '\0') {
+				seterr(err, errlen, "trailing backslash at offset %zu", i);
+				goto fail;
+			}
+			/* Backslash-newline is a line continuation: it vanishes. */
+			if (cmd[i + 1] != '\n') {
+				if (sbuf_add(&word, &cmd[i + 1], 1) < 0)
+					goto nomem;
+				in_word = true;
+			}
+			i += 2;
+			break;
+		case '\'':
+			start = i++;
+			while (cmd[i] != '\0' && cmd[i] != '\'')
+				i++;
+			if (cmd[i] == '\0') {
+				seterr(err, errlen, "unterminated single quote at offset %zu",
+				       start);
+				goto fail;
+			}
+			if (sbuf_add(&word, &cmd[start + 1], i - start - 1) < 0)
+				goto nomem;
+			in_word = true;
+			i++;
+			break;
+		case '"':
+			start = i++;
+			for (;;) {
+				c = cmd[i];
+				if (c == '\0') {
+					seterr(err, errlen,
+					       "unterminated double quote at offset %zu", start);
+					goto fail;
+				}
+				if (c == '"')
+					break;
+				if (c == '\\' && cmd[i + 1] != '\0' &&
+				    strchr("\"\\$`\n", cmd[i + 1]) != NULL) {
+					if (cmd[i + 1] != '\n' &&
+					    sbuf_add(&word, &cmd[i + 1], 1) < 0)
+						goto nomem;
+					i += 2;
+					continue;
+				}
+				if (sbuf_add(&word, &c, 1) < 0)
+					goto nomem;
+				i++;
+			}
+			in_word = true;
+			i++;
+			break;
+		default:
+			if (sbuf_add(&word, &c, 1) < 0)
+				goto nomem;
+			in_word = true;
+			i++;
+			break;
+		}
+	}
+	if (in_word) {
+		char *w = sbuf_take(&word);
+
+		if (w == NULL || strvec_push(&sv, w) < 0)
+			goto nomem;
+	}
+	if (sv.n == 0) {
+		seterr(err, errlen, "empty command");
+		goto fail;
+	}
+	*argv_out = sv.v;
+	return 0;
+nomem:
+	seterr(err, errlen, "out of memory");
+fail:
+	free(word.s);
+	strvec_clear(&sv);
+	return -1;
+}
+
+static bool is_name_char(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+}
+
+/*
+ * Walks one template word. With out != NULL, appends the substituted text
+ * (values from lookup); with names != NULL, records each distinct name.
+ * wordno is 0-based; word 0 (the program) may not hold placeholders.
+ */
+static int subst_word(const char *w, size_t wordno, exec_lookup_fn lookup, void *arg,
+                      struct sbuf *out, struct strvec *names, char *err, size_t errlen)
+{
+	size_t i = 0, lit = 0;
+
+	while (w[i] != '\0') {
+		char c = w[i];
+		size_t nstart, nlen;
+		const char *val;
+		char *name;
+
+		if (c != '{' && c != '}') {
+			i++;
+			continue;
+		}
+		/* Flush the literal run before the brace. */
+		if (out != NULL && sbuf_add(out, w + lit, i - lit) < 0)
+			goto nomem;
+		if (w[i + 1] == c) {
+			/* {{ or }}: one literal brace. */
+			if (out != NULL && sbuf_add(out, &c, 1) < 0)
+				goto nomem;
+			i += 2;
+			lit = i;
+			continue;
+		}
+		if (c == '}') {
+			seterr(err, errlen,
+			       "word %zu: lone '}' at offset %zu (write }} for a literal })",
+			       wordno + 1, i);
+			return -1;
+		}
+		nstart = i + 1;
+		nlen = 0;
+		while (is_name_char(w[nstart + nlen]))
+			nlen++;
+		if (nlen == 0 || w[nstart + nlen] != '}') {
+			seterr(
+			    err, errlen,
+			    "word %zu: bad placeholder at offset %zu: a field name is [a-z0-9_]+ "
+			    "(write {{ for a literal {)",
+			    wordno + 1, i);
+			return -1;
+		}
+		if (wordno == 0) {
+			seterr(err, errlen, "placeholder {%.*s} not allowed in the program name",
+			       (int)nlen, w + nstart);
+			return -1;
+		}
+		name = strndup(w + nstart, nlen);
+		if (name == NULL)
+			goto nomem;
+		if (names != NULL) {
+			bool seen = false;
+
+			for (size_t k = 0; k < names->n && !seen; k++)
+				seen = strcmp(names->v[k], name) == 0;
+			if (seen)
+				free(name);
+			else if (strvec_push(names, name) < 0)
+				goto nomem;
+		} else if (out != NULL) {
+			val = lookup != NULL ? lookup(arg, name) : NULL;
+			if (val == NULL) {
+				seterr(err, errlen, "unknown field: %s", name);
+				free(name);
+				return -1;
+			}
+			free(name);
+			if (sbuf_add(out, val, strlen(val)) < 0)
+				goto nomem;
+		} else {
+			free(name);
+		}
+		i = nstart + nlen + 1;
+		lit = i;
+	}
+	if (out != NULL && sbuf_add(out, w + lit, i - lit) < 0)
+		goto nomem;
+	return 0;
+nomem:
+	seterr(err, errlen, "out of memory");
+	return -1;
+}
+
+int exec_split_fields(char *const *tmpl, char ***names_out, char *err, size_t errlen)
+{
+	struct strvec names = {0};
+
+	*names_out = NULL;
+	for (size_t k = 0; tmpl[k] != NULL; k++) {
+		if (subst_word(tmpl[k], k, NULL, NULL, NULL, &names, err, errlen) < 0) {
+			strvec_clear(&names);
+			return -1;
+		}
+	}
+	/* An empty, but non-NULL, set when there are no placeholders. */
+	if (names.v == NULL) {
+		names.v = calloc(1, sizeof(char *));
+		if (names.v == NULL) {
+			seterr(err, errlen, "out of memory");
+			return -1;
+		}
+	}
+	*names_out = names.v;
+	return 0;
+}
+
+int exec_split_expand(char *const *tmpl, exec_lookup_fn lookup, void *arg, char ***argv_out,
+                      char *err, size_t errlen)
+{
+	struct strvec sv = {0};
+	struct sbuf word = {0};
+
+	*argv_out = NULL;
+	for (size_t k = 0; tmpl[k] != NULL; k++) {
+		char *w;
+
+		if (subst_word(tmpl[k], k, lookup, arg, &word, NULL, err, errlen) < 0)
+			goto fail;
+		w = sbuf_take(&word);
+		if (w == NULL || strvec_push(&sv, w) < 0) {
+			seterr(err, errlen, "out of memory");
+			goto fail;
+		}
+	}
+	if (sv.n == 0) {
+		seterr(err, errlen, "empty command");
+		goto fail;
+	}
+	*argv_out = sv.v;
+	return 0;
+fail:
+	free(word.s);
+	strvec_clear(&sv);
+	return -1;
+}
