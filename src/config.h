@@ -1,0 +1,116 @@
+/*
+ * config.h: receiver.conf, parsed with inih through one table of keys
+ * (config.c). A load builds a fresh struct config; callers swap it in only
+ * when the whole file was valid.
+ */
+#ifndef BAYARHOOK_CONFIG_H
+#define BAYARHOOK_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include "cidr.h"
+
+enum action_type {
+	ACTION_EXEC,    /* fork/exec a command, no shell */
+	ACTION_SQL,     /* one parameterised statement */
+	ACTION_FORWARD, /* POST the event JSON to a URL */
+};
+
+struct action_conf {
+	char *name;            /* [action.NAME] */
+	enum action_type type;
+	unsigned on_mask;      /* STATUS_MASK() bits of event.h */
+	int timeout;           /* seconds, default 30 */
+	int max_attempts;      /* 0: use [fulfillment] max_attempts */
+	/* exec */
+	char *command;
+	/* sql */
+	char *conninfo;        /* NULL: [database] conninfo */
+	char *statement;
+	int expect_rows;       /* 0 = any; default 1 */
+	/* forward */
+	char *url;
+	bool sign_bayar;       /* sign = bayar */
+	char *secret;          /* secret_file/secret contents; NULL: current webhook secret */
+	int line;              /* line of the section header, for messages */
+};
+
+struct config {
+	char *path;
+
+	/* [server] */
+	char *listen;              /* host:port, [v6]:port */
+	char *callback_path;
+	long max_body_bytes;
+	int request_timeout;
+	struct cidr_list trusted_proxies;
+	struct cidr_list allow_from; /* empty: everyone */
+
+	/* [security] */
+	char **secrets;            /* current first, then older ones */
+	size_t nsecrets;
+	int replay_window;
+	bool confirm_with_api;
+
+	/* [database] */
+	char *conninfo;
+
+	/* [gateway] */
+	char *gateway_base_url;
+	char *api_key;             /* NULL when no key is configured */
+	int gateway_timeout;
+
+	/* [reconciler] */
+	bool reconciler_enabled;
+	int reconciler_interval;
+	int reconciler_lookback;
+	int reconciler_min_age;
+	int reconciler_max_rpm;
+
+	/* [fulfillment] */
+	int max_attempts;
+	int backoff_initial;
+	int backoff_max;
+	int concurrency;
+
+	struct action_conf *actions;
+	size_t nactions;
+};
+
+/*
+ * Loads path. On error returns NULL and writes one line naming
+ * file:line: key: reason into err.
+ */
+struct config *config_load(const char *path, char *err, size_t errlen);
+/*
+ * Same from memory (tests, fuzzing): name is used in messages and its
+ * directory for relative *_file names.
+ */
+struct config *config_load_buffer(const char *name, const char *data, size_t len, char *err,
+                                  size_t errlen);
+void config_free(struct config *cfg);
+/*
+ * For SIGHUP: keys that need a restart (listen, [database] conninfo) are
+ * copied from cur into next. Returns how many of them differed, their names
+ * ("listen, conninfo") in changed, or -1 when out of memory.
+ */
+int config_keep_fixed(struct config *next, const struct config *cur, char *changed, size_t len)
+	__attribute__((warn_unused_result));
+/* Splits a valid listen value: "[::1]:8080" -> "::1", 8080. Returns 0 or -1. */
+int config_split_listen(const char *listen, char *host, size_t hostlen, int *port)
+	__attribute__((warn_unused_result));
+/*
+ * Copies a conninfo or URL with its passwords masked ("password=***",
+ * "postgresql://user:***@host"), for logs and summaries.
+ */
+void config_redact(const char *text, char *buf, size_t len);
+/* Default path: $BAYARHOOK_CONFIG, else /etc/bayarhook/receiver.conf. */
+const char *config_default_path(void);
+/* The effective max_attempts of an action. */
+int config_action_max_attempts(const struct config *cfg, const struct action_conf *a);
+const struct action_conf *config_action(const struct config *cfg, const char *name);
+/* Prints a summary (no secrets) for check-config. */
+void config_print_summary(const struct config *cfg, FILE *out);
+
+#endif
