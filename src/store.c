@@ -150,7 +150,8 @@ static void store_flush(struct store *st)
 				st->tail = NULL;
 			st->waiting--;
 			it->next = NULL;
-			cJSON_ReplaceItemInObject(it->json, "idx", cJSON_CreateNumber(b->n));
+			cJSON_DeleteItemFromObjectCaseSensitive(it->json, "idx");
+			cJSON_AddNumberToObject(it->json, "idx", b->n);
 			b->items[b->n++] = it;
 			/* The array borrows each item's object for printing only. */
 			cJSON_AddItemReferenceToArray(arr, it->json);
