@@ -549,6 +549,11 @@ static int event_fill(struct pay_event *ev, const char *body, const struct span 
 		*err = "invoice_id must be a string";
 		return -1;
 	}
+	/* Far above bayar.gg's ids, far below PostgreSQL's btree row limit. */
+	if (strlen(item->valuestring) > EVENT_MAX_INVOICE_ID) {
+		*err = "invoice_id too long";
+		return -1;
+	}
 	ev->invoice_id = item->valuestring;
 
 	item = member_find(ev, "status", &idx);

@@ -19,6 +19,8 @@ enum pay_status {
 };
 #define STATUS_MASK(s) (1u << (s))
 
+#define EVENT_MAX_INVOICE_ID 255
+
 enum pay_status event_status_parse(const char *s);
 const char *event_status_name(enum pay_status s);
 
