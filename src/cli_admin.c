@@ -82,10 +82,18 @@ static void since_param(const char *since, char *buf, size_t len, bool *relative
 	*relative = false;
 	if (n >= 2 && strspn(since, "0123456789") == n - 1) {
 		switch (since[n - 1]) {
-		case 's': unit = "seconds"; break;
-		case 'm': unit = "minutes"; break;
-		case 'h': unit = "hours"; break;
-		case 'd': unit = "days"; break;
+		case 's':
+			unit = "seconds";
+			break;
+		case 'm':
+			unit = "minutes";
+			break;
+		case 'h':
+			unit = "hours";
+			break;
+		case 'd':
+			unit = "days";
+			break;
 		}
 	}
 	if (unit) {
@@ -99,9 +107,9 @@ static void since_param(const char *since, char *buf, size_t len, bool *relative
 int cli_audit(const char *config_path, int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"invoice", required_argument, NULL, 'i'}, {"verdict", required_argument, NULL, 'v'},
-		{"since", required_argument, NULL, 's'},   {"limit", required_argument, NULL, 'n'},
-		{"json", no_argument, NULL, 'j'},          {NULL, 0, NULL, 0},
+	    {"invoice", required_argument, NULL, 'i'}, {"verdict", required_argument, NULL, 'v'},
+	    {"since", required_argument, NULL, 's'},   {"limit", required_argument, NULL, 'n'},
+	    {"json", no_argument, NULL, 'j'},          {NULL, 0, NULL, 0},
 	};
 	const char *invoice = NULL, *verdict = NULL, *since = NULL, *limit = "100";
 	char since_buf[128], err[512];
@@ -115,20 +123,30 @@ int cli_audit(const char *config_path, int argc, char **argv)
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
-		case 'i': invoice = optarg; break;
-		case 'v': verdict = optarg; break;
-		case 's': since = optarg; break;
-		case 'n': limit = optarg; break;
-		case 'j': json = true; break;
+		case 'i':
+			invoice = optarg;
+			break;
+		case 'v':
+			verdict = optarg;
+			break;
+		case 's':
+			since = optarg;
+			break;
+		case 'n':
+			limit = optarg;
+			break;
+		case 'j':
+			json = true;
+			break;
 		default:
 			fprintf(stderr, "usage: bayarhook audit [--invoice ID] [--verdict V] "
-					"[--since TIME] [--limit N] [--json]\n");
+			                "[--since TIME] [--limit N] [--json]\n");
 			return 2;
 		}
 	}
 	if (optind < argc || strspn(limit, "0123456789") != strlen(limit) || !*limit) {
 		fprintf(stderr, "usage: bayarhook audit [--invoice ID] [--verdict V] "
-				"[--since TIME] [--limit N] [--json]\n");
+		                "[--since TIME] [--limit N] [--json]\n");
 		return 2;
 	}
 	if (since)
@@ -145,17 +163,17 @@ int cli_audit(const char *config_path, int argc, char **argv)
 	params[3] = since && relative ? since_buf : NULL;
 	params[4] = limit;
 	/* The newest N rows that match, shown oldest first. */
-	res = PQexecParams(
-		conn,
-		"SELECT coalesce(json_agg(t ORDER BY t.id), '[]'::json) FROM ("
-		" SELECT id, received_at, remote_addr, invoice_id, event, status, verdict,"
-		"  http_status, error FROM bayarhook.callbacks"
-		" WHERE ($1::text IS NULL OR invoice_id = $1)"
-		"  AND ($2::text IS NULL OR verdict = $2)"
-		"  AND ($3::timestamptz IS NULL OR received_at >= $3::timestamptz)"
-		"  AND ($4::interval IS NULL OR received_at >= now() - $4::interval)"
-		" ORDER BY id DESC LIMIT $5::bigint) t",
-		5, NULL, params, NULL, NULL, 0);
+	res =
+	    PQexecParams(conn,
+	                 "SELECT coalesce(json_agg(t ORDER BY t.id), '[]'::json) FROM ("
+	                 " SELECT id, received_at, remote_addr, invoice_id, event, status, verdict,"
+	                 "  http_status, error FROM bayarhook.callbacks"
+	                 " WHERE ($1::text IS NULL OR invoice_id = $1)"
+	                 "  AND ($2::text IS NULL OR verdict = $2)"
+	                 "  AND ($3::timestamptz IS NULL OR received_at >= $3::timestamptz)"
+	                 "  AND ($4::interval IS NULL OR received_at >= now() - $4::interval)"
+	                 " ORDER BY id DESC LIMIT $5::bigint) t",
+	                 5, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		fprintf(stderr, "bayarhook: audit: %s", PQresultErrorMessage(res));
 		goto out;
@@ -170,8 +188,8 @@ int cli_audit(const char *config_path, int argc, char **argv)
 		       "INVOICE", "STATUS", "VERDICT", "HTTP", "ERROR");
 		cJSON_ArrayForEach(r, rows)
 		{
-			const char *f[8] = {"received_at", "remote_addr", "invoice_id", "status",
-					    "verdict", "error"};
+			const char *f[8] = {"received_at", "remote_addr", "invoice_id",
+			                    "status",      "verdict",     "error"};
 			const char *v[8];
 
 			for (int i = 0; i < 6; i++) {
@@ -180,9 +198,10 @@ int cli_audit(const char *config_path, int argc, char **argv)
 				v[i] = cJSON_IsString(x) ? x->valuestring : "-";
 			}
 			printf("%-8.0f %-26.26s %-15s %-36s %-9s %-15s %4.0f  %s\n",
-			       cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(r, "id")), v[0], v[1],
-			       v[2], v[3], v[4],
-			       cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(r, "http_status")),
+			       cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(r, "id")),
+			       v[0], v[1], v[2], v[3], v[4],
+			       cJSON_GetNumberValue(
+			           cJSON_GetObjectItemCaseSensitive(r, "http_status")),
 			       strcmp(v[5], "-") ? v[5] : "");
 		}
 		cJSON_Delete(rows);

@@ -21,7 +21,7 @@
 static void usage(void)
 {
 	fprintf(stderr, "usage: bayarhook send-test [--url URL] [--invoice ID] [--status S] "
-			"[--amount N]\n");
+	                "[--amount N]\n");
 }
 
 /* The listener's own URL; a wildcard address is reached over loopback. */
@@ -46,9 +46,11 @@ static int own_url(const struct config *cfg, char *buf, size_t len)
 int cli_send_test(const char *config_path, int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"url", required_argument, NULL, 'u'},    {"invoice", required_argument, NULL, 'i'},
-		{"status", required_argument, NULL, 's'}, {"amount", required_argument, NULL, 'a'},
-		{NULL, 0, NULL, 0},
+	    {"url", required_argument, NULL, 'u'},
+	    {"invoice", required_argument, NULL, 'i'},
+	    {"status", required_argument, NULL, 's'},
+	    {"amount", required_argument, NULL, 'a'},
+	    {NULL, 0, NULL, 0},
 	};
 	const char *url = NULL, *invoice = NULL, *status = "paid";
 	long long amount = 10000;
@@ -66,9 +68,15 @@ int cli_send_test(const char *config_path, int argc, char **argv)
 		char *end;
 
 		switch (c) {
-		case 'u': url = optarg; break;
-		case 'i': invoice = optarg; break;
-		case 's': status = optarg; break;
+		case 'u':
+			url = optarg;
+			break;
+		case 'i':
+			invoice = optarg;
+			break;
+		case 's':
+			status = optarg;
+			break;
 		case 'a':
 			amount = strtoll(optarg, &end, 10);
 			if (*end != '\0' || amount < 0) {
@@ -76,7 +84,9 @@ int cli_send_test(const char *config_path, int argc, char **argv)
 				return 2;
 			}
 			break;
-		default: usage(); return 2;
+		default:
+			usage();
+			return 2;
 		}
 	}
 	if (optind < argc) {
@@ -84,7 +94,8 @@ int cli_send_test(const char *config_path, int argc, char **argv)
 		return 2;
 	}
 	if (event_status_parse(status) == STATUS_UNKNOWN) {
-		fprintf(stderr, "bayarhook: --status must be pending, paid, expired or cancelled\n");
+		fprintf(stderr,
+		        "bayarhook: --status must be pending, paid, expired or cancelled\n");
 		return 2;
 	}
 	if ((cfg = config_load(config_path, err, sizeof(err))) == NULL) {
@@ -93,14 +104,16 @@ int cli_send_test(const char *config_path, int argc, char **argv)
 	}
 	if (url == NULL) {
 		if (own_url(cfg, urlbuf, sizeof(urlbuf)) < 0) {
-			fprintf(stderr, "bayarhook: cannot derive a URL from listen = %s\n", cfg->listen);
+			fprintf(stderr, "bayarhook: cannot derive a URL from listen = %s\n",
+			        cfg->listen);
 			goto out;
 		}
 		url = urlbuf;
 	}
 	if (invoice == NULL) {
 		srand((unsigned)now ^ (unsigned)getpid());
-		snprintf(invbuf, sizeof(invbuf), "PAY-test-%lld-%06d", (long long)now, rand() % 1000000);
+		snprintf(invbuf, sizeof(invbuf), "PAY-test-%lld-%06d", (long long)now,
+		         rand() % 1000000);
 		invoice = invbuf;
 	}
 	/* A unique code of 1..999 is what bayar.gg adds to make amounts distinct. */
@@ -139,13 +152,19 @@ int cli_send_test(const char *config_path, int argc, char **argv)
 	text = cJSON_PrintUnformatted(body);
 	{
 		char ev[48];
-		const char *headers[] = {"Content-Type",        "application/json",
-					 "X-Webhook-Event",     ev,
-					 "X-Webhook-Signature", sig,
-					 "X-Webhook-Timestamp", ts,
-					 "X-Invoice-ID",        invoice,
-					 "User-Agent",          "bayarhook-send-test/" BAYARHOOK_VERSION,
-					 NULL};
+		const char *headers[] = {"Content-Type",
+		                         "application/json",
+		                         "X-Webhook-Event",
+		                         ev,
+		                         "X-Webhook-Signature",
+		                         sig,
+		                         "X-Webhook-Timestamp",
+		                         ts,
+		                         "X-Invoice-ID",
+		                         invoice,
+		                         "User-Agent",
+		                         "bayarhook-send-test/" BAYARHOOK_VERSION,
+		                         NULL};
 
 		snprintf(ev, sizeof(ev), "payment.%s", status);
 		memset(&req, 0, sizeof(req));
@@ -157,7 +176,7 @@ int cli_send_test(const char *config_path, int argc, char **argv)
 		req.timeout_sec = 10;
 		if (http_client_fetch(&req, NULL, &out) < 0 || out.resp.status == 0) {
 			fprintf(stderr, "bayarhook: send-test to %s failed: %s\n", url,
-				out.resp.error ? out.resp.error : "unknown error");
+			        out.resp.error ? out.resp.error : "unknown error");
 			http_client_resp_owned_free(&out);
 			goto out;
 		}

@@ -31,7 +31,7 @@ struct db_query {
 	char **params;
 	db_result_cb cb;
 	void *arg;
-	bool internal; /* LISTEN after connect: not counted, no callback */
+	bool internal;                   /* LISTEN after connect: not counted, no callback */
 	struct db_session *session_open; /* a session waiting for a connection */
 };
 TAILQ_HEAD(query_list, db_query);
@@ -41,7 +41,7 @@ struct db_conn {
 	int index;
 	enum conn_state state;
 	PGconn *pg;
-	struct event ev;    /* one-shot on PQsocket() */
+	struct event ev; /* one-shot on PQsocket() */
 	bool ev_added;
 	struct event timer; /* reconnect backoff */
 	int backoff_ms;
@@ -140,7 +140,8 @@ static void conn_schedule_retry(struct db_conn *c)
 	tv.tv_sec = ms / 1000;
 	tv.tv_usec = (ms % 1000) * 1000;
 	evtimer_add(&c->timer, &tv);
-	c->backoff_ms = c->backoff_ms * 2 > DB_BACKOFF_MAX_MS ? DB_BACKOFF_MAX_MS : c->backoff_ms * 2;
+	c->backoff_ms =
+	    c->backoff_ms * 2 > DB_BACKOFF_MAX_MS ? DB_BACKOFF_MAX_MS : c->backoff_ms * 2;
 }
 
 /* Drops the connection; a query in flight fails (it may have committed). */
@@ -200,7 +201,7 @@ static void conn_send(struct db_conn *c, struct db_query *q)
 	c->error[0] = '\0';
 	c->sqlstate[0] = '\0';
 	if (!PQsendQueryParams(c->pg, q->sql, q->nparams, NULL, (const char *const *)q->params,
-			       NULL, NULL, 0)) {
+	                       NULL, NULL, 0)) {
 		conn_broken(c, PQerrorMessage(c->pg));
 		return;
 	}
@@ -221,7 +222,7 @@ static void conn_ready(struct db_conn *c)
 	if (c->index == 0 && c->pool->listen_channel) {
 		struct db_query *q = calloc(1, sizeof(*q));
 		char *ident = PQescapeIdentifier(c->pg, c->pool->listen_channel,
-						 strlen(c->pool->listen_channel));
+		                                 strlen(c->pool->listen_channel));
 
 		if (q == NULL || ident == NULL || asprintf(&q->sql, "LISTEN %s", ident) < 0) {
 			free(q);
@@ -409,7 +410,7 @@ static void pool_dispatch(struct db_pool *pool)
 }
 
 struct db_pool *db_pool_new(struct event_base *base, const char *conninfo, int size,
-			    const char *name)
+                            const char *name)
 {
 	struct db_pool *pool = calloc(1, sizeof(*pool));
 
@@ -497,7 +498,7 @@ int db_pool_idle(const struct db_pool *pool)
 }
 
 int db_query(struct db_pool *pool, const char *sql, int nparams, const char *const *params,
-	     db_result_cb cb, void *arg)
+             db_result_cb cb, void *arg)
 {
 	struct db_query *q;
 
@@ -549,7 +550,7 @@ int db_session_open(struct db_pool *pool, db_session_cb cb, void *arg)
 }
 
 void db_session_query(struct db_session *s, const char *sql, int nparams, const char *const *params,
-		      db_result_cb cb, void *arg)
+                      db_result_cb cb, void *arg)
 {
 	struct db_query *q = calloc(1, sizeof(*q));
 	struct db_conn *c = s->conn;
@@ -609,7 +610,7 @@ PGconn *db_connect_blocking(const char *conninfo, char *err, size_t errlen)
 
 	if (conn == NULL || PQstatus(conn) != CONNECTION_OK) {
 		snprintf(err, errlen, "cannot connect to the database: %s",
-			 conn ? PQerrorMessage(conn) : "out of memory");
+		         conn ? PQerrorMessage(conn) : "out of memory");
 		err[strcspn(err, "\n")] = '\0';
 		PQfinish(conn);
 		return NULL;

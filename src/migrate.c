@@ -34,7 +34,8 @@ int migrate_latest(void)
 
 int migrate_current(PGconn *conn)
 {
-	PGresult *res = PQexec(conn, "SELECT coalesce(max(version), 0) FROM bayarhook.schema_version");
+	PGresult *res =
+	    PQexec(conn, "SELECT coalesce(max(version), 0) FROM bayarhook.schema_version");
 	int v = -1;
 
 	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
@@ -51,11 +52,11 @@ int migrate_run(PGconn *conn, FILE *out, char *err, size_t errlen)
 	    exec_ok(conn, "SELECT pg_advisory_lock(" MIGRATE_LOCK_KEY ")", err, errlen) < 0)
 		return -1;
 	if (exec_ok(conn,
-		    "CREATE SCHEMA IF NOT EXISTS bayarhook;"
-		    "CREATE TABLE IF NOT EXISTS bayarhook.schema_version ("
-		    " version integer PRIMARY KEY, name text NOT NULL,"
-		    " applied_at timestamptz NOT NULL DEFAULT now())",
-		    err, errlen) < 0)
+	            "CREATE SCHEMA IF NOT EXISTS bayarhook;"
+	            "CREATE TABLE IF NOT EXISTS bayarhook.schema_version ("
+	            " version integer PRIMARY KEY, name text NOT NULL,"
+	            " applied_at timestamptz NOT NULL DEFAULT now())",
+	            err, errlen) < 0)
 		goto fail;
 	current = migrate_current(conn);
 	if (current < 0) {
@@ -81,9 +82,9 @@ int migrate_run(PGconn *conn, FILE *out, char *err, size_t errlen)
 			goto fail;
 		}
 		snprintf(version, sizeof(version), "%d", m->version);
-		res = PQexecParams(conn,
-				   "INSERT INTO bayarhook.schema_version (version, name) VALUES ($1, $2)",
-				   2, NULL, params, NULL, NULL, 0);
+		res = PQexecParams(
+		    conn, "INSERT INTO bayarhook.schema_version (version, name) VALUES ($1, $2)", 2,
+		    NULL, params, NULL, NULL, 0);
 		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
 			snprintf(err, errlen, "%s: %s", m->name, PQresultErrorMessage(res));
 			err[strcspn(err, "\n")] = '\0';

@@ -49,15 +49,24 @@ struct reply_ctx {
 static const char *reason_phrase(int status)
 {
 	switch (status) {
-	case 200: return "OK";
-	case 400: return "Bad Request";
-	case 401: return "Unauthorized";
-	case 403: return "Forbidden";
-	case 404: return "Not Found";
-	case 405: return "Method Not Allowed";
-	case 413: return "Payload Too Large";
-	case 503: return "Service Unavailable";
-	default: return "Error";
+	case 200:
+		return "OK";
+	case 400:
+		return "Bad Request";
+	case 401:
+		return "Unauthorized";
+	case 403:
+		return "Forbidden";
+	case 404:
+		return "Not Found";
+	case 405:
+		return "Method Not Allowed";
+	case 413:
+		return "Payload Too Large";
+	case 503:
+		return "Service Unavailable";
+	default:
+		return "Error";
 	}
 }
 
@@ -108,7 +117,7 @@ int server_parse_listen(const char *listen, char *host, size_t hostlen, unsigned
 }
 
 void server_real_client(const struct cidr_list *trusted, const char *peer, const char *xff,
-			const char *xreal, char *out, size_t outlen)
+                        const char *xreal, char *out, size_t outlen)
 {
 	snprintf(out, outlen, "%s", peer);
 	if (!cidr_list_match(trusted, peer))
@@ -119,10 +128,12 @@ void server_real_client(const struct cidr_list *trusted, const char *peer, const
 		int n = 0;
 
 		snprintf(buf, sizeof(buf), "%s", xff);
-		for (tok = strtok_r(buf, ",", &save); tok && n < 64; tok = strtok_r(NULL, ",", &save)) {
+		for (tok = strtok_r(buf, ",", &save); tok && n < 64;
+		     tok = strtok_r(NULL, ",", &save)) {
 			while (isspace((unsigned char)*tok))
 				tok++;
-			for (char *e = tok + strlen(tok); e > tok && isspace((unsigned char)e[-1]); e--)
+			for (char *e = tok + strlen(tok); e > tok && isspace((unsigned char)e[-1]);
+			     e--)
 				e[-1] = '\0';
 			list[n++] = tok;
 		}
@@ -141,7 +152,7 @@ void server_real_client(const struct cidr_list *trusted, const char *peer, const
 }
 
 static void client_of(struct server *srv, struct evhttp_request *req, char *peer, size_t peerlen,
-		      char *real, size_t reallen)
+                      char *real, size_t reallen)
 {
 	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
 	char *addr = NULL;
@@ -151,8 +162,9 @@ static void client_of(struct server *srv, struct evhttp_request *req, char *peer
 	if (evcon)
 		evhttp_connection_get_peer(evcon, &addr, &port);
 	snprintf(peer, peerlen, "%s", addr ? addr : "");
-	server_real_client(&srv->cfg->trusted_proxies, peer, evhttp_find_header(h, "X-Forwarded-For"),
-			   evhttp_find_header(h, "X-Real-IP"), real, reallen);
+	server_real_client(&srv->cfg->trusted_proxies, peer,
+	                   evhttp_find_header(h, "X-Forwarded-For"),
+	                   evhttp_find_header(h, "X-Real-IP"), real, reallen);
 }
 
 static void callback_replied(const struct callback_answer *ans, void *arg)
@@ -178,15 +190,24 @@ static void callback_replied(const struct callback_answer *ans, void *arg)
 static const char *method_name(enum evhttp_cmd_type cmd)
 {
 	switch (cmd) {
-	case EVHTTP_REQ_GET: return "GET";
-	case EVHTTP_REQ_POST: return "POST";
-	case EVHTTP_REQ_HEAD: return "HEAD";
-	case EVHTTP_REQ_PUT: return "PUT";
-	case EVHTTP_REQ_DELETE: return "DELETE";
-	case EVHTTP_REQ_OPTIONS: return "OPTIONS";
-	case EVHTTP_REQ_TRACE: return "TRACE";
-	case EVHTTP_REQ_CONNECT: return "CONNECT";
-	case EVHTTP_REQ_PATCH: return "PATCH";
+	case EVHTTP_REQ_GET:
+		return "GET";
+	case EVHTTP_REQ_POST:
+		return "POST";
+	case EVHTTP_REQ_HEAD:
+		return "HEAD";
+	case EVHTTP_REQ_PUT:
+		return "PUT";
+	case EVHTTP_REQ_DELETE:
+		return "DELETE";
+	case EVHTTP_REQ_OPTIONS:
+		return "OPTIONS";
+	case EVHTTP_REQ_TRACE:
+		return "TRACE";
+	case EVHTTP_REQ_CONNECT:
+		return "CONNECT";
+	case EVHTTP_REQ_PATCH:
+		return "PATCH";
 	}
 	return "?";
 }
@@ -240,11 +261,11 @@ static void handle_metrics(struct server *srv, struct evhttp_request *req)
 	struct evbuffer *buf;
 
 	metrics_set(METRIC_DATABASE_UP, NULL,
-		    srv->hooks.db_up && srv->hooks.db_up(srv->hooks.arg) ? 1 : 0);
+	            srv->hooks.db_up && srv->hooks.db_up(srv->hooks.arg) ? 1 : 0);
 	text = metrics_render(&len);
 	buf = evbuffer_new();
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
-			  "text/plain; version=0.0.4; charset=utf-8");
+	                  "text/plain; version=0.0.4; charset=utf-8");
 	if (buf && text)
 		evbuffer_add(buf, text, len);
 	evhttp_send_reply(req, text ? 200 : 503, text ? "OK" : "Service Unavailable", buf);
@@ -266,7 +287,7 @@ static void server_route(struct evhttp_request *req, void *arg)
 		return;
 	}
 	if (strcmp(path, "/healthz") == 0 && (evhttp_request_get_command(req) == EVHTTP_REQ_GET ||
-					      evhttp_request_get_command(req) == EVHTTP_REQ_HEAD)) {
+	                                      evhttp_request_get_command(req) == EVHTTP_REQ_HEAD)) {
 		handle_healthz(srv, req);
 		return;
 	}
@@ -284,7 +305,7 @@ static void server_route(struct evhttp_request *req, void *arg)
  * reads is not seen; evhttp still refuses it, without an audit row.
  */
 static void server_peek_audit(struct server *srv, struct bufferevent *bev, const char *hdr,
-			      size_t hdrlen)
+                              size_t hdrlen)
 {
 	const char *line_end = memchr(hdr, '\n', hdrlen);
 	const char *p, *sp1, *sp2;
@@ -353,14 +374,14 @@ static void server_peek_audit(struct server *srv, struct bufferevent *bev, const
 
 		if (getpeername(bufferevent_getfd(bev), (struct sockaddr *)&ss, &sl) == 0) {
 			void *a = ss.ss_family == AF_INET6
-					  ? (void *)&((struct sockaddr_in6 *)&ss)->sin6_addr
-					  : (void *)&((struct sockaddr_in *)&ss)->sin_addr;
+			              ? (void *)&((struct sockaddr_in6 *)&ss)->sin6_addr
+			              : (void *)&((struct sockaddr_in *)&ss)->sin_addr;
 
 			inet_ntop(ss.ss_family, a, peer, sizeof(peer));
 		}
 		server_real_client(&srv->cfg->trusted_proxies, peer,
-				   evhttp_find_header(&headers, "X-Forwarded-For"),
-				   evhttp_find_header(&headers, "X-Real-IP"), real, sizeof(real));
+		                   evhttp_find_header(&headers, "X-Forwarded-For"),
+		                   evhttp_find_header(&headers, "X-Real-IP"), real, sizeof(real));
 		if (rc) {
 			memset(&cr, 0, sizeof(cr));
 			rc->srv = srv;
@@ -395,8 +416,7 @@ static void server_peek(struct evbuffer *buf, const struct evbuffer_cb_info *inf
 		return;
 	data = evbuffer_pullup(buf, end.pos + 4);
 	if (data)
-		server_peek_audit(srv, bev, (const char *)data,
-				  (size_t)end.pos + 4);
+		server_peek_audit(srv, bev, (const char *)data, (size_t)end.pos + 4);
 }
 
 static struct bufferevent *server_new_bev(struct event_base *base, void *arg)
@@ -417,8 +437,8 @@ static void server_apply_limits(struct server *srv)
 }
 
 struct server *server_new(struct event_base *base, const struct config *cfg, struct store *st,
-			  const int *fds, int nfds, const struct server_hooks *hooks, char *err,
-			  size_t errlen)
+                          const int *fds, int nfds, const struct server_hooks *hooks, char *err,
+                          size_t errlen)
 {
 	struct server *srv = calloc(1, sizeof(*srv));
 
@@ -434,9 +454,9 @@ struct server *server_new(struct event_base *base, const struct config *cfg, str
 	peek_server = srv;
 	/* Every method reaches us, so that a wrong one is answered 405 and audited. */
 	evhttp_set_allowed_methods(srv->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
-						      EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
-						      EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
-						      EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
+	                                          EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+	                                          EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
+	                                          EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
 	evhttp_set_gencb(srv->http, server_route, srv);
 	evhttp_set_bevcb(srv->http, server_new_bev, srv);
 	server_apply_limits(srv);
@@ -444,15 +464,17 @@ struct server *server_new(struct event_base *base, const struct config *cfg, str
 	if (nfds > 0) {
 		for (int i = 0; i < nfds && i < SERVER_MAX_LISTENERS; i++) {
 			evutil_make_socket_nonblocking(fds[i]);
-			srv->listeners[srv->nlisteners] = evhttp_accept_socket_with_handle(srv->http, fds[i]);
+			srv->listeners[srv->nlisteners] =
+			    evhttp_accept_socket_with_handle(srv->http, fds[i]);
 			if (srv->listeners[srv->nlisteners] == NULL) {
-				snprintf(err, errlen, "cannot accept on socket fd %d from systemd", fds[i]);
+				snprintf(err, errlen, "cannot accept on socket fd %d from systemd",
+				         fds[i]);
 				goto fail;
 			}
 			srv->nlisteners++;
 		}
 		snprintf(srv->address, sizeof(srv->address), "systemd socket (%d fd%s)", nfds,
-			 nfds > 1 ? "s" : "");
+		         nfds > 1 ? "s" : "");
 	} else {
 		char host[96];
 		unsigned short port;
@@ -465,23 +487,26 @@ struct server *server_new(struct event_base *base, const struct config *cfg, str
 		}
 		srv->listeners[0] = evhttp_bind_socket_with_handle(srv->http, host, port);
 		if (srv->listeners[0] == NULL) {
-			snprintf(err, errlen, "cannot listen on %s: %s", cfg->listen, strerror(errno));
+			snprintf(err, errlen, "cannot listen on %s: %s", cfg->listen,
+			         strerror(errno));
 			goto fail;
 		}
 		srv->nlisteners = 1;
 		snprintf(srv->address, sizeof(srv->address), "%s", cfg->listen);
-		if (getsockname(evhttp_bound_socket_get_fd(srv->listeners[0]), (struct sockaddr *)&ss,
-				&sl) == 0 &&
+		if (getsockname(evhttp_bound_socket_get_fd(srv->listeners[0]),
+		                (struct sockaddr *)&ss, &sl) == 0 &&
 		    port == 0) {
 			char a[64] = "";
 			unsigned short p;
 
 			if (ss.ss_family == AF_INET6) {
-				inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, a, sizeof(a));
+				inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, a,
+				          sizeof(a));
 				p = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
 				snprintf(srv->address, sizeof(srv->address), "[%s]:%u", a, p);
 			} else {
-				inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, a, sizeof(a));
+				inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, a,
+				          sizeof(a));
 				p = ntohs(((struct sockaddr_in *)&ss)->sin_port);
 				snprintf(srv->address, sizeof(srv->address), "%s:%u", a, p);
 			}

@@ -44,7 +44,7 @@ struct store {
 static void store_flush(struct store *st);
 
 static void item_finish(struct store *st, struct store_item *it, enum store_outcome o,
-			const char *verdict)
+                        const char *verdict)
 {
 	st->outstanding--;
 	it->cb(o, verdict, it->arg);
@@ -80,7 +80,8 @@ static void batch_done(PGresult *res, const char *err, const char *sqlstate, voi
 			int idx = atoi(PQgetvalue(res, i, 0));
 
 			if (idx >= 0 && idx < b->n && b->items[idx]) {
-				item_finish(st, b->items[idx], STORE_COMMITTED, PQgetvalue(res, i, 1));
+				item_finish(st, b->items[idx], STORE_COMMITTED,
+				            PQgetvalue(res, i, 1));
 				b->items[idx] = NULL;
 			}
 		}
@@ -122,7 +123,7 @@ static void batch_done(PGresult *res, const char *err, const char *sqlstate, voi
 	}
 	if (b->n > 1 || !(sqlstate && db_sqlstate_retryable(sqlstate)))
 		log_warnx("store: batch of %d failed sqlstate=%s: %s", b->n,
-			  sqlstate && sqlstate[0] ? sqlstate : "-", err ? err : "");
+		          sqlstate && sqlstate[0] ? sqlstate : "-", err ? err : "");
 	batch_free(b);
 	store_flush(st);
 }
@@ -164,9 +165,9 @@ static void store_flush(struct store *st)
 		params[0] = text;
 		params[1] = st->actions_json;
 		if (db_query(st->pool,
-			     "SELECT idx, verdict, callback_id FROM bayarhook.ingest($1::jsonb, "
-			     "$2::jsonb)",
-			     2, params, batch_done, b) < 0) {
+		             "SELECT idx, verdict, callback_id FROM bayarhook.ingest($1::jsonb, "
+		             "$2::jsonb)",
+		             2, params, batch_done, b) < 0) {
 			free(text);
 			for (int i = 0; i < b->n; i++)
 				item_finish(st, b->items[i], STORE_FAILED, NULL);
@@ -176,7 +177,7 @@ static void store_flush(struct store *st)
 		free(text);
 		st->inflight++;
 		continue;
-oom:
+	oom:
 		cJSON_Delete(arr);
 		if (b) {
 			for (int i = 0; i < b->n; i++)
@@ -230,7 +231,8 @@ int store_set_actions(struct store *st, const struct config *cfg)
 
 		for (size_t i = 0; list && i < cfg->nactions; i++) {
 			if (cfg->actions[i].on_mask & STATUS_MASK(s))
-				cJSON_AddItemToArray(list, cJSON_CreateString(cfg->actions[i].name));
+				cJSON_AddItemToArray(list,
+				                     cJSON_CreateString(cfg->actions[i].name));
 		}
 	}
 	text = cJSON_PrintUnformatted(map);
