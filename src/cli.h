@@ -11,5 +11,11 @@ int cli_check_config(const char *config_path, int argc, char **argv);
 int cli_migrate(const char *config_path, int argc, char **argv);
 int cli_audit(const char *config_path, int argc, char **argv);
 int cli_send_test(const char *config_path, int argc, char **argv);
+/* cli_jobs.c */
+int cli_jobs(const char *config_path, int argc, char **argv);
+int cli_retry(const char *config_path, int argc, char **argv);
+int cli_replay(const char *config_path, int argc, char **argv);
+/* cli_reconcile.c */
+int cli_reconcile(const char *config_path, int argc, char **argv);
 
 #endif

@@ -10,6 +10,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "action.h"
 #include "cli.h"
 #include "config.h"
 #include "db.h"
@@ -28,6 +29,7 @@ static struct config *load_or_say(const char *path)
 int cli_check_config(const char *config_path, int argc, char **argv)
 {
 	struct config *cfg;
+	char err[512];
 
 	(void)argv;
 	if (argc > 1) {
@@ -37,6 +39,11 @@ int cli_check_config(const char *config_path, int argc, char **argv)
 	cfg = load_or_say(config_path);
 	if (cfg == NULL)
 		return 1;
+	if (action_check_config(cfg, err, sizeof(err)) < 0) {
+		fprintf(stderr, "bayarhook: %s\n", err);
+		config_free(cfg);
+		return 1;
+	}
 	config_print_summary(cfg, stdout);
 	printf("%s: configuration is valid\n", config_path);
 	config_free(cfg);
@@ -167,7 +174,14 @@ int cli_audit(const char *config_path, int argc, char **argv)
 	    PQexecParams(conn,
 	                 "SELECT coalesce(json_agg(t ORDER BY t.id), '[]'::json) FROM ("
 	                 " SELECT id, received_at, remote_addr, invoice_id, event, status, verdict,"
-	                 "  http_status, error FROM bayarhook.callbacks"
+	                 "  http_status,"
+	                 /* confirm_with_api: why an accepted callback ran nothing. */
+	                 "  coalesce(error, CASE WHEN verdict = 'accepted' THEN (SELECT"
+	                 "   'not confirmed by the gateway: ' || c.reason"
+	                 "   FROM bayarhook.confirmations c WHERE c.invoice_id = cb.invoice_id"
+	                 "   AND c.callback_status = cb.status AND c.outcome = 'disagreed'"
+	                 "   ORDER BY c.id DESC LIMIT 1) END) AS error"
+	                 "  FROM bayarhook.callbacks cb"
 	                 " WHERE ($1::text IS NULL OR invoice_id = $1)"
 	                 "  AND ($2::text IS NULL OR verdict = $2)"
 	                 "  AND ($3::timestamptz IS NULL OR received_at >= $3::timestamptz)"

@@ -11,17 +11,25 @@
 #include <sys/resource.h>
 #include <event2/event.h>
 
+#include "action_exec.h"
 #include "config.h"
+#include "confirm.h"
 #include "daemon.h"
 #include "db.h"
 #include "log.h"
 #include "metrics.h"
+#include "queue.h"
+#include "reconcile.h"
 #include "sd.h"
 #include "server.h"
 #include "store.h"
 
 #define DAEMON_DB_CONNS 4
 #define DAEMON_STOP_GRACE_SEC 10
+/* Running jobs get QUEUE_STOP_GRACE_SEC, then are stopped; this bounds the rest. */
+#define DAEMON_STOP_JOBS_SEC (QUEUE_STOP_GRACE_SEC + 10)
+/* How long the listener waits for the first database connection at start. */
+#define DAEMON_START_DB_WAIT_MS 3000
 
 struct daemon {
 	struct event_base *base;
@@ -29,6 +37,11 @@ struct daemon {
 	struct db_pool *pool;
 	struct store *store;
 	struct server *server;
+	struct queue *queue;
+	struct db_pool *rpool;   /* the reconciler's and the confirmer's */
+	struct gateway *gateway; /* one door to the API: one rate limit */
+	struct reconcile *reconcile;
+	struct confirm *confirm;
 	struct sd_watchdog *watchdog;
 	struct event *ev_term, *ev_int, *ev_hup, *ev_drain;
 	int stop_ticks;
@@ -52,7 +65,7 @@ static bool daemon_healthy(void *arg)
 static void daemon_status(struct daemon *d)
 {
 	sd_status("serving on %s, database %s", server_address(d->server),
-		  db_pool_up(d->pool) ? "up" : "down");
+	          db_pool_up(d->pool) ? "up" : "down");
 }
 
 static void daemon_db_state(bool up, void *arg)
@@ -80,12 +93,19 @@ static void daemon_reload(struct daemon *d)
 	if (strcmp(next->listen, d->cfg->listen) != 0)
 		log_warnx("reload: listen changed; it takes effect only after a restart");
 	if (strcmp(next->conninfo, d->cfg->conninfo) != 0)
-		log_warnx("reload: [database] conninfo changed; it takes effect only after a restart");
+		log_warnx(
+		    "reload: [database] conninfo changed; it takes effect only after a restart");
 	{
 		char *t;
 
 		t = next->listen, next->listen = d->cfg->listen, d->cfg->listen = t;
 		t = next->conninfo, next->conninfo = d->cfg->conninfo, d->cfg->conninfo = t;
+	}
+	if (queue_set_config(d->queue, next, err, sizeof(err)) < 0) {
+		log_errx("reload failed, keeping the running config: %s", err);
+		config_free(next);
+		sd_ready(NULL);
+		return;
 	}
 	if (store_set_actions(d->store, next) < 0) {
 		log_errx("reload failed (out of memory), keeping the running config");
@@ -93,6 +113,8 @@ static void daemon_reload(struct daemon *d)
 		sd_ready(NULL);
 		return;
 	}
+	if (gateway_configure(d->gateway, next) < 0 || reconcile_configure(d->reconcile, next) < 0)
+		log_errx("reload: out of memory; the reconciler may keep old settings");
 	server_set_config(d->server, next);
 	config_free(d->cfg);
 	d->cfg = next;
@@ -105,15 +127,23 @@ static void daemon_drain(evutil_socket_t fd, short what, void *arg)
 {
 	struct daemon *d = arg;
 	unsigned left = server_inflight(d->server) + store_outstanding(d->store);
+	bool jobs = !queue_idle(d->queue);
+	bool recon = reconcile_busy(d->reconcile) || confirm_busy(d->confirm);
+	bool http = server_drained(d->server); /* listeners closed, no request half-sent */
 
 	(void)fd;
 	(void)what;
-	if (left == 0 || ++d->stop_ticks > DAEMON_STOP_GRACE_SEC * 10) {
-		if (left)
-			log_warnx("stopping with %u request(s) unanswered after %d s", left,
-				  DAEMON_STOP_GRACE_SEC);
-		event_base_loopexit(d->base, NULL);
-	}
+	++d->stop_ticks;
+	if ((left || recon || !http) && d->stop_ticks <= DAEMON_STOP_GRACE_SEC * 10)
+		return;
+	if (jobs && d->stop_ticks <= DAEMON_STOP_JOBS_SEC * 10)
+		return;
+	if (left)
+		log_warnx("stopping with %u request(s) unanswered after %d s", left,
+		          DAEMON_STOP_GRACE_SEC);
+	if (jobs)
+		log_warnx("stopping with jobs unfinished after %d s", DAEMON_STOP_JOBS_SEC);
+	event_base_loopexit(d->base, NULL);
 }
 
 static void daemon_stop(struct daemon *d)
@@ -126,6 +156,9 @@ static void daemon_stop(struct daemon *d)
 	sd_stopping();
 	log_notice("stopping: no new connections, finishing in-flight requests");
 	server_stop_accepting(d->server);
+	queue_stop(d->queue);
+	reconcile_stop(d->reconcile);
+	confirm_stop(d->confirm);
 	d->ev_drain = event_new(d->base, -1, EV_PERSIST, daemon_drain, d);
 	event_add(d->ev_drain, &tick);
 	daemon_drain(-1, 0, d);
@@ -153,6 +186,41 @@ static void raise_fd_limit(void)
 	}
 }
 
+static void daemon_start_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	*(bool *)arg = true;
+}
+
+/*
+ * Runs the loop until the pool has a connection, for at most
+ * DAEMON_START_DB_WAIT_MS, before the listener is made. With socket
+ * activation the callback that started us is already waiting in the
+ * backlog: it should be stored, not answered 503 because the pool was still
+ * connecting. A database that stays down delays the listener by the bound;
+ * then callbacks are answered 503 until it is back.
+ */
+static void daemon_wait_for_db(struct daemon *d)
+{
+	struct timeval tv = {DAEMON_START_DB_WAIT_MS / 1000,
+	                     (DAEMON_START_DB_WAIT_MS % 1000) * 1000};
+	bool expired = false;
+	struct event *timer = evtimer_new(d->base, daemon_start_timeout, &expired);
+
+	if (timer == NULL || evtimer_add(timer, &tv) < 0) {
+		if (timer)
+			event_free(timer);
+		return;
+	}
+	while (!expired && db_pool_up(d->pool) == 0)
+		event_base_loop(d->base, EVLOOP_ONCE);
+	event_free(timer);
+	if (db_pool_up(d->pool) == 0)
+		log_warnx("database not reachable yet; serving anyway, callbacks are answered 503 "
+		          "until it is");
+}
+
 static void daemon_free(struct daemon *d)
 {
 	if (d->ev_drain)
@@ -165,7 +233,13 @@ static void daemon_free(struct daemon *d)
 		event_free(d->ev_hup);
 	sd_watchdog_free(d->watchdog);
 	server_free(d->server);
+	queue_free(d->queue);
+	action_exec_fini();
+	confirm_free(d->confirm);
+	reconcile_free(d->reconcile);
+	gateway_free(d->gateway);
 	store_free(d->store);
+	db_pool_free(d->rpool);
 	db_pool_free(d->pool);
 	config_free(d->cfg);
 	if (d->base)
@@ -200,6 +274,27 @@ int daemon_serve(const char *config_path)
 		goto out;
 	}
 	db_pool_on_state(d.pool, daemon_db_state, &d);
+	if (action_exec_init(d.base) < 0) {
+		log_errx("cannot install the SIGCHLD handler");
+		goto out;
+	}
+	d.queue = queue_new(d.base, d.cfg, err, sizeof(err));
+	if (d.queue == NULL) {
+		log_errx("%s", err);
+		goto out;
+	}
+	/* Before the loop first runs: the confirmer LISTENs on rpool as it connects. */
+	d.rpool = db_pool_new(d.base, d.cfg->conninfo, 2, "reconcile");
+	d.gateway = d.rpool ? gateway_new(d.base, d.cfg) : NULL;
+	d.reconcile =
+	    d.gateway ? reconcile_new(d.base, d.cfg, d.rpool, d.store, d.gateway, "serve") : NULL;
+	d.confirm = d.reconcile ? confirm_new(d.base, d.rpool, d.gateway) : NULL;
+	if (d.confirm == NULL) {
+		log_errx("out of memory");
+		goto out;
+	}
+	reconcile_start(d.reconcile);
+	daemon_wait_for_db(&d);
 
 	nfds = sd_listen_sockets(&fds);
 	if (nfds < 0) {
@@ -208,7 +303,7 @@ int daemon_serve(const char *config_path)
 	}
 	if (nfds > 0)
 		log_notice("using %d socket(s) from systemd; listen = %s is ignored", nfds,
-			   d.cfg->listen);
+		           d.cfg->listen);
 	hooks.db_up = daemon_db_up;
 	hooks.arg = &d;
 	d.server = server_new(d.base, d.cfg, d.store, fds, nfds, &hooks, err, sizeof(err));
@@ -228,7 +323,7 @@ int daemon_serve(const char *config_path)
 	d.watchdog = sd_watchdog_start(d.base, daemon_healthy, &d);
 	metrics_set(METRIC_DATABASE_UP, NULL, db_pool_up(d.pool) ? 1 : 0);
 	log_notice("bayarhook %s listening on %s callback_path=%s", BAYARHOOK_VERSION,
-		   server_address(d.server), d.cfg->callback_path);
+	           server_address(d.server), d.cfg->callback_path);
 	/*
 	 * Ready means the listener is up. With the database down, callbacks are
 	 * answered 503 (the gateway keeps them) until the pool reconnects.

@@ -51,6 +51,7 @@ struct db_conn {
 	char sqlstate[6];
 	bool flushing;
 	struct db_session *session; /* holding this connection */
+	bool counted;               /* included in pool->up */
 };
 
 struct db_session {
@@ -148,7 +149,7 @@ static void conn_schedule_retry(struct db_conn *c)
 static void conn_broken(struct db_conn *c, const char *why)
 {
 	struct db_query *q = c->q;
-	bool was_up = c->state == CONN_IDLE || c->state == CONN_BUSY;
+	bool was_up = c->counted;
 	char msg[300];
 
 	snprintf(msg, sizeof(msg), "database connection lost: %s", why);
@@ -174,6 +175,7 @@ static void conn_broken(struct db_conn *c, const char *why)
 		c->session = NULL;
 	}
 	conn_schedule_retry(c);
+	c->counted = false;
 	if (was_up)
 		pool_set_up(c->pool, -1);
 	if (q) {
@@ -216,9 +218,7 @@ static void conn_send(struct db_conn *c, struct db_query *q)
 
 static void conn_ready(struct db_conn *c)
 {
-	c->state = CONN_IDLE;
 	c->backoff_ms = DB_BACKOFF_MIN_MS;
-	pool_set_up(c->pool, +1);
 	if (c->index == 0 && c->pool->listen_channel) {
 		struct db_query *q = calloc(1, sizeof(*q));
 		char *ident = PQescapeIdentifier(c->pg, c->pool->listen_channel,
@@ -232,10 +232,23 @@ static void conn_ready(struct db_conn *c)
 		}
 		PQfreemem(ident);
 		q->internal = true;
+		/*
+		 * LISTEN goes out before the pool is announced up: the state
+		 * callback may send queries, and they must not land on this
+		 * connection while it is busy.
+		 */
+		c->state = CONN_IDLE;
 		conn_send(c, q);
+		if (c->state == CONN_BUSY) {
+			c->counted = true;
+			pool_set_up(c->pool, +1);
+		}
 		return;
 	}
+	c->state = CONN_IDLE;
 	conn_arm(c, EV_READ);
+	c->counted = true;
+	pool_set_up(c->pool, +1);
 	pool_dispatch(c->pool);
 }
 

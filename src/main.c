@@ -22,6 +22,13 @@ static void usage(FILE *out)
 		"  serve                      run the daemon (foreground; systemd-aware)\n"
 		"  check-config               parse and validate the config, print a summary\n"
 		"  migrate                    create or upgrade the database schema\n"
+		"  reconcile --once [--verbose]\n"
+		"                             ask the gateway about missed payments, once\n"
+		"  jobs [--state S] [--invoice ID] [--limit N] [--json]\n"
+		"                             list fulfillment jobs\n"
+		"  retry JOB_ID               put a failed or dead job back in the queue now\n"
+		"  replay INVOICE [--action NAME]\n"
+		"                             run the actions of an invoice again, as new jobs\n"
 		"  audit [--invoice ID] [--verdict V] [--since TIME] [--limit N] [--json]\n"
 		"                             show received callbacks\n"
 		"  send-test [--url URL] [--invoice ID] [--status S] [--amount N]\n"
@@ -125,6 +132,14 @@ int main(int argc, char **argv)
 		return cli_check_config(config_path, argc, argv);
 	if (strcmp(cmd, "migrate") == 0)
 		return cli_migrate(config_path, argc, argv);
+	if (strcmp(cmd, "jobs") == 0)
+		return cli_jobs(config_path, argc, argv);
+	if (strcmp(cmd, "retry") == 0)
+		return cli_retry(config_path, argc, argv);
+	if (strcmp(cmd, "replay") == 0)
+		return cli_replay(config_path, argc, argv);
+	if (strcmp(cmd, "reconcile") == 0)
+		return cli_reconcile(config_path, argc, argv);
 	if (strcmp(cmd, "audit") == 0)
 		return cli_audit(config_path, argc, argv);
 	if (strcmp(cmd, "send-test") == 0)

@@ -1,0 +1,125 @@
+/*
+ * action.h: what one attempt of a job does (SPEC §5). The queue hands a
+ * claimed job to action_start(); the action runs it on the event loop (a
+ * child process, a SQL statement, an HTTP POST) and reports one
+ * action_result. Nothing here knows about leases or retries.
+ *
+ * Configured actions are prepared once per (re)load into an action_set:
+ * commands are split, statements rewritten from :name to $n, pools and
+ * secrets resolved. A run keeps a reference to its action, so a reload while
+ * jobs run changes only the jobs claimed after it.
+ */
+#ifndef BAYARHOOK_ACTION_H
+#define BAYARHOOK_ACTION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct event_base;
+struct config;
+struct db_session;
+
+/* Shared by all runs: the event loop, the HTTP client, the sql pools. */
+struct action_ctx;
+/* One prepared [action.NAME]; reference-counted. */
+struct action;
+/* Every action of one config. */
+struct action_set;
+/* One attempt in progress. */
+struct action_run;
+
+enum action_outcome {
+	ACTION_SUCCEEDED, /* exit 0, 2xx, rows as expected and committed */
+	ACTION_FAILED,    /* anything else worth retrying */
+	ACTION_TIMEOUT,   /* killed or abandoned at the action's timeout */
+};
+
+struct action_result {
+	enum action_outcome outcome;
+	int exit_code;       /* exec: the exit status; -1 when none */
+	int http_status;     /* forward: the answer's status; 0 when none */
+	long long row_count; /* sql: rows the statement changed; -1 when none */
+	const char *error;   /* one line for jobs.last_error; NULL on success */
+	const char *output;  /* what the attempt printed or was answered; may be "" */
+	size_t output_len;
+	/*
+	 * sql on the receiver's own database: the job's completion was part of
+	 * the action's transaction (committed together, or not at all). The
+	 * queue then records nothing more for a success.
+	 */
+	bool finished;
+	bool lease_lost; /* the completion found the job taken over: record nothing */
+};
+
+/* The job an attempt is for; everything is copied by action_start(). */
+struct action_job {
+	const char *id;         /* jobs.id, as text */
+	int attempt;            /* jobs.attempts after the claim (1 = first) */
+	const char *source;     /* "callback" or "reconciler" */
+	const char *event;      /* jobs.event as JSON text */
+	const char *event_bare; /* the same without "timestamp" and "signature" */
+};
+
+typedef void (*action_done_cb)(struct action_run *run, const struct action_result *res, void *arg);
+/*
+ * For a sql action on the receiver's own database: called inside its open
+ * transaction once the statement succeeded. The callee records the job's
+ * completion through s (the statement's result is in res) and then calls
+ * next(token, ok); ok false (the lease was lost, or the update failed) rolls
+ * everything back.
+ */
+typedef void (*action_tx_next_fn)(void *token, bool ok, bool lease_lost, const char *err);
+typedef void (*action_tx_fn)(struct db_session *s, const struct action_result *res, void *arg,
+                             action_tx_next_fn next, void *token);
+
+struct action_ctx *action_ctx_new(struct event_base *base, const char *own_conninfo);
+/* Cancels what is still running (no callbacks) and frees everything. */
+void action_ctx_free(struct action_ctx *ctx);
+/* Connections of a sql pool created from now on (at most 16). */
+void action_ctx_set_pool_size(struct action_ctx *ctx, int size);
+
+/*
+ * Prepares every action of cfg. On an invalid action returns NULL and
+ * writes "file:line: key: reason" into err. Fields that no event is known
+ * to carry are logged as warnings.
+ */
+struct action_set *action_set_new(struct action_ctx *ctx, const struct config *cfg, char *err,
+                                  size_t errlen);
+void action_set_free(struct action_set *set);
+/*
+ * The same checks as action_set_new without preparing anything (no
+ * connections): for check-config. Returns 0, or -1 with "file:line: key:
+ * reason" in err.
+ */
+int action_check_config(const struct config *cfg, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+/* Lease seconds of each action as a JSON object {"name": seconds}, malloc'd. */
+char *action_set_leases(const struct action_set *set, int margin);
+/* NULL when the set has no action of that name. */
+struct action *action_set_find(const struct action_set *set, const char *name);
+
+const char *action_name(const struct action *a);
+int action_timeout(const struct action *a);
+int action_max_attempts(const struct action *a);
+
+/*
+ * Starts one attempt. tx is used only by sql actions on the receiver's
+ * own database (NULL: such an action commits on its own, at least once).
+ * Returns NULL (cb never called) only when out of memory or when nothing
+ * could be started; *err then says why. Otherwise cb is called exactly once,
+ * from the loop, unless the run is cancelled first.
+ */
+struct action_run *action_start(struct action_ctx *ctx, struct action *a,
+                                const struct action_job *job, action_tx_fn tx, void *tx_arg,
+                                action_done_cb cb, void *arg, char *err, size_t errlen);
+/*
+ * Stops an exec run (its process group is killed) or a forward (the
+ * request is abandoned) and drops the callback; returns true. A sql run
+ * cannot be stopped once its statement is sent (it is bounded by
+ * statement_timeout instead): returns false and changes nothing.
+ */
+bool action_cancel(struct action_run *run);
+/* Runs started and not yet freed, cancelled ones included. */
+size_t action_running(const struct action_ctx *ctx);
+
+#endif
