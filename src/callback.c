@@ -23,7 +23,7 @@
 struct pending {
 	callback_reply_cb reply;
 	void *arg;
-	char *verdict;     /* set when refused before storage */
+	char *verdict; /* set when refused before storage */
 	char *error;
 	char invoice[128];
 	struct timespec started;
@@ -38,7 +38,7 @@ static double since(const struct timespec *t0)
 }
 
 void callback_answer_for(const char *verdict, const char *error, struct callback_answer *ans,
-			 char *buf, size_t buflen)
+                         char *buf, size_t buflen)
 {
 	memset(ans, 0, sizeof(*ans));
 	ans->body = buf;
@@ -56,7 +56,7 @@ void callback_answer_for(const char *verdict, const char *error, struct callback
 		ans->status = 503;
 		ans->retry_after = 5;
 		snprintf(buf, buflen,
-			 "{\"success\":false,\"error\":\"temporarily unavailable, retry later\"}");
+		         "{\"success\":false,\"error\":\"temporarily unavailable, retry later\"}");
 		return;
 	}
 	if (strcmp(verdict, "bad_signature") == 0)
@@ -101,7 +101,7 @@ static void finish(struct pending *p, const char *verdict)
 	fields[1] = f_verdict;
 	fields[2] = NULL;
 	log_fields(ans.status >= 500 ? LOG_WARNING : LOG_INFO, fields, "callback status=%d%s%s",
-		   ans.status, p->error ? " error=" : "", p->error ? p->error : "");
+	           ans.status, p->error ? " error=" : "", p->error ? p->error : "");
 	metrics_inc(METRIC_HTTP_REQUESTS, verdict);
 	metrics_observe_ack(since(&p->started));
 	p->reply(&ans, p->arg);
@@ -172,7 +172,7 @@ static cJSON *headers_json(const struct evkeyvalq *headers)
 }
 
 static void submit(const struct config *cfg, struct store *st, const struct callback_request *req,
-		   struct pending *p, cJSON *item, int http_status)
+                   struct pending *p, cJSON *item, int http_status)
 {
 	char *body = sanitize(req->body ? req->body : "", req->body ? req->body_len : 0);
 
@@ -185,7 +185,8 @@ static void submit(const struct config *cfg, struct store *st, const struct call
 
 		callback_answer_for(p->verdict, p->error, &ans, buf, sizeof(buf));
 		cJSON_AddStringToObject(item, "verdict", p->verdict);
-		cJSON_AddNumberToObject(item, "http_status", http_status ? http_status : ans.status);
+		cJSON_AddNumberToObject(item, "http_status",
+		                        http_status ? http_status : ans.status);
 		if (p->error)
 			cJSON_AddStringToObject(item, "error", p->error);
 	}
@@ -205,8 +206,8 @@ static void submit(const struct config *cfg, struct store *st, const struct call
 
 /* A request refused before it could become an event: audit and answer. */
 static void refuse(const struct config *cfg, struct store *st, const struct callback_request *req,
-		   struct pending *p, const char *verdict, const char *error, cJSON *item,
-		   int http_status)
+                   struct pending *p, const char *verdict, const char *error, cJSON *item,
+                   int http_status)
 {
 	p->verdict = strdup(verdict);
 	p->error = error ? strdup(error) : NULL;
@@ -233,7 +234,7 @@ static cJSON *partial_item(const struct pay_event *ev)
 }
 
 void callback_handle(const struct config *cfg, struct store *st, const struct callback_request *req,
-		     callback_reply_cb reply, void *arg)
+                     callback_reply_cb reply, void *arg)
 {
 	struct pending *p = calloc(1, sizeof(*p));
 	struct pay_event ev;
@@ -267,8 +268,8 @@ void callback_handle(const struct config *cfg, struct store *st, const struct ca
 
 		/* A missing type is tolerated; a different one is not JSON. */
 		if (ct && strncasecmp(ct, "application/json", 16) != 0) {
-			refuse(cfg, st, req, p, "malformed", "content type must be application/json",
-			       NULL, 400);
+			refuse(cfg, st, req, p, "malformed",
+			       "content type must be application/json", NULL, 400);
 			return;
 		}
 	}
@@ -301,8 +302,9 @@ void callback_handle(const struct config *cfg, struct store *st, const struct ca
 	}
 	if (sig == NULL ||
 	    verify_signature((const char *const *)cfg->secrets, cfg->nsecrets, ev.invoice_id,
-			     ev.status_text, ev.final_amount, ts, sig) < 0) {
-		refuse(cfg, st, req, p, "bad_signature", "invalid signature", partial_item(&ev), 401);
+	                     ev.status_text, ev.final_amount, ts, sig) < 0) {
+		refuse(cfg, st, req, p, "bad_signature", "invalid signature", partial_item(&ev),
+		       401);
 		event_release(&ev);
 		return;
 	}
@@ -319,6 +321,9 @@ void callback_handle(const struct config *cfg, struct store *st, const struct ca
 		return;
 	}
 	item = store_item_for_event(&ev, "callback");
+	/* confirm_with_api: the jobs wait until check-payment agrees (confirm.c). */
+	if (item && cfg->confirm_with_api)
+		cJSON_AddTrueToObject(item, "hold");
 	event_release(&ev);
 	submit(cfg, st, req, p, item, 0);
 }

@@ -1,0 +1,228 @@
+/*
+ * cli_reconcile.c: `bayarhook reconcile --once`: one reconciliation pass on
+ * a private event loop, with the same code `serve` runs every interval,
+ * whatever [reconciler] enabled says. Prints a line per payment found (and
+ * with --verbose per invoice checked), then a summary; exit 0 only when the
+ * pass completed.
+ */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "cli.h"
+#include "config.h"
+#include "db.h"
+#include "gateway.h"
+#include "migrate.h"
+#include "reconcile.h"
+#include "store.h"
+
+#define CLI_DB_WAIT_SEC 30 /* for the pool's first connection */
+
+struct cli_run {
+	struct event_base *base;
+	struct db_pool *pool;
+	struct reconcile *rc;
+	bool verbose;
+	bool started;
+	int rc_exit;
+	char why[400];
+};
+
+static void usage(FILE *out)
+{
+	fprintf(out, "usage: bayarhook reconcile --once [--verbose]\n");
+}
+
+static void cli_report(enum reconcile_report kind, const char *invoice, const char *text, void *arg)
+{
+	struct cli_run *r = arg;
+
+	switch (kind) {
+	case RECONCILE_FOUND:
+		printf("found   %s  %s\n", invoice, text);
+		break;
+	case RECONCILE_ERROR:
+		printf("error   %s  %s\n", invoice ? invoice : "-", text);
+		break;
+	case RECONCILE_CHECKED:
+		if (r->verbose)
+			printf("checked %s  %s\n", invoice, text);
+		break;
+	}
+	fflush(stdout);
+}
+
+static void cli_done(const struct reconcile_summary *s, void *arg)
+{
+	struct cli_run *r = arg;
+
+	if (strcmp(s->result, "skipped") == 0) {
+		snprintf(r->why, sizeof(r->why), "%s", s->note ? s->note : "pass skipped");
+	} else {
+		printf("pass %lld %s in %.1f s: checked %d invoice%s, found %d, errors %d; "
+		       "%d API request%s, %d list-payments page%s\n",
+		       s->id, s->result, s->seconds, s->checked, s->checked == 1 ? "" : "s",
+		       s->found, s->errors, s->requests, s->requests == 1 ? "" : "s", s->pages,
+		       s->pages == 1 ? "" : "s");
+		if (strcmp(s->result, "completed") == 0)
+			r->rc_exit = 0;
+		else
+			snprintf(r->why, sizeof(r->why), "pass %lld %s: %s", s->id, s->result,
+			         s->note ? s->note : "see the lines above");
+	}
+	event_base_loopbreak(r->base);
+}
+
+static void cli_start(struct cli_run *r)
+{
+	if (r->started)
+		return;
+	r->started = true;
+	if (reconcile_run(r->rc, cli_report, cli_done, r) < 0) {
+		snprintf(r->why, sizeof(r->why), "out of memory");
+		event_base_loopbreak(r->base);
+	}
+}
+
+static void cli_db_state(bool up, void *arg)
+{
+	if (up)
+		cli_start(arg);
+}
+
+static void cli_db_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct cli_run *r = arg;
+
+	(void)fd;
+	(void)what;
+	if (r->started)
+		return;
+	snprintf(r->why, sizeof(r->why), "cannot connect to the database within %d s",
+	         CLI_DB_WAIT_SEC);
+	event_base_loopbreak(r->base);
+}
+
+static void cli_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct cli_run *r = arg;
+
+	(void)sig;
+	(void)what;
+	/* The pass ends itself: cancelled calls, its row marked aborted, the lock released. */
+	if (reconcile_busy(r->rc))
+		reconcile_stop(r->rc);
+	else
+		event_base_loopbreak(r->base);
+}
+
+/* A clear message instead of a failed INSERT when the schema is old. */
+static int check_schema(const char *conninfo, char *why, size_t len)
+{
+	PGconn *conn = db_connect_blocking(conninfo, why, len);
+	int v;
+
+	if (conn == NULL)
+		return -1;
+	v = migrate_current(conn);
+	PQfinish(conn);
+	if (v < migrate_latest()) {
+		snprintf(why, len,
+		         "the database schema is at version %d, this bayarhook needs %d: "
+		         "run bayarhook migrate",
+		         v < 0 ? 0 : v, migrate_latest());
+		return -1;
+	}
+	return 0;
+}
+
+int cli_reconcile(const char *config_path, int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"once", no_argument, NULL, 'o'},
+	    {"verbose", no_argument, NULL, 'v'},
+	    {NULL, 0, NULL, 0},
+	};
+	struct cli_run r;
+	struct config *cfg = NULL;
+	struct store *store = NULL;
+	struct gateway *gw = NULL;
+	struct event *ev_wait = NULL, *ev_int = NULL, *ev_term = NULL;
+	struct timeval wait = {CLI_DB_WAIT_SEC, 0};
+	char err[512];
+	bool once = false;
+	int c;
+
+	memset(&r, 0, sizeof(r));
+	r.rc_exit = 1;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "v", opts, NULL)) != -1) {
+		switch (c) {
+		case 'o':
+			once = true;
+			break;
+		case 'v':
+			r.verbose = true;
+			break;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind < argc || !once) {
+		usage(stderr);
+		return 2;
+	}
+	cfg = config_load(config_path, err, sizeof(err));
+	if (cfg == NULL) {
+		fprintf(stderr, "bayarhook: %s\n", err);
+		return 1;
+	}
+	if (check_schema(cfg->conninfo, r.why, sizeof(r.why)) < 0)
+		goto out;
+	signal(SIGPIPE, SIG_IGN);
+	/* Two connections: the pass's lock session, and its queries and stores. */
+	if ((r.base = event_base_new()) == NULL ||
+	    (r.pool = db_pool_new(r.base, cfg->conninfo, 2, "reconcile")) == NULL ||
+	    (store = store_new(r.pool)) == NULL || store_set_actions(store, cfg) < 0 ||
+	    (gw = gateway_new(r.base, cfg)) == NULL ||
+	    (r.rc = reconcile_new(r.base, cfg, r.pool, store, gw, "cli")) == NULL ||
+	    (ev_wait = evtimer_new(r.base, cli_db_timeout, &r)) == NULL ||
+	    (ev_int = evsignal_new(r.base, SIGINT, cli_signal, &r)) == NULL ||
+	    (ev_term = evsignal_new(r.base, SIGTERM, cli_signal, &r)) == NULL) {
+		snprintf(r.why, sizeof(r.why), "out of memory");
+		goto out;
+	}
+	evsignal_add(ev_int, NULL);
+	evsignal_add(ev_term, NULL);
+	evtimer_add(ev_wait, &wait);
+	db_pool_on_state(r.pool, cli_db_state, &r);
+	if (db_pool_up(r.pool) > 0)
+		cli_start(&r);
+	event_base_dispatch(r.base);
+out:
+	if (r.rc_exit != 0)
+		fprintf(stderr, "bayarhook: reconcile: %s\n", r.why[0] ? r.why : "failed");
+	reconcile_free(r.rc);
+	gateway_free(gw);
+	store_free(store);
+	db_pool_free(r.pool);
+	if (ev_wait)
+		event_free(ev_wait);
+	if (ev_int)
+		event_free(ev_int);
+	if (ev_term)
+		event_free(ev_term);
+	if (r.base) {
+		/* Lets a DNS lookup cancelled with the gateway free itself. */
+		event_base_loop(r.base, EVLOOP_NONBLOCK);
+		event_base_free(r.base);
+	}
+	config_free(cfg);
+	return r.rc_exit;
+}

@@ -1,0 +1,90 @@
+/*
+ * reconcile.h: the reconciliation pass. It asks the gateway about payments
+ * whose callback may never have come and records what it learns through
+ * the store, exactly as a verified callback (source "reconciler", no audit
+ * row), so the same jobs run, once:
+ *   - local pending invoices older than min_age -> check-payment;
+ *   - list-payments status=paid since lookback (+1 day, the gateway counts
+ *     in WIB), every page -> each invoice not paid locally and paid at least
+ *     min_age ago (younger ones are left to their callback) -> check-payment.
+ * One process at a time per database (pg_try_advisory_lock on a session
+ * held for the pass); every pass is a row in bayarhook.reconcile_passes.
+ * `serve` runs a pass every [reconciler] interval when enabled;
+ * `reconcile --once` runs one on a private loop.
+ */
+#ifndef BAYARHOOK_RECONCILE_H
+#define BAYARHOOK_RECONCILE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <time.h>
+
+#include "config.h"
+#include "db.h"
+#include "gateway.h"
+#include "store.h"
+
+struct event_base;
+struct reconcile;
+
+/* Arbitrary but fixed, next to migrate.c's 7242184291. */
+#define RECONCILE_LOCK_KEY "7242184292"
+
+struct reconcile_summary {
+	long long id;       /* bayarhook.reconcile_passes.id, 0 when no row was written */
+	const char *result; /* "completed", "failed", "aborted", or "skipped" (locked elsewhere) */
+	int checked;        /* invoices check-payment answered about */
+	int found;          /* payments recorded (new, or moved forward) */
+	int errors;         /* invoices or pages that could not be had */
+	int requests;       /* API requests, retries included */
+	int pages;          /* list-payments pages read */
+	double seconds;
+	const char *note; /* why it failed, or NULL */
+};
+
+enum reconcile_report {
+	RECONCILE_CHECKED, /* an answer that changed nothing */
+	RECONCILE_FOUND,   /* a payment recorded */
+	RECONCILE_ERROR,   /* an invoice or page that could not be had */
+};
+
+/* Progress lines; invoice may be NULL (a page). */
+typedef void (*reconcile_report_cb)(enum reconcile_report kind, const char *invoice,
+                                    const char *text, void *arg);
+typedef void (*reconcile_done_cb)(const struct reconcile_summary *s, void *arg);
+
+/*
+ * pool: holds the pass's lock session and its queries (two connections
+ * suffice); store: where findings go; gw: shared with the confirmer so one
+ * rate limit covers every API request. trigger ("serve", "cli") is recorded.
+ */
+struct reconcile *reconcile_new(struct event_base *base, const struct config *cfg,
+                                struct db_pool *pool, struct store *store, struct gateway *gw,
+                                const char *trigger);
+/* Stops and frees (a pass in flight is dropped unrecorded); accepts NULL. */
+void reconcile_free(struct reconcile *rc);
+/* After SIGHUP: interval, lookback, min_age, enabled. */
+int reconcile_configure(struct reconcile *rc, const struct config *cfg)
+    __attribute__((warn_unused_result));
+
+/* serve: a pass every interval while [reconciler] enabled = true. */
+void reconcile_start(struct reconcile *rc);
+/* Shutdown: no new pass; a running one is aborted and recorded as such. */
+void reconcile_stop(struct reconcile *rc);
+/* True while a pass is running (or finishing its records). */
+bool reconcile_busy(const struct reconcile *rc);
+
+/*
+ * Starts one pass now. report (may be NULL) gets progress lines, done the
+ * summary, exactly once and never before this returns. Returns -1 when a
+ * pass is already running or out of memory.
+ */
+int reconcile_run(struct reconcile *rc, reconcile_report_cb report, reconcile_done_cb done,
+                  void *arg) __attribute__((warn_unused_result));
+
+/* The list-payments start_date for a lookback: today in WIB - lookback - 1 day. */
+void reconcile_start_date(time_t now, int lookback, char *buf, size_t len);
+/* "YYYY-MM-DD HH:MM:SS" in WIB (the gateway's times) as Unix time; -1 when unreadable. */
+time_t reconcile_wib_time(const char *text);
+
+#endif
