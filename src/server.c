@@ -14,8 +14,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <linux/filter.h>
+#include <poll.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/http.h>
@@ -28,6 +31,12 @@
 
 #define SERVER_MAX_HEADERS 16384
 #define SERVER_MAX_LISTENERS 16
+/*
+ * A graceful stop waits until no request bytes arrived for this long, so
+ * that a client that connected before the listener closed and is still
+ * sending is answered rather than cut off.
+ */
+#define SERVER_QUIET_MS 250
 
 struct server {
 	struct event_base *base;
@@ -37,6 +46,9 @@ struct server {
 	struct server_hooks hooks;
 	struct evhttp_bound_socket *listeners[SERVER_MAX_LISTENERS];
 	int nlisteners;
+	bool from_systemd;          /* the listeners are systemd's (bayarhook.socket) */
+	bool stopping;              /* server_stop_accepting() was called */
+	struct timespec last_input; /* CLOCK_MONOTONIC of the last bytes received */
 	unsigned inflight;
 	char address[128];
 };
@@ -70,11 +82,14 @@ static const char *reason_phrase(int status)
 	}
 }
 
-static void send_json(struct evhttp_request *req, int status, const char *body)
+static void send_json(struct server *srv, struct evhttp_request *req, int status, const char *body)
 {
 	struct evbuffer *buf = evbuffer_new();
 	struct evkeyvalq *out = evhttp_request_get_output_headers(req);
 
+	/* Stopping: no keep-alive, so evhttp closes the connection after this answer. */
+	if (srv->stopping)
+		evhttp_add_header(out, "Connection", "close");
 	evhttp_add_header(out, "Content-Type", "application/json");
 	evhttp_add_header(out, "Cache-Control", "no-store");
 	if (buf)
@@ -182,7 +197,7 @@ static void callback_replied(const struct callback_answer *ans, void *arg)
 		}
 		if (ans->allow_post)
 			evhttp_add_header(out, "Allow", "POST");
-		send_json(rc->req, ans->status, ans->body);
+		send_json(rc->srv, rc->req, ans->status, ans->body);
 	}
 	free(rc);
 }
@@ -221,7 +236,7 @@ static void handle_callback(struct server *srv, struct evhttp_request *req)
 	size_t len = evbuffer_get_length(in);
 
 	if (rc == NULL) {
-		send_json(req, 503, "{\"success\":false,\"error\":\"out of memory\"}");
+		send_json(srv, req, 503, "{\"success\":false,\"error\":\"out of memory\"}");
 		return;
 	}
 	rc->srv = srv;
@@ -249,9 +264,9 @@ static void handle_healthz(struct server *srv, struct evhttp_request *req)
 	bool up = srv->hooks.db_up ? srv->hooks.db_up(srv->hooks.arg) : false;
 
 	if (up)
-		send_json(req, 200, "{\"status\":\"ok\",\"database\":\"up\"}");
+		send_json(srv, req, 200, "{\"status\":\"ok\",\"database\":\"up\"}");
 	else
-		send_json(req, 503, "{\"status\":\"degraded\",\"database\":\"down\"}");
+		send_json(srv, req, 503, "{\"status\":\"degraded\",\"database\":\"down\"}");
 }
 
 static void handle_metrics(struct server *srv, struct evhttp_request *req)
@@ -264,6 +279,8 @@ static void handle_metrics(struct server *srv, struct evhttp_request *req)
 	            srv->hooks.db_up && srv->hooks.db_up(srv->hooks.arg) ? 1 : 0);
 	text = metrics_render(&len);
 	buf = evbuffer_new();
+	if (srv->stopping)
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
 	                  "text/plain; version=0.0.4; charset=utf-8");
 	if (buf && text)
@@ -295,7 +312,7 @@ static void server_route(struct evhttp_request *req, void *arg)
 		handle_metrics(srv, req);
 		return;
 	}
-	send_json(req, 404, "{\"success\":false,\"error\":\"not found\"}");
+	send_json(srv, req, 404, "{\"success\":false,\"error\":\"not found\"}");
 }
 
 /*
@@ -409,6 +426,8 @@ static void server_peek(struct evbuffer *buf, const struct evbuffer_cb_info *inf
 	size_t len = evbuffer_get_length(buf);
 	unsigned char *data;
 
+	if (info->n_added > 0 && srv != NULL)
+		clock_gettime(CLOCK_MONOTONIC, &srv->last_input);
 	if (info->n_added == 0 || len < 16 || len - info->n_added != 0)
 		return; /* only a read that starts a fresh header block */
 	end = evbuffer_search(buf, "\r\n\r\n", 4, NULL);
@@ -473,6 +492,7 @@ struct server *server_new(struct event_base *base, const struct config *cfg, str
 			}
 			srv->nlisteners++;
 		}
+		srv->from_systemd = true;
 		snprintf(srv->address, sizeof(srv->address), "systemd socket (%d fd%s)", nfds,
 		         nfds > 1 ? "s" : "");
 	} else {
@@ -524,14 +544,78 @@ void server_set_config(struct server *srv, const struct config *cfg)
 	server_apply_limits(srv);
 }
 
+/*
+ * Makes the kernel drop new SYNs to a listening socket while connections
+ * already queued (and handshakes already answered) still complete: a
+ * classic BPF socket filter sees the TCP header at offset 0 and drops
+ * packets with SYN set and ACK clear. Clients retry the SYN and find the
+ * port closed (refused) by then, instead of being reset after sending.
+ */
+static int server_refuse_new(evutil_socket_t fd)
+{
+	static struct sock_filter code[] = {
+	    BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 13), /* TCP flags */
+	    BPF_STMT(BPF_ALU | BPF_AND | BPF_K, 0x12),
+	    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0x02, 0, 1),
+	    BPF_STMT(BPF_RET | BPF_K, 0),          /* SYN alone: drop */
+	    BPF_STMT(BPF_RET | BPF_K, 0xffffffff), /* anything else: keep */
+	};
+	struct sock_fprog prog = {sizeof(code) / sizeof(code[0]), code};
+
+	return setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog));
+}
+
+static void server_close_listener(struct server *srv, int i)
+{
+	if (srv->listeners[i])
+		evhttp_del_accept_socket(srv->http, srv->listeners[i]);
+	srv->listeners[i] = NULL;
+}
+
+/*
+ * Closing a listening socket resets the connections in its accept queue,
+ * though their clients may have sent a whole request. systemd's sockets
+ * keep their queue for the next bayarhook, so they are closed at once; our
+ * own first stop taking new connections and are closed by server_drained()
+ * once their queue is empty.
+ */
 void server_stop_accepting(struct server *srv)
 {
+	srv->stopping = true;
+	clock_gettime(CLOCK_MONOTONIC, &srv->last_input);
 	for (int i = 0; i < srv->nlisteners; i++) {
-		if (srv->listeners[i])
-			evhttp_del_accept_socket(srv->http, srv->listeners[i]);
-		srv->listeners[i] = NULL;
+		if (srv->listeners[i] == NULL)
+			continue;
+		if (!srv->from_systemd &&
+		    server_refuse_new(evhttp_bound_socket_get_fd(srv->listeners[i])) == 0)
+			continue;
+		server_close_listener(srv, i);
 	}
-	srv->nlisteners = 0;
+}
+
+bool server_drained(struct server *srv)
+{
+	struct timespec now;
+	bool open = false;
+	long ms;
+
+	for (int i = 0; i < srv->nlisteners; i++) {
+		struct pollfd pfd = {0, POLLIN, 0};
+
+		if (srv->listeners[i] == NULL)
+			continue;
+		pfd.fd = evhttp_bound_socket_get_fd(srv->listeners[i]);
+		if (poll(&pfd, 1, 0) == 0)
+			server_close_listener(srv, i); /* nothing queued */
+		else
+			open = true; /* accepted on the next turn of the loop */
+	}
+	if (open)
+		return false;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	ms = (long)(now.tv_sec - srv->last_input.tv_sec) * 1000 +
+	     (now.tv_nsec - srv->last_input.tv_nsec) / 1000000;
+	return ms >= SERVER_QUIET_MS;
 }
 
 unsigned server_inflight(const struct server *srv)

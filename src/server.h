@@ -27,8 +27,19 @@ struct server *server_new(struct event_base *base, const struct config *cfg, str
 			  size_t errlen);
 /* Applies a reloaded config (everything but listen). cfg must outlive its use. */
 void server_set_config(struct server *srv, const struct config *cfg);
-/* Closes the listeners; requests already received are still answered. */
+/*
+ * Stops taking new connections (systemd's sockets are closed, our own
+ * refuse new SYNs until their accept queue is served); requests already
+ * received or queued are still answered, each with Connection: close.
+ */
 void server_stop_accepting(struct server *srv);
+/*
+ * After server_stop_accepting(), called periodically: closes listeners whose
+ * accept queue is empty; true once none is left and no client sent a byte
+ * for a moment (nobody is in the middle of a request). Requests already
+ * read are counted by server_inflight().
+ */
+bool server_drained(struct server *srv);
 /* Callback requests received and not yet answered. */
 unsigned server_inflight(const struct server *srv);
 /* The address actually bound ("127.0.0.1:8080"), for logs. */
