@@ -157,10 +157,11 @@ enum gateway_error gateway_parse_check(const char *body, size_t len, const char 
 	ok = cJSON_GetObjectItemCaseSensitive(j, "success");
 	if (!cJSON_IsTrue(ok)) {
 		char reason[200];
+		bool refused = cJSON_IsFalse(ok);
 
 		cJSON_Delete(j);
 		gateway_body_reason(body, len, reason, sizeof(reason));
-		if (cJSON_IsFalse(ok)) {
+		if (refused) {
 			snprintf(err, errlen, "gateway refused: %s",
 			         reason[0] ? reason : "no reason");
 			return GATEWAY_ERR_REFUSED;
