@@ -10,6 +10,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,7 +52,10 @@ struct server {
 	struct timespec last_input; /* CLOCK_MONOTONIC of the last bytes received */
 	unsigned inflight;
 	char address[128];
+	struct event *sweep; /* request deadlines, once a second */
 };
+
+static void deadline_stop(struct evhttp_request *req);
 
 struct reply_ctx {
 	struct server *srv;
@@ -297,6 +301,7 @@ static void server_route(struct evhttp_request *req, void *arg)
 	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
 	const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
 
+	deadline_stop(req);
 	if (path == NULL)
 		path = "/";
 	if (strcmp(path, srv->cfg->callback_path) == 0) {
@@ -415,6 +420,94 @@ static void server_peek_audit(struct server *srv, struct bufferevent *bev, const
 	evhttp_clear_headers(&headers);
 }
 
+/*
+ * request_timeout bounds the whole time to send a request, not only the
+ * gap between two reads (which is all evhttp's own timeout measures), so
+ * that a sender dripping a byte at a time cannot hold a connection. evhttp
+ * gives no per-connection hook with a destructor, so the deadlines live in
+ * a table indexed by descriptor, and a socket is identified by its
+ * SO_COOKIE: an expired deadline shuts a socket down only when it is still
+ * the same socket, and evhttp then closes the connection itself.
+ */
+struct deadline {
+	uint64_t cookie;
+	struct timespec due;
+	bool active;
+};
+static struct deadline *deadlines;
+static int ndeadlines;
+
+static uint64_t socket_cookie(int fd)
+{
+	uint64_t cookie = 0;
+	socklen_t len = sizeof(cookie);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_COOKIE, &cookie, &len) < 0)
+		return 0;
+	return cookie;
+}
+
+/* The first bytes of a request start its clock. */
+static void deadline_start(struct server *srv, int fd)
+{
+	uint64_t cookie;
+
+	if (fd < 0 || srv->cfg->request_timeout <= 0)
+		return;
+	if (fd >= ndeadlines) {
+		int n = fd + 1024;
+		struct deadline *d = realloc(deadlines, (size_t)n * sizeof(*d));
+
+		if (d == NULL)
+			return;
+		memset(d + ndeadlines, 0, (size_t)(n - ndeadlines) * sizeof(*d));
+		deadlines = d;
+		ndeadlines = n;
+	}
+	cookie = socket_cookie(fd);
+	if (deadlines[fd].active && deadlines[fd].cookie == cookie)
+		return;
+	deadlines[fd].cookie = cookie;
+	deadlines[fd].active = true;
+	clock_gettime(CLOCK_MONOTONIC, &deadlines[fd].due);
+	deadlines[fd].due.tv_sec += srv->cfg->request_timeout;
+}
+
+/* A request that reached the router has been received in full. */
+static void deadline_stop(struct evhttp_request *req)
+{
+	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+	struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+	int fd = bev ? bufferevent_getfd(bev) : -1;
+
+	if (fd >= 0 && fd < ndeadlines)
+		deadlines[fd].active = false;
+}
+
+static void deadline_sweep(evutil_socket_t unused, short what, void *arg)
+{
+	struct timespec now;
+
+	(void)unused;
+	(void)what;
+	(void)arg;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	for (int fd = 0; fd < ndeadlines; fd++) {
+		struct deadline *d = &deadlines[fd];
+
+		if (!d->active || d->due.tv_sec > now.tv_sec ||
+		    (d->due.tv_sec == now.tv_sec && d->due.tv_nsec > now.tv_nsec))
+			continue;
+		d->active = false;
+		if (socket_cookie(fd) == d->cookie) {
+			log_info("request_timeout: closing a connection that did not send its "
+			         "request in time fd=%d",
+			         fd);
+			shutdown(fd, SHUT_RDWR);
+		}
+	}
+}
+
 /* evbuffer callbacks have no destructor, so the server is found here, not in an allocation. */
 static struct server *peek_server;
 
@@ -426,8 +519,10 @@ static void server_peek(struct evbuffer *buf, const struct evbuffer_cb_info *inf
 	size_t len = evbuffer_get_length(buf);
 	unsigned char *data;
 
-	if (info->n_added > 0 && srv != NULL)
+	if (info->n_added > 0 && srv != NULL) {
 		clock_gettime(CLOCK_MONOTONIC, &srv->last_input);
+		deadline_start(srv, bufferevent_getfd(bev));
+	}
 	if (info->n_added == 0 || len < 16 || len - info->n_added != 0)
 		return; /* only a read that starts a fresh header block */
 	end = evbuffer_search(buf, "\r\n\r\n", 4, NULL);
@@ -477,6 +572,15 @@ struct server *server_new(struct event_base *base, const struct config *cfg, str
 	                                          EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
 	                                          EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
 	evhttp_set_gencb(srv->http, server_route, srv);
+	{
+		struct timeval second = {1, 0};
+
+		srv->sweep = event_new(base, -1, EV_PERSIST, deadline_sweep, srv);
+		if (srv->sweep == NULL || event_add(srv->sweep, &second) < 0) {
+			snprintf(err, errlen, "out of memory");
+			goto fail;
+		}
+	}
 	evhttp_set_bevcb(srv->http, server_new_bev, srv);
 	server_apply_limits(srv);
 
@@ -630,6 +734,11 @@ const char *server_address(const struct server *srv)
 
 void server_free(struct server *srv)
 {
+	if (srv && srv->sweep)
+		event_free(srv->sweep);
+	free(deadlines);
+	deadlines = NULL;
+	ndeadlines = 0;
 	if (srv == NULL)
 		return;
 	if (srv->http)

@@ -6,6 +6,8 @@
  * made inside bayarhook.ingest() against committed rows, so several
  * bayarhook processes on one database agree.
  */
+#include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -275,11 +277,18 @@ unsigned store_outstanding(const struct store *st)
 static bool numeric_text(const char *s)
 {
 	char *end;
+	double v;
 
-	if (s == NULL || *s == '\0')
+	if (s == NULL || *s == '\0' || strspn(s, "0123456789.-+eE") != strlen(s))
 		return false;
-	strtod(s, &end);
-	return *end == '\0' && strspn(s, "0123456789.-+eE") == strlen(s);
+	/*
+	 * Out of double's range is also out of what is sane for an amount, and
+	 * past numeric's range PostgreSQL would refuse the cast and fail the item
+	 * (an unsigned field must never cost the callback its 200).
+	 */
+	errno = 0;
+	v = strtod(s, &end);
+	return *end == '\0' && errno != ERANGE && isfinite(v);
 }
 
 cJSON *store_item_for_event(const struct pay_event *ev, const char *source)
