@@ -320,7 +320,13 @@ void callback_handle(const struct config *cfg, struct store *st, const struct ca
 		event_release(&ev);
 		return;
 	}
-	item = store_item_for_event(&ev, "callback");
+	{
+		/* event_parse accepted exactly these bytes (valid JSON, no NUL). */
+		char *raw = strndup(req->body, req->body_len);
+
+		item = raw ? store_item_for_event(&ev, "callback", raw) : NULL;
+		free(raw);
+	}
 	/* confirm_with_api: the jobs wait until check-payment agrees (confirm.c). */
 	if (item && cfg->confirm_with_api)
 		cJSON_AddTrueToObject(item, "hold");

@@ -427,7 +427,7 @@ static void pass_stored(enum store_outcome outcome, const char *verdict, void *a
 /* Records the gateway's answer exactly as a verified callback, source reconciler. */
 static void pass_store(struct pass *p, const struct pay_event *ev)
 {
-	cJSON *item = store_item_for_event(ev, "reconciler");
+	cJSON *item = store_item_for_event(ev, "reconciler", NULL);
 	cJSON *event = item ? cJSON_GetObjectItemCaseSensitive(item, "event") : NULL;
 	struct store_ctx *sc = calloc(1, sizeof(*sc));
 	int rc;

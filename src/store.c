@@ -291,7 +291,7 @@ static bool numeric_text(const char *s)
 	return *end == '\0' && errno != ERANGE && isfinite(v);
 }
 
-cJSON *store_item_for_event(const struct pay_event *ev, const char *source)
+cJSON *store_item_for_event(const struct pay_event *ev, const char *source, const char *raw)
 {
 	cJSON *item = cJSON_CreateObject();
 	const cJSON *f;
@@ -313,6 +313,11 @@ cJSON *store_item_for_event(const struct pay_event *ev, const char *source)
 	if (cJSON_IsString(f))
 		cJSON_AddStringToObject(item, "paid_reff_num", f->valuestring);
 	cJSON_AddStringToObject(item, "source", source);
-	cJSON_AddItemToObject(item, "event", cJSON_Duplicate(ev->json, 1));
+	/*
+	 * The body event_parse accepted is valid JSON already: embedding its
+	 * text saves copying and printing the whole event once per callback.
+	 */
+	cJSON_AddItemToObject(item, "event",
+	                      raw ? cJSON_CreateRaw(raw) : cJSON_Duplicate(ev->json, 1));
 	return item;
 }

@@ -26,7 +26,7 @@ struct store *store_new(struct db_pool *pool);
 void store_free(struct store *st);
 /* Which actions each status triggers (from [action.*] on =); call on every (re)load. */
 int store_set_actions(struct store *st, const struct config *cfg)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 /*
  * Submits one item (a JSON object, see the keys bayarhook.ingest() reads in
@@ -35,16 +35,17 @@ int store_set_actions(struct store *st, const struct config *cfg)
  * before store_submit returns.
  */
 int store_submit(struct store *st, cJSON *item, store_done_cb cb, void *arg)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 /* Items accepted by store_submit and not yet answered. */
 unsigned store_outstanding(const struct store *st);
 
 /*
  * Builds the item for a verified event: the payment fields and the event
- * object itself. source is "callback" or "reconciler".
+ * object itself. source is "callback" or "reconciler". raw, when not NULL,
+ * is the text ev was parsed from (NUL-terminated), used as is.
  */
 struct pay_event;
-cJSON *store_item_for_event(const struct pay_event *ev, const char *source);
+cJSON *store_item_for_event(const struct pay_event *ev, const char *source, const char *raw);
 
 #endif

@@ -57,6 +57,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, status, obj, extra_headers=None):
         data = json.dumps(obj).encode()
+        # Logged even when the client hangs up before the answer is written.
+        self.answered = status
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
@@ -219,6 +221,9 @@ class FakeGateway:
                  "status": None}
         try:
             entry["status"] = self._answer(h, endpoint, query)
+        except (BrokenPipeError, ConnectionResetError):
+            entry["status"] = getattr(h, "answered", None)
+            entry["client_gone"] = True
         finally:
             with self._cond:
                 self.requests.append(entry)
