@@ -993,6 +993,12 @@ static void finish_config(struct parser *ps)
 		config_fail(ps, line, "backoff_max", "must be at least backoff_initial (%d)",
 		            cfg->backoff_initial);
 	}
+	/* Held jobs would wait forever for a confirmation that cannot be asked. */
+	if (!ps->failed && cfg->confirm_with_api && cfg->api_key == NULL)
+		config_fail(ps,
+		            ps->key_line[find_key(config_keys, N_CONFIG_KEYS, "security",
+		                                  "confirm_with_api")],
+		            "confirm_with_api", "needs a [gateway] api_key_file (or api_key)");
 }
 
 /* ---- lines ---- */

@@ -366,6 +366,8 @@ static const struct error_case error_cases[] = {
      "@/receiver.conf:4: backoff_max: must be at least backoff_initial (60)"},
     {"backoff_initial above default backoff_max", SECRET "[fulfillment]\nbackoff_initial = 7200\n",
      "@/receiver.conf:4: backoff_max: must be at least backoff_initial (7200)"},
+    {"confirm_with_api without an API key", SECRET "confirm_with_api = true\n",
+     "@/receiver.conf:3: confirm_with_api: needs a [gateway] api_key_file (or api_key)"},
     {"'#' without a blank is no comment", SECRET "replay_window = 60# one minute\n",
      "@/receiver.conf:3: replay_window: must be a whole number"},
     {"duplicate key", "[server]\nlisten = 127.0.0.1:1\nlisten = 127.0.0.1:2\n",
