@@ -15,12 +15,12 @@
 /* What the HTTP layer knows about a request. */
 struct callback_request {
 	const char *method;
-	const char *remote_addr;          /* real client (trusted proxies applied) */
-	const char *peer_addr;            /* TCP peer */
-	const struct evkeyvalq *headers;  /* request headers */
+	const char *remote_addr;         /* real client (trusted proxies applied) */
+	const char *peer_addr;           /* TCP peer */
+	const struct evkeyvalq *headers; /* request headers */
 	const char *body;
 	size_t body_len;
-	const char *refused;              /* set by the HTTP layer: "forbidden", "too_large", "method" */
+	const char *refused; /* set by the HTTP layer: "forbidden", "too_large", "method" */
 };
 
 /* status 0 never happens; retry_after > 0 adds Retry-After; allow adds Allow: POST. */
@@ -38,10 +38,10 @@ typedef void (*callback_reply_cb)(const struct callback_answer *ans, void *arg);
  * returns. cfg is only read during the call.
  */
 void callback_handle(const struct config *cfg, struct store *st, const struct callback_request *req,
-		     callback_reply_cb reply, void *arg);
+                     callback_reply_cb reply, void *arg);
 
 /* The answer for a verdict (exposed for tests). */
 void callback_answer_for(const char *verdict, const char *error, struct callback_answer *ans,
-			 char *buf, size_t buflen);
+                         char *buf, size_t buflen);
 
 #endif

@@ -7,9 +7,9 @@
 #include <stdint.h>
 
 struct cidr {
-	int family;        /* AF_INET or AF_INET6 */
-	uint8_t addr[16];  /* network address, host bits zeroed */
-	int prefix;        /* 0..32 or 0..128 */
+	int family;       /* AF_INET or AF_INET6 */
+	uint8_t addr[16]; /* network address, host bits zeroed */
+	int prefix;       /* 0..32 or 0..128 */
 };
 
 struct cidr_list {
@@ -24,10 +24,10 @@ struct cidr_list {
  * must be between 0 and 32"), valid until the next cidr_* call in the same thread.
  */
 int cidr_list_parse(struct cidr_list *out, const char *text, const char **err)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 /* One entry, same rules and *err as cidr_list_parse. */
 int cidr_parse(struct cidr *out, const char *text, const char **err)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 void cidr_list_free(struct cidr_list *l);
 /*
  * addr is textual (v4, v6, or v4-mapped v6 "::ffff:1.2.3.4" matches v4 entries).

@@ -18,29 +18,29 @@ enum action_type {
 };
 
 struct action_conf {
-	char *name;            /* [action.NAME] */
+	char *name; /* [action.NAME] */
 	enum action_type type;
-	unsigned on_mask;      /* STATUS_MASK() bits of event.h */
-	int timeout;           /* seconds, default 30 */
-	int max_attempts;      /* 0: use [fulfillment] max_attempts */
+	unsigned on_mask; /* STATUS_MASK() bits of event.h */
+	int timeout;      /* seconds, default 30 */
+	int max_attempts; /* 0: use [fulfillment] max_attempts */
 	/* exec */
 	char *command;
 	/* sql */
-	char *conninfo;        /* NULL: [database] conninfo */
+	char *conninfo; /* NULL: [database] conninfo */
 	char *statement;
-	int expect_rows;       /* 0 = any; default 1 */
+	int expect_rows; /* 0 = any; default 1 */
 	/* forward */
 	char *url;
-	bool sign_bayar;       /* sign = bayar */
-	char *secret;          /* secret_file/secret contents; NULL: current webhook secret */
-	int line;              /* line of the section header, for messages */
+	bool sign_bayar; /* sign = bayar */
+	char *secret;    /* secret_file/secret contents; NULL: current webhook secret */
+	int line;        /* line of the section header, for messages */
 };
 
 struct config {
 	char *path;
 
 	/* [server] */
-	char *listen;              /* host:port, [v6]:port */
+	char *listen; /* host:port, [v6]:port */
 	char *callback_path;
 	long max_body_bytes;
 	int request_timeout;
@@ -48,7 +48,7 @@ struct config {
 	struct cidr_list allow_from; /* empty: everyone */
 
 	/* [security] */
-	char **secrets;            /* current first, then older ones */
+	char **secrets; /* current first, then older ones */
 	size_t nsecrets;
 	int replay_window;
 	bool confirm_with_api;
@@ -58,7 +58,7 @@ struct config {
 
 	/* [gateway] */
 	char *gateway_base_url;
-	char *api_key;             /* NULL when no key is configured */
+	char *api_key; /* NULL when no key is configured */
 	int gateway_timeout;
 
 	/* [reconciler] */
@@ -96,10 +96,10 @@ void config_free(struct config *cfg);
  * ("listen, conninfo") in changed, or -1 when out of memory.
  */
 int config_keep_fixed(struct config *next, const struct config *cur, char *changed, size_t len)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 /* Splits a valid listen value: "[::1]:8080" -> "::1", 8080. Returns 0 or -1. */
 int config_split_listen(const char *listen, char *host, size_t hostlen, int *port)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 /*
  * Copies a conninfo or URL with its passwords masked ("password=***",
  * "postgresql://user:***@host"), for logs and summaries.

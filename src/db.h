@@ -26,7 +26,7 @@ typedef void (*db_notify_cb)(const char *channel, const char *payload, void *arg
 typedef void (*db_state_cb)(bool up, void *arg);
 
 struct db_pool *db_pool_new(struct event_base *base, const char *conninfo, int size,
-			    const char *name);
+                            const char *name);
 void db_pool_free(struct db_pool *pool);
 
 /* The first connection of the pool LISTENs on channel (after each reconnect). */
@@ -44,7 +44,7 @@ int db_pool_idle(const struct db_pool *pool);
  * is up (the callback is then never called): the caller answers at once.
  */
 int db_query(struct db_pool *pool, const char *sql, int nparams, const char *const *params,
-	     db_result_cb cb, void *arg) __attribute__((warn_unused_result));
+             db_result_cb cb, void *arg) __attribute__((warn_unused_result));
 
 /*
  * A session holds one connection of the pool for a sequence of queries
@@ -55,10 +55,10 @@ int db_query(struct db_pool *pool, const char *sql, int nparams, const char *con
 struct db_session;
 typedef void (*db_session_cb)(struct db_session *s, void *arg);
 int db_session_open(struct db_pool *pool, db_session_cb cb, void *arg)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 /* As db_query, on the session's connection; a lost connection fails it via cb. */
 void db_session_query(struct db_session *s, const char *sql, int nparams, const char *const *params,
-		      db_result_cb cb, void *arg);
+                      db_result_cb cb, void *arg);
 /* Gives the connection back (rolling back an open transaction first). */
 void db_session_close(struct db_session *s);
 

@@ -25,18 +25,18 @@ enum pay_status event_status_parse(const char *s);
 const char *event_status_name(enum pay_status s);
 
 struct pay_event {
-	cJSON *json;          /* the whole top-level object, owned */
-	const char *invoice_id;   /* points into json */
-	const char *status_text;  /* points into json */
+	cJSON *json;             /* the whole top-level object, owned */
+	const char *invoice_id;  /* points into json */
+	const char *status_text; /* points into json */
 	enum pay_status status;
-	const char *event_name;   /* "event" field or NULL */
-	char final_amount[64];    /* PHP's string form of final_amount */
-	char amount[64];          /* PHP's string form of amount, "" when absent */
-	char body_timestamp[32];  /* body "timestamp" as PHP text, "" when absent */
+	const char *event_name;     /* "event" field or NULL */
+	char final_amount[64];      /* PHP's string form of final_amount */
+	char amount[64];            /* PHP's string form of amount, "" when absent */
+	char body_timestamp[32];    /* body "timestamp" as PHP text, "" when absent */
 	const char *body_signature; /* body "signature" or NULL */
-	char **field_text;        /* PHP text of each top-level number, by member index */
-	size_t nfields;           /* members of json, the length of field_text */
-	char errbuf[96];          /* holds *err when it names a key */
+	char **field_text;          /* PHP text of each top-level number, by member index */
+	size_t nfields;             /* members of json, the length of field_text */
+	char errbuf[96];            /* holds *err when it names a key */
 };
 
 /*
@@ -52,14 +52,14 @@ struct pay_event {
  * is static text or text inside ev, valid until ev is reused or released.
  */
 int event_parse(struct pay_event *ev, const char *body, size_t len, const char **err)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 /*
  * Builds from an already parsed object (gateway API answer); takes ownership
  * of obj even on failure. The number literals are gone, so numbers print as
  * integers when integral and below 2^53, else as PHP floats.
  */
 int event_from_json(struct pay_event *ev, cJSON *obj, const char **err)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 /*
  * Frees what ev owns and zeroes it; accepts NULL, a zeroed or a failed ev.
  * Not named event_free: libevent exports that symbol, and ours would take

@@ -18,7 +18,7 @@ void log_errno(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 
  * key=value after the message.
  */
 void log_fields(int prio, const char *const *fields, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 #define log_debug(...)                                                                             \
 	do {                                                                                       \

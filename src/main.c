@@ -15,33 +15,33 @@
 static void usage(FILE *out)
 {
 	fprintf(out,
-		"Usage: bayarhook [-c FILE] COMMAND [ARGS]\n"
-		"Receive bayar.gg payment callbacks, record them in PostgreSQL, fulfil orders.\n"
-		"\n"
-		"Commands:\n"
-		"  serve                      run the daemon (foreground; systemd-aware)\n"
-		"  check-config               parse and validate the config, print a summary\n"
-		"  migrate                    create or upgrade the database schema\n"
-		"  reconcile --once [--verbose]\n"
-		"                             ask the gateway about missed payments, once\n"
-		"  jobs [--state S] [--invoice ID] [--limit N] [--json]\n"
-		"                             list fulfillment jobs\n"
-		"  retry JOB_ID               put a failed or dead job back in the queue now\n"
-		"  replay INVOICE [--action NAME]\n"
-		"                             run the actions of an invoice again, as new jobs\n"
-		"  audit [--invoice ID] [--verdict V] [--since TIME] [--limit N] [--json]\n"
-		"                             show received callbacks\n"
-		"  send-test [--url URL] [--invoice ID] [--status S] [--amount N]\n"
-		"                             send a correctly signed sample callback\n"
-		"\n"
-		"Options:\n"
-		"  -c, --config FILE          config file (default $BAYARHOOK_CONFIG, else\n"
-		"                             /etc/bayarhook/receiver.conf)\n"
-		"  -d, --debug                debug logging\n"
-		"  -h, --help                 show this help\n"
-		"  -V, --version              show the version\n"
-		"\n"
-		"Exit status: 0 success, 1 failure, 2 usage error.\n");
+	        "Usage: bayarhook [-c FILE] COMMAND [ARGS]\n"
+	        "Receive bayar.gg payment callbacks, record them in PostgreSQL, fulfil orders.\n"
+	        "\n"
+	        "Commands:\n"
+	        "  serve                      run the daemon (foreground; systemd-aware)\n"
+	        "  check-config               parse and validate the config, print a summary\n"
+	        "  migrate                    create or upgrade the database schema\n"
+	        "  reconcile --once [--verbose]\n"
+	        "                             ask the gateway about missed payments, once\n"
+	        "  jobs [--state S] [--invoice ID] [--limit N] [--json]\n"
+	        "                             list fulfillment jobs\n"
+	        "  retry JOB_ID               put a failed or dead job back in the queue now\n"
+	        "  replay INVOICE [--action NAME]\n"
+	        "                             run the actions of an invoice again, as new jobs\n"
+	        "  audit [--invoice ID] [--verdict V] [--since TIME] [--limit N] [--json]\n"
+	        "                             show received callbacks\n"
+	        "  send-test [--url URL] [--invoice ID] [--status S] [--amount N]\n"
+	        "                             send a correctly signed sample callback\n"
+	        "\n"
+	        "Options:\n"
+	        "  -c, --config FILE          config file (default $BAYARHOOK_CONFIG, else\n"
+	        "                             /etc/bayarhook/receiver.conf)\n"
+	        "  -d, --debug                debug logging\n"
+	        "  -h, --help                 show this help\n"
+	        "  -V, --version              show the version\n"
+	        "\n"
+	        "Exit status: 0 success, 1 failure, 2 usage error.\n");
 }
 
 /* Pulls -c FILE / --config FILE / --config=FILE out of argv, anywhere after the command. */
@@ -77,9 +77,11 @@ static int take_config(int *argc, char **argv, const char **path)
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"config", required_argument, NULL, 'c'}, {"debug", no_argument, NULL, 'd'},
-		{"help", no_argument, NULL, 'h'},         {"version", no_argument, NULL, 'V'},
-		{NULL, 0, NULL, 0},
+	    {"config", required_argument, NULL, 'c'},
+	    {"debug", no_argument, NULL, 'd'},
+	    {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},
+	    {NULL, 0, NULL, 0},
 	};
 	const char *config_path = NULL, *cmd;
 	bool debug = false;

@@ -23,8 +23,8 @@ struct server_hooks {
  * cfg->listen. Returns NULL with the reason in err.
  */
 struct server *server_new(struct event_base *base, const struct config *cfg, struct store *st,
-			  const int *fds, int nfds, const struct server_hooks *hooks, char *err,
-			  size_t errlen);
+                          const int *fds, int nfds, const struct server_hooks *hooks, char *err,
+                          size_t errlen);
 /* Applies a reloaded config (everything but listen). cfg must outlive its use. */
 void server_set_config(struct server *srv, const struct config *cfg);
 /*
@@ -52,7 +52,7 @@ void server_free(struct server *srv);
  * X-Real-IP). Exposed for tests.
  */
 void server_real_client(const struct cidr_list *trusted, const char *peer, const char *xff,
-			const char *xreal, char *out, size_t outlen);
+                        const char *xreal, char *out, size_t outlen);
 
 /* Splits "host:port" or "[v6]:port". */
 int server_parse_listen(const char *listen, char *host, size_t hostlen, unsigned short *port);

@@ -22,22 +22,22 @@
  * inf/nan, array, object, bool, null, too long for out).
  */
 int verify_amount_text(const cJSON *item, const char *raw, char *out, size_t outlen)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 /* PHP (string)(float) with precision 14. */
 void verify_php_float(double v, char *out, size_t outlen);
 
 /* Lowercase hex HMAC-SHA256 of invoice|status|amount|timestamp; out >= 65. */
 void verify_sign(const char *secret, const char *invoice_id, const char *status,
-		 const char *final_amount, const char *timestamp, char out[65]);
+                 const char *final_amount, const char *timestamp, char out[65]);
 
 /*
  * Constant-time check of sig_hex (any case) against every secret.
  * Returns the index of the matching secret, or -1.
  */
 int verify_signature(const char *const *secrets, size_t nsecrets, const char *invoice_id,
-		     const char *status, const char *final_amount, const char *timestamp,
-		     const char *sig_hex);
+                     const char *status, const char *final_amount, const char *timestamp,
+                     const char *sig_hex);
 
 /*
  * Timestamp text must be decimal digits (optionally a leading '-'), fit in
