@@ -18,4 +18,10 @@ int cli_replay(const char *config_path, int argc, char **argv);
 /* cli_reconcile.c */
 int cli_reconcile(const char *config_path, int argc, char **argv);
 
+/* Shared by the subcommands: load the config / connect, saying why on failure. */
+struct config;
+struct pg_conn;
+struct config *cli_load_config(const char *path);
+struct pg_conn *cli_connect(const struct config *cfg);
+
 #endif

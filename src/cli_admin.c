@@ -16,7 +16,7 @@
 #include "db.h"
 #include "migrate.h"
 
-static struct config *load_or_say(const char *path)
+struct config *cli_load_config(const char *path)
 {
 	char err[512];
 	struct config *cfg = config_load(path, err, sizeof(err));
@@ -24,6 +24,16 @@ static struct config *load_or_say(const char *path)
 	if (cfg == NULL)
 		fprintf(stderr, "bayarhook: %s\n", err);
 	return cfg;
+}
+
+PGconn *cli_connect(const struct config *cfg)
+{
+	char err[512];
+	PGconn *conn = db_connect_blocking(cfg->conninfo, err, sizeof(err));
+
+	if (conn == NULL)
+		fprintf(stderr, "bayarhook: %s\n", err);
+	return conn;
 }
 
 int cli_check_config(const char *config_path, int argc, char **argv)
@@ -36,7 +46,7 @@ int cli_check_config(const char *config_path, int argc, char **argv)
 		fprintf(stderr, "bayarhook: check-config takes no arguments\n");
 		return 2;
 	}
-	cfg = load_or_say(config_path);
+	cfg = cli_load_config(config_path);
 	if (cfg == NULL)
 		return 1;
 	if (action_check_config(cfg, err, sizeof(err)) < 0) {
@@ -62,13 +72,10 @@ int cli_migrate(const char *config_path, int argc, char **argv)
 		fprintf(stderr, "bayarhook: migrate takes no arguments\n");
 		return 2;
 	}
-	if ((cfg = load_or_say(config_path)) == NULL)
+	if ((cfg = cli_load_config(config_path)) == NULL)
 		return 1;
-	conn = db_connect_blocking(cfg->conninfo, err, sizeof(err));
-	if (conn == NULL) {
-		fprintf(stderr, "bayarhook: %s\n", err);
+	if ((conn = cli_connect(cfg)) == NULL)
 		goto out;
-	}
 	if (migrate_run(conn, stdout, err, sizeof(err)) < 0) {
 		fprintf(stderr, "bayarhook: migrate: %s\n", err);
 		goto out;
@@ -119,7 +126,7 @@ int cli_audit(const char *config_path, int argc, char **argv)
 	    {"json", no_argument, NULL, 'j'},          {NULL, 0, NULL, 0},
 	};
 	const char *invoice = NULL, *verdict = NULL, *since = NULL, *limit = "100";
-	char since_buf[128], err[512];
+	char since_buf[128];
 	bool json = false, relative = false;
 	struct config *cfg;
 	PGconn *conn = NULL;
@@ -158,12 +165,10 @@ int cli_audit(const char *config_path, int argc, char **argv)
 	}
 	if (since)
 		since_param(since, since_buf, sizeof(since_buf), &relative);
-	if ((cfg = load_or_say(config_path)) == NULL)
+	if ((cfg = cli_load_config(config_path)) == NULL)
 		return 1;
-	if ((conn = db_connect_blocking(cfg->conninfo, err, sizeof(err))) == NULL) {
-		fprintf(stderr, "bayarhook: %s\n", err);
+	if ((conn = cli_connect(cfg)) == NULL)
 		goto out;
-	}
 	params[0] = invoice;
 	params[1] = verdict;
 	params[2] = since && !relative ? since_buf : NULL;

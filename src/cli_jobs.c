@@ -21,26 +21,6 @@ static const char JOBS_USAGE[] = "usage: bayarhook jobs [--state S] [--invoice I
 static const char RETRY_USAGE[] = "usage: bayarhook retry JOB_ID\n";
 static const char REPLAY_USAGE[] = "usage: bayarhook replay INVOICE [--action NAME]\n";
 
-static struct config *load_or_say(const char *path)
-{
-	char err[512];
-	struct config *cfg = config_load(path, err, sizeof(err));
-
-	if (cfg == NULL)
-		fprintf(stderr, "bayarhook: %s\n", err);
-	return cfg;
-}
-
-static PGconn *connect_or_say(const struct config *cfg)
-{
-	char err[512];
-	PGconn *conn = db_connect_blocking(cfg->conninfo, err, sizeof(err));
-
-	if (conn == NULL)
-		fprintf(stderr, "bayarhook: %s\n", err);
-	return conn;
-}
-
 static bool all_digits(const char *s)
 {
 	return s && *s && strspn(s, "0123456789") == strlen(s) && strlen(s) <= 18;
@@ -130,9 +110,9 @@ int cli_jobs(const char *config_path, int argc, char **argv)
 		                "dead\n");
 		return 2;
 	}
-	if ((cfg = load_or_say(config_path)) == NULL)
+	if ((cfg = cli_load_config(config_path)) == NULL)
 		return 1;
-	if ((conn = connect_or_say(cfg)) == NULL)
+	if ((conn = cli_connect(cfg)) == NULL)
 		goto out;
 	params[0] = state;
 	params[1] = invoice;
@@ -193,9 +173,9 @@ int cli_retry(const char *config_path, int argc, char **argv)
 		fputs(RETRY_USAGE, stderr);
 		return 2;
 	}
-	if ((cfg = load_or_say(config_path)) == NULL)
+	if ((cfg = cli_load_config(config_path)) == NULL)
 		return 1;
-	if ((conn = connect_or_say(cfg)) == NULL)
+	if ((conn = cli_connect(cfg)) == NULL)
 		goto out;
 	params[0] = argv[1];
 	/*
@@ -285,13 +265,13 @@ int cli_replay(const char *config_path, int argc, char **argv)
 		return 2;
 	}
 	invoice = argv[optind];
-	if ((cfg = load_or_say(config_path)) == NULL)
+	if ((cfg = cli_load_config(config_path)) == NULL)
 		return 1;
 	if (only && config_action(cfg, only) == NULL) {
 		fprintf(stderr, "bayarhook: replay: no [action.%s] in %s\n", only, config_path);
 		goto out;
 	}
-	if ((conn = connect_or_say(cfg)) == NULL)
+	if ((conn = cli_connect(cfg)) == NULL)
 		goto out;
 	res = PQexec(conn, "BEGIN");
 	if (PQresultStatus(res) != PGRES_COMMAND_OK) {

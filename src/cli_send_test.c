@@ -54,7 +54,7 @@ int cli_send_test(const char *config_path, int argc, char **argv)
 	};
 	const char *url = NULL, *invoice = NULL, *status = "paid";
 	long long amount = 10000;
-	char urlbuf[512], invbuf[96], ts[32], sig[65], final[32], err[512];
+	char urlbuf[512], invbuf[96], ts[32], sig[65], final[32];
 	struct config *cfg;
 	struct http_client_resp_owned out;
 	struct http_client_req req;
@@ -98,10 +98,8 @@ int cli_send_test(const char *config_path, int argc, char **argv)
 		        "bayarhook: --status must be pending, paid, expired or cancelled\n");
 		return 2;
 	}
-	if ((cfg = config_load(config_path, err, sizeof(err))) == NULL) {
-		fprintf(stderr, "bayarhook: %s\n", err);
+	if ((cfg = cli_load_config(config_path)) == NULL)
 		return 1;
-	}
 	if (url == NULL) {
 		if (own_url(cfg, urlbuf, sizeof(urlbuf)) < 0) {
 			fprintf(stderr, "bayarhook: cannot derive a URL from listen = %s\n",
