@@ -22,6 +22,10 @@ int cli_reconcile(const char *config_path, int argc, char **argv);
 struct config;
 struct pg_conn;
 struct config *cli_load_config(const char *path);
+/* out[i] = the string field names[i] of a JSON row, or missing. */
+struct cJSON;
+void cli_row_strings(const struct cJSON *row, const char *const *names, int n, const char **out,
+                     const char *missing);
 struct pg_conn *cli_connect(const struct config *cfg);
 
 #endif

@@ -26,6 +26,16 @@ struct config *cli_load_config(const char *path)
 	return cfg;
 }
 
+void cli_row_strings(const cJSON *row, const char *const *names, int n, const char **out,
+                     const char *missing)
+{
+	for (int i = 0; i < n; i++) {
+		const cJSON *x = cJSON_GetObjectItemCaseSensitive(row, names[i]);
+
+		out[i] = cJSON_IsString(x) ? x->valuestring : missing;
+	}
+}
+
 PGconn *cli_connect(const struct config *cfg)
 {
 	char err[512];
@@ -207,15 +217,11 @@ int cli_audit(const char *config_path, int argc, char **argv)
 		       "INVOICE", "STATUS", "VERDICT", "HTTP", "ERROR");
 		cJSON_ArrayForEach(r, rows)
 		{
-			const char *f[8] = {"received_at", "remote_addr", "invoice_id",
-			                    "status",      "verdict",     "error"};
-			const char *v[8];
+			static const char *const f[] = {"received_at", "remote_addr", "invoice_id",
+			                                "status",      "verdict",     "error"};
+			const char *v[6];
 
-			for (int i = 0; i < 6; i++) {
-				const cJSON *x = cJSON_GetObjectItemCaseSensitive(r, f[i]);
-
-				v[i] = cJSON_IsString(x) ? x->valuestring : "-";
-			}
+			cli_row_strings(r, f, 6, v, "-");
 			printf("%-8.0f %-26.26s %-15s %-36s %-9s %-15s %4.0f  %s\n",
 			       cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(r, "id")),
 			       v[0], v[1], v[2], v[3], v[4],

@@ -50,11 +50,7 @@ static void print_table(const char *json)
 		                                "next_at",    "finished_at", "last_error"};
 		const char *v[6];
 
-		for (int i = 0; i < 6; i++) {
-			const cJSON *x = cJSON_GetObjectItemCaseSensitive(r, f[i]);
-
-			v[i] = cJSON_IsString(x) ? x->valuestring : "";
-		}
+		cli_row_strings(r, f, 6, v, "");
 		printf("%-8.0f %-36s %-16s %-9s %4.0f  %-19.19s  %s\n",
 		       cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(r, "id")), v[0], v[1],
 		       v[2], cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(r, "attempts")),

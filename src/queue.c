@@ -447,14 +447,34 @@ static void job_recorded(PGresult *res, const char *err, const char *sqlstate, v
 	job_done(job);
 }
 
+/*
+ * The parameters of SQL_FINISH for a job, in order; att and max are the
+ * caller's buffers for the two numbers.
+ */
+static void job_finish_params(const struct job *job, char att[16], char max[16], const char *p[12])
+{
+	snprintf(att, 16, "%d", job->attempts);
+	snprintf(max, 16, "%d", job->max_attempts);
+	p[0] = job->id;
+	p[1] = job->q->owner;
+	p[2] = att;
+	p[3] = job->attempt_id;
+	p[4] = job->outcome;
+	p[5] = job->exit_code;
+	p[6] = job->http_status;
+	p[7] = job->row_count;
+	p[8] = job->output;
+	p[9] = job->error;
+	p[10] = max;
+	p[11] = job->delay;
+}
+
 static void job_record(struct job *job)
 {
 	struct queue *q = job->q;
-	char max[16];
 	int rc;
 
 	job->state = JOB_RECORDING;
-	snprintf(max, sizeof(max), "%d", job->max_attempts);
 	if (job->release) {
 		const char *p[4] = {job->id, q->owner, NULL, job->attempt_id};
 		char att[16];
@@ -463,21 +483,10 @@ static void job_record(struct job *job)
 		p[2] = att;
 		rc = db_query(q->pool, SQL_RELEASE, 4, p, job_recorded, job);
 	} else {
-		char att[16];
-		const char *p[12] = {job->id,
-		                     q->owner,
-		                     att,
-		                     job->attempt_id,
-		                     job->outcome,
-		                     job->exit_code,
-		                     job->http_status,
-		                     job->row_count,
-		                     job->output,
-		                     job->error,
-		                     max,
-		                     job->delay};
+		char att[16], max[16];
+		const char *p[12];
 
-		snprintf(att, sizeof(att), "%d", job->attempts);
+		job_finish_params(job, att, max, p);
 		rc = db_query(q->pool, SQL_FINISH, 12, p, job_recorded, job);
 	}
 	if (rc < 0)
@@ -566,22 +575,10 @@ static void job_tx(struct db_session *s, const struct action_result *res, void *
 	}
 	st->next = next;
 	st->token = token;
-	snprintf(att, sizeof(att), "%d", job->attempts);
-	snprintf(max, sizeof(max), "%d", job->max_attempts);
 	{
-		const char *p[12] = {job->id,
-		                     job->q->owner,
-		                     att,
-		                     job->attempt_id,
-		                     job->outcome,
-		                     job->exit_code,
-		                     job->http_status,
-		                     job->row_count,
-		                     job->output,
-		                     job->error,
-		                     max,
-		                     job->delay};
+		const char *p[12];
 
+		job_finish_params(job, att, max, p);
 		db_session_query(s, SQL_FINISH, 12, p, job_tx_done, st);
 	}
 }

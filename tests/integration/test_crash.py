@@ -158,18 +158,7 @@ class Sender:
 # faults
 
 def children(pid):
-    out = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                data = f.read()
-        except OSError:
-            continue
-        if int(data[data.rindex(")") + 2:].split()[1]) == pid:
-            out.append(int(d))
-    return out
+    return [child for child, _ in bh.child_processes(pid)]
 
 
 def processes_running(path):

@@ -77,19 +77,7 @@ def pid_state(pid):
 
 
 def zombie_children(pid):
-    out = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                data = f.read()
-        except OSError:
-            continue
-        rest = data[data.rindex(")") + 2:].split()
-        if rest[0] == "Z" and int(rest[1]) == pid:
-            out.append(int(d))
-    return out
+    return [child for child, state in bh.child_processes(pid) if state == "Z"]
 
 
 class PhpShop:
