@@ -14,11 +14,59 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
+#include <openssl/params.h>
 
 #define SIG_HEX_LEN 64
+#define KEY_CACHE 4
+
+/*
+ * HMAC contexts already keyed with a secret. Fetching the algorithm and
+ * hashing the key cost more than the message itself; a copy of a keyed
+ * context costs a few memcpys. The daemon is single-threaded and holds one
+ * or two secrets (rotation); a reload with new secrets replaces entries.
+ */
+static EVP_MAC *hmac_alg;
+static struct {
+	char *secret;
+	EVP_MAC_CTX *ctx;
+} key_cache[KEY_CACHE];
+static unsigned key_cache_next;
+
+static EVP_MAC_CTX *keyed_ctx(const char *secret)
+{
+	OSSL_PARAM params[2];
+	EVP_MAC_CTX *ctx;
+	unsigned slot;
+
+	for (unsigned i = 0; i < KEY_CACHE; i++)
+		if (key_cache[i].secret && strcmp(key_cache[i].secret, secret) == 0)
+			return EVP_MAC_CTX_dup(key_cache[i].ctx);
+	if (hmac_alg == NULL && (hmac_alg = EVP_MAC_fetch(NULL, "HMAC", NULL)) == NULL)
+		return NULL;
+	params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0);
+	params[1] = OSSL_PARAM_construct_end();
+	if ((ctx = EVP_MAC_CTX_new(hmac_alg)) == NULL)
+		return NULL;
+	if (!EVP_MAC_init(ctx, (const unsigned char *)secret, strlen(secret), params)) {
+		EVP_MAC_CTX_free(ctx);
+		return NULL;
+	}
+	slot = key_cache_next++ % KEY_CACHE;
+	if (key_cache[slot].secret) {
+		OPENSSL_clear_free(key_cache[slot].secret, strlen(key_cache[slot].secret));
+		EVP_MAC_CTX_free(key_cache[slot].ctx);
+	}
+	key_cache[slot].secret = OPENSSL_strdup(secret);
+	if (key_cache[slot].secret == NULL) {
+		key_cache[slot].ctx = NULL;
+		return ctx;
+	}
+	key_cache[slot].ctx = ctx;
+	return EVP_MAC_CTX_dup(ctx);
+}
 
 /*
  * PHP 8 (string)$float with precision=14 is zend_gcvt(v, 14, '.', 'E'):
@@ -214,8 +262,9 @@ void verify_sign(const char *secret, const char *invoice_id, const char *status,
 	const char *parts[4] = {invoice_id, status, final_amount, timestamp};
 	size_t lens[4], total = 0, pos = 0;
 	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen = 0;
+	size_t mdlen = 0;
 	char stackbuf[512], *msg = stackbuf;
+	EVP_MAC_CTX *ctx;
 
 	out[0] = '\0';
 	for (int i = 0; i < 4; i++) {
@@ -238,16 +287,17 @@ void verify_sign(const char *secret, const char *invoice_id, const char *status,
 		memcpy(msg + pos, parts[i], lens[i]);
 		pos += lens[i];
 	}
-	if (HMAC(EVP_sha256(), secret, (int)strlen(secret), (const unsigned char *)msg, pos, md,
-	         &mdlen) != NULL &&
-	    mdlen == SIG_HEX_LEN / 2) {
-		for (unsigned int i = 0; i < mdlen; i++) {
+	ctx = keyed_ctx(secret);
+	if (ctx && EVP_MAC_update(ctx, (const unsigned char *)msg, pos) &&
+	    EVP_MAC_final(ctx, md, &mdlen, sizeof(md)) && mdlen == SIG_HEX_LEN / 2) {
+		for (size_t i = 0; i < mdlen; i++) {
 			out[2 * i] = hex[md[i] >> 4];
 			out[2 * i + 1] = hex[md[i] & 0xf];
 		}
 		out[2 * mdlen] = '\0';
 	}
 	/* On failure out stays "", which never equals a 64-digit signature. */
+	EVP_MAC_CTX_free(ctx);
 	OPENSSL_cleanse(md, sizeof(md));
 	if (msg != stackbuf)
 		free(msg);
