@@ -16,6 +16,7 @@
 
 #include "callback.h"
 #include "event.h"
+#include "jsonw.h"
 #include "log.h"
 #include "metrics.h"
 #include "verify.h"
@@ -121,116 +122,79 @@ static void stored(enum store_outcome outcome, const char *verdict, void *arg)
 		finish(p, p->verdict ? p->verdict : "unavailable");
 }
 
-/* Text safe for a PostgreSQL text/jsonb value: valid UTF-8, no NUL. */
-static char *sanitize(const char *s, size_t len)
+/* The request's headers as an object; the first of repeated names is kept, as evhttp does. */
+static void write_headers(struct jsonw *w, const struct evkeyvalq *headers)
 {
-	char *out = malloc(len * 3 + 1), *o = out;
+	const struct evkeyval *kv, *prev;
 
-	if (out == NULL)
-		return NULL;
-	for (size_t i = 0; i < len;) {
-		size_t n = 1;
-		unsigned char c = (unsigned char)s[i];
-
-		if (c >= 0xc2 && c <= 0xf4)
-			n = c < 0xe0 ? 2 : c < 0xf0 ? 3 : 4;
-		if (c != 0 && (c < 0x80 || (n > 1 && i + n <= len && utf8_valid(s + i, n)))) {
-			memcpy(o, s + i, n);
-			o += n;
-			i += n;
-		} else {
-			memcpy(o, "\xef\xbf\xbd", 3); /* U+FFFD */
-			o += 3;
-			i++;
+	jsonw_begin_object(w, "headers");
+	if (headers != NULL) {
+		TAILQ_FOREACH(kv, headers, next)
+		{
+			for (prev = TAILQ_FIRST(headers); prev != kv; prev = TAILQ_NEXT(prev, next))
+				if (strcmp(prev->key, kv->key) == 0)
+					break;
+			if (prev == kv)
+				jsonw_cstr(w, kv->key, kv->value);
 		}
 	}
-	*o = '\0';
-	return out;
+	jsonw_end_object(w);
 }
 
-static cJSON *headers_json(const struct evkeyvalq *headers)
-{
-	cJSON *o = cJSON_CreateObject();
-	const struct evkeyval *kv;
-
-	if (o == NULL || headers == NULL)
-		return o;
-	TAILQ_FOREACH(kv, headers, next)
-	{
-		char *k = sanitize(kv->key, strlen(kv->key));
-		char *v = sanitize(kv->value, strlen(kv->value));
-
-		if (k && v) {
-			/* Keep the first of repeated headers; evhttp answers with it too. */
-			if (!cJSON_HasObjectItem(o, k))
-				cJSON_AddStringToObject(o, k, v);
-		}
-		free(k);
-		free(v);
-	}
-	return o;
-}
-
+/*
+ * Audits the request and, for a verified event, records it; the answer
+ * follows in stored(). ev is the verified event (verified) or what could be
+ * read of a refused one (its invoice, status and event name help the audit),
+ * or NULL.
+ */
 static void submit(const struct config *cfg, struct store *st, const struct callback_request *req,
-                   struct pending *p, cJSON *item, int http_status)
+                   struct pending *p, const struct pay_event *ev, bool verified, int http_status)
 {
-	char *body = sanitize(req->body ? req->body : "", req->body ? req->body_len : 0);
+	struct jsonw w;
 
-	(void)cfg;
-	if (item == NULL)
-		item = cJSON_CreateObject();
+	jsonw_begin(&w);
+	if (verified) {
+		/* event_parse accepted exactly these bytes (valid JSON, no NUL). */
+		store_write_event(&w, ev, "callback", req->body, req->body_len);
+		/* confirm_with_api: the jobs wait until check-payment agrees (confirm.c). */
+		if (cfg->confirm_with_api)
+			jsonw_bool(&w, "hold", true);
+	} else if (ev != NULL) {
+		jsonw_cstr(&w, "invoice_id", ev->invoice_id);
+		jsonw_cstr(&w, "status", ev->status_text);
+		jsonw_cstr(&w, "event_name", ev->event_name);
+	}
 	if (p->verdict) {
 		struct callback_answer ans;
 		char buf[512];
 
 		callback_answer_for(p->verdict, p->error, &ans, buf, sizeof(buf));
-		cJSON_AddStringToObject(item, "verdict", p->verdict);
-		cJSON_AddNumberToObject(item, "http_status",
-		                        http_status ? http_status : ans.status);
-		if (p->error)
-			cJSON_AddStringToObject(item, "error", p->error);
+		jsonw_cstr(&w, "verdict", p->verdict);
+		jsonw_int(&w, "http_status", http_status ? http_status : ans.status);
+		jsonw_cstr(&w, "error", p->error);
 	}
-	if (req->remote_addr)
-		cJSON_AddStringToObject(item, "remote_addr", req->remote_addr);
-	if (req->peer_addr)
-		cJSON_AddStringToObject(item, "peer_addr", req->peer_addr);
-	if (req->method)
-		cJSON_AddStringToObject(item, "method", req->method);
-	cJSON_AddItemToObject(item, "headers", headers_json(req->headers));
-	if (body)
-		cJSON_AddStringToObject(item, "body", body);
-	free(body);
-	if (store_submit(st, item, stored, p) < 0)
+	jsonw_cstr(&w, "remote_addr", req->remote_addr);
+	jsonw_cstr(&w, "peer_addr", req->peer_addr);
+	jsonw_cstr(&w, "method", req->method);
+	write_headers(&w, req->headers);
+	jsonw_str(&w, "body", req->body ? req->body : "", req->body ? req->body_len : 0);
+	if (store_submit(st, jsonw_finish(&w), stored, p) < 0)
 		stored(STORE_FAILED, NULL, p);
 }
 
 /* A request refused before it could become an event: audit and answer. */
 static void refuse(const struct config *cfg, struct store *st, const struct callback_request *req,
-                   struct pending *p, const char *verdict, const char *error, cJSON *item,
-                   int http_status)
+                   struct pending *p, const char *verdict, const char *error,
+                   const struct pay_event *ev, int http_status)
 {
 	p->verdict = strdup(verdict);
 	p->error = error ? strdup(error) : NULL;
-	submit(cfg, st, req, p, item, http_status);
+	submit(cfg, st, req, p, ev, false, http_status);
 }
 
 static const char *header(const struct callback_request *req, const char *name)
 {
 	return req->headers ? evhttp_find_header(req->headers, name) : NULL;
-}
-
-/* Partial facts of a refused event still help the audit: invoice, status. */
-static cJSON *partial_item(const struct pay_event *ev)
-{
-	cJSON *item = cJSON_CreateObject();
-
-	if (item && ev->invoice_id)
-		cJSON_AddStringToObject(item, "invoice_id", ev->invoice_id);
-	if (item && ev->status_text)
-		cJSON_AddStringToObject(item, "status", ev->status_text);
-	if (item && ev->event_name)
-		cJSON_AddStringToObject(item, "event_name", ev->event_name);
-	return item;
 }
 
 void callback_handle(const struct config *cfg, struct store *st, const struct callback_request *req,
@@ -240,7 +204,6 @@ void callback_handle(const struct config *cfg, struct store *st, const struct ca
 	struct pay_event ev;
 	const char *err = NULL, *xinv, *sig, *ts;
 	char sigbuf[160];
-	cJSON *item;
 
 	if (p == NULL) {
 		struct callback_answer ans;
@@ -275,16 +238,15 @@ void callback_handle(const struct config *cfg, struct store *st, const struct ca
 	}
 	memset(&ev, 0, sizeof(ev));
 	if (event_parse(&ev, req->body, req->body_len, &err) < 0) {
-		item = partial_item(&ev);
-		refuse(cfg, st, req, p, "malformed", err, item, 400);
+		refuse(cfg, st, req, p, "malformed", err, &ev, 400);
 		event_release(&ev);
 		return;
 	}
 	snprintf(p->invoice, sizeof(p->invoice), "%s", ev.invoice_id);
 	xinv = header(req, "X-Invoice-ID");
 	if (xinv && strcmp(xinv, ev.invoice_id) != 0) {
-		refuse(cfg, st, req, p, "malformed", "X-Invoice-ID does not match invoice_id",
-		       partial_item(&ev), 400);
+		refuse(cfg, st, req, p, "malformed", "X-Invoice-ID does not match invoice_id", &ev,
+		       400);
 		event_release(&ev);
 		return;
 	}
@@ -295,41 +257,30 @@ void callback_handle(const struct config *cfg, struct store *st, const struct ca
 	if (sig == NULL)
 		sig = ev.body_signature;
 	if (ts == NULL || *ts == '\0') {
-		refuse(cfg, st, req, p, "stale_timestamp", "timestamp outside replay window",
-		       partial_item(&ev), 401);
+		refuse(cfg, st, req, p, "stale_timestamp", "timestamp outside replay window", &ev,
+		       401);
 		event_release(&ev);
 		return;
 	}
 	if (sig == NULL ||
 	    verify_signature((const char *const *)cfg->secrets, cfg->nsecrets, ev.invoice_id,
 	                     ev.status_text, ev.final_amount, ts, sig) < 0) {
-		refuse(cfg, st, req, p, "bad_signature", "invalid signature", partial_item(&ev),
-		       401);
+		refuse(cfg, st, req, p, "bad_signature", "invalid signature", &ev, 401);
 		event_release(&ev);
 		return;
 	}
 	snprintf(sigbuf, sizeof(sigbuf), "%s", ts);
 	if (!verify_timestamp(sigbuf, (int64_t)time(NULL), cfg->replay_window)) {
-		refuse(cfg, st, req, p, "stale_timestamp", "timestamp outside replay window",
-		       partial_item(&ev), 401);
+		refuse(cfg, st, req, p, "stale_timestamp", "timestamp outside replay window", &ev,
+		       401);
 		event_release(&ev);
 		return;
 	}
 	if (ev.status == STATUS_UNKNOWN) {
-		refuse(cfg, st, req, p, "malformed", "unknown status", partial_item(&ev), 400);
+		refuse(cfg, st, req, p, "malformed", "unknown status", &ev, 400);
 		event_release(&ev);
 		return;
 	}
-	{
-		/* event_parse accepted exactly these bytes (valid JSON, no NUL). */
-		char *raw = strndup(req->body, req->body_len);
-
-		item = raw ? store_item_for_event(&ev, "callback", raw) : NULL;
-		free(raw);
-	}
-	/* confirm_with_api: the jobs wait until check-payment agrees (confirm.c). */
-	if (item && cfg->confirm_with_api)
-		cJSON_AddTrueToObject(item, "hold");
+	submit(cfg, st, req, p, &ev, true, 0);
 	event_release(&ev);
-	submit(cfg, st, req, p, item, 0);
 }

@@ -25,6 +25,7 @@
 #include <event2/event.h>
 
 #include "event.h"
+#include "jsonw.h"
 #include "log.h"
 #include "metrics.h"
 #include "reconcile.h"
@@ -427,21 +428,19 @@ static void pass_stored(enum store_outcome outcome, const char *verdict, void *a
 /* Records the gateway's answer exactly as a verified callback, source reconciler. */
 static void pass_store(struct pass *p, const struct pay_event *ev)
 {
-	cJSON *item = store_item_for_event(ev, "reconciler", NULL);
-	cJSON *event = item ? cJSON_GetObjectItemCaseSensitive(item, "event") : NULL;
 	struct store_ctx *sc = calloc(1, sizeof(*sc));
+	cJSON *event = cJSON_Duplicate(ev->json, 1);
+	char *item = NULL, *text;
+	struct jsonw w;
 	int rc;
 
-	if (item == NULL || event == NULL || sc == NULL ||
-	    (sc->invoice = strdup(ev->invoice_id)) == NULL) {
-		cJSON_Delete(item);
+	if (sc == NULL || event == NULL || (sc->invoice = strdup(ev->invoice_id)) == NULL) {
+		cJSON_Delete(event);
 		free(sc);
 		p->errors++;
 		pass_note(p, "out of memory");
 		return;
 	}
-	/* No audit row: bayarhook.callbacks holds requests to the callback path only. */
-	cJSON_AddFalseToObject(item, "audit");
 	/*
 	 * What actions read: check-payment's answer shaped like a callback,
 	 * without the API envelope, with the event name a callback carries.
@@ -452,6 +451,16 @@ static void pass_store(struct pass *p, const struct pay_event *ev)
 
 		snprintf(name, sizeof(name), "payment.%s", event_status_name(ev->status));
 		cJSON_AddStringToObject(event, "event", name);
+	}
+	text = cJSON_PrintUnformatted(event);
+	cJSON_Delete(event);
+	if (text != NULL) {
+		jsonw_begin(&w);
+		store_write_event(&w, ev, "reconciler", text, strlen(text));
+		/* No audit row: bayarhook.callbacks holds requests to the callback path only. */
+		jsonw_bool(&w, "audit", false);
+		item = jsonw_finish(&w);
+		free(text);
 	}
 	snprintf(sc->what, sizeof(sc->what), "recorded %s, final_amount %s",
 	         event_status_name(ev->status), ev->final_amount);

@@ -29,23 +29,27 @@ int store_set_actions(struct store *st, const struct config *cfg)
     __attribute__((warn_unused_result));
 
 /*
- * Submits one item (a JSON object, see the keys bayarhook.ingest() reads in
- * sql/001_init.sql); the store owns it from here. Returns -1 without calling
- * cb when the database is down; otherwise cb is called exactly once, possibly
+ * Submits one item: the text of a JSON object (see the keys
+ * bayarhook.ingest() reads in sql/001_init.sql), without "idx"; the store
+ * owns it from here, also on failure. Returns -1 without calling cb when
+ * the database is down; otherwise cb is called exactly once, possibly
  * before store_submit returns.
  */
-int store_submit(struct store *st, cJSON *item, store_done_cb cb, void *arg)
+int store_submit(struct store *st, char *item, store_done_cb cb, void *arg)
     __attribute__((warn_unused_result));
 
 /* Items accepted by store_submit and not yet answered. */
 unsigned store_outstanding(const struct store *st);
 
 /*
- * Builds the item for a verified event: the payment fields and the event
- * object itself. source is "callback" or "reconciler". raw, when not NULL,
- * is the text ev was parsed from (NUL-terminated), used as is.
+ * Writes the members of the item for a verified event into an open object:
+ * the payment fields and the event itself. source is "callback" or
+ * "reconciler". raw is the event's JSON text (rawlen bytes), embedded as
+ * is: the body ev was parsed from, or the reconciler's shaped event.
  */
 struct pay_event;
-cJSON *store_item_for_event(const struct pay_event *ev, const char *source, const char *raw);
+struct jsonw;
+void store_write_event(struct jsonw *w, const struct pay_event *ev, const char *source,
+                       const char *raw, size_t rawlen);
 
 #endif

@@ -1,0 +1,42 @@
+/*
+ * jsonw.h: a JSON object written straight into one growing buffer, for the
+ * items the store sends to PostgreSQL. Building a cJSON tree for each
+ * callback only to print it again cost more than parsing the callback;
+ * this writes each value once. Strings are made safe for PostgreSQL's text
+ * and jsonb on the way: invalid UTF-8 and NUL become U+FFFD.
+ * A failed allocation is remembered and reported by jsonw_finish().
+ */
+#ifndef BAYARHOOK_JSONW_H
+#define BAYARHOOK_JSONW_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct jsonw {
+	char *buf;
+	size_t len, cap;
+	bool failed; /* an allocation failed; buf is freed by jsonw_finish */
+	bool first;  /* no member written yet in the open object */
+};
+
+/* Starts a buffer holding "{". */
+void jsonw_begin(struct jsonw *w);
+/* "key":"value" (value of n bytes, escaped and sanitized); NULL writes nothing. */
+void jsonw_str(struct jsonw *w, const char *key, const char *val, size_t n);
+/* As jsonw_str for a NUL-terminated value. */
+void jsonw_cstr(struct jsonw *w, const char *key, const char *val);
+void jsonw_int(struct jsonw *w, const char *key, long long v);
+void jsonw_bool(struct jsonw *w, const char *key, bool v);
+/* "key":raw, where raw is valid JSON text already. */
+void jsonw_raw(struct jsonw *w, const char *key, const char *raw, size_t n);
+/* "key":{ ... jsonw_end_object() closes it. */
+void jsonw_begin_object(struct jsonw *w, const char *key);
+void jsonw_end_object(struct jsonw *w);
+/* Appends bytes as they are (for joining objects). */
+void jsonw_put(struct jsonw *w, const char *s, size_t n);
+/* Closes the object; returns the text (caller frees) or NULL if anything failed. */
+char *jsonw_finish(struct jsonw *w);
+/* Returns the text written so far, unclosed (caller frees), or NULL. */
+char *jsonw_take(struct jsonw *w);
+
+#endif
