@@ -151,11 +151,19 @@ static void submit(const struct config *cfg, struct store *st, const struct call
                    struct pending *p, const struct pay_event *ev, bool verified, int http_status)
 {
 	struct jsonw w;
+	char *body = NULL;
 
 	jsonw_begin(&w);
 	if (verified) {
-		/* event_parse accepted exactly these bytes (valid JSON, no NUL). */
-		store_write_event(&w, ev, "callback", req->body, req->body_len);
+		/*
+		 * event_parse accepted exactly these bytes (valid JSON and UTF-8,
+		 * no NUL): they go to the store apart, as the body and the event.
+		 */
+		if ((body = malloc(req->body_len + 1)) == NULL)
+			w.failed = true;
+		else
+			memcpy(body, req->body, req->body_len);
+		store_write_event(&w, ev, "callback", NULL, 0);
 		/* confirm_with_api: the jobs wait until check-payment agrees (confirm.c). */
 		if (cfg->confirm_with_api)
 			jsonw_bool(&w, "hold", true);
@@ -177,8 +185,9 @@ static void submit(const struct config *cfg, struct store *st, const struct call
 	jsonw_cstr(&w, "peer_addr", req->peer_addr);
 	jsonw_cstr(&w, "method", req->method);
 	write_headers(&w, req->headers);
-	jsonw_str(&w, "body", req->body ? req->body : "", req->body ? req->body_len : 0);
-	if (store_submit(st, jsonw_finish(&w), stored, p) < 0)
+	if (!verified)
+		jsonw_str(&w, "body", req->body ? req->body : "", req->body ? req->body_len : 0);
+	if (store_submit(st, jsonw_finish(&w), body, verified ? req->body_len : 0, stored, p) < 0)
 		stored(STORE_FAILED, NULL, p);
 }
 

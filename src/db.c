@@ -29,6 +29,8 @@ struct db_query {
 	char *sql;
 	int nparams;
 	char **params;
+	int *lengths; /* NULL: all text; else a binary parameter's length, or -1 for text */
+	int *formats;
 	db_result_cb cb;
 	void *arg;
 	bool internal;                   /* LISTEN after connect: not counted, no callback */
@@ -87,6 +89,8 @@ static void query_free(struct db_query *q)
 	for (int i = 0; i < q->nparams; i++)
 		free(q->params[i]);
 	free(q->params);
+	free(q->lengths);
+	free(q->formats);
 	free(q->sql);
 	free(q);
 }
@@ -203,7 +207,7 @@ static void conn_send(struct db_conn *c, struct db_query *q)
 	c->error[0] = '\0';
 	c->sqlstate[0] = '\0';
 	if (!PQsendQueryParams(c->pg, q->sql, q->nparams, NULL, (const char *const *)q->params,
-	                       NULL, NULL, 0)) {
+	                       q->lengths, q->formats, 0)) {
 		conn_broken(c, PQerrorMessage(c->pg));
 		return;
 	}
@@ -510,8 +514,8 @@ int db_pool_idle(const struct db_pool *pool)
 	return n;
 }
 
-int db_query(struct db_pool *pool, const char *sql, int nparams, const char *const *params,
-             db_result_cb cb, void *arg)
+int db_query_bin(struct db_pool *pool, const char *sql, int nparams, const char *const *params,
+                 const int *binlen, db_result_cb cb, void *arg)
 {
 	struct db_query *q;
 
@@ -527,9 +531,22 @@ int db_query(struct db_pool *pool, const char *sql, int nparams, const char *con
 	q->arg = arg;
 	if (q->sql == NULL || q->params == NULL)
 		goto fail;
+	if (binlen != NULL &&
+	    ((q->lengths = calloc((size_t)(nparams ? nparams : 1), sizeof(int))) == NULL ||
+	     (q->formats = calloc((size_t)(nparams ? nparams : 1), sizeof(int))) == NULL))
+		goto fail;
 	for (int i = 0; i < nparams; i++) {
-		if (params[i] && (q->params[i] = strdup(params[i])) == NULL)
+		if (params[i] == NULL)
+			continue;
+		if (binlen != NULL && binlen[i] >= 0) {
+			q->lengths[i] = binlen[i];
+			q->formats[i] = 1;
+			if ((q->params[i] = malloc(binlen[i] ? (size_t)binlen[i] : 1)) == NULL)
+				goto fail;
+			memcpy(q->params[i], params[i], (size_t)binlen[i]);
+		} else if ((q->params[i] = strdup(params[i])) == NULL) {
 			goto fail;
+		}
 	}
 	TAILQ_INSERT_TAIL(&pool->queue, q, link);
 	pool_dispatch(pool);
@@ -537,6 +554,12 @@ int db_query(struct db_pool *pool, const char *sql, int nparams, const char *con
 fail:
 	query_free(q);
 	return -1;
+}
+
+int db_query(struct db_pool *pool, const char *sql, int nparams, const char *const *params,
+             db_result_cb cb, void *arg)
+{
+	return db_query_bin(pool, sql, nparams, params, NULL, cb, arg);
 }
 
 int db_session_open(struct db_pool *pool, db_session_cb cb, void *arg)

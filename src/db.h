@@ -45,6 +45,13 @@ int db_pool_idle(const struct db_pool *pool);
  */
 int db_query(struct db_pool *pool, const char *sql, int nparams, const char *const *params,
              db_result_cb cb, void *arg) __attribute__((warn_unused_result));
+/*
+ * As db_query, with binlen[i] >= 0 marking params[i] as binary (PostgreSQL's
+ * send format, binlen[i] bytes; its type comes from a cast in sql) and -1
+ * as text.
+ */
+int db_query_bin(struct db_pool *pool, const char *sql, int nparams, const char *const *params,
+                 const int *binlen, db_result_cb cb, void *arg) __attribute__((warn_unused_result));
 
 /*
  * A session holds one connection of the pool for a sequence of queries

@@ -467,7 +467,7 @@ static void pass_store(struct pass *p, const struct pay_event *ev)
 	sc->p = p;
 	p->stores_out++;
 	p->in_store = true;
-	rc = store_submit(p->rc->store, item, pass_stored, sc);
+	rc = store_submit(p->rc->store, item, NULL, 0, pass_stored, sc);
 	p->in_store = false;
 	if (rc < 0) {
 		p->stores_out--;

@@ -7,6 +7,7 @@
  * bayarhook processes on one database agree.
  */
 #include <errno.h>
+#include <stdint.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,8 @@
 struct store_item {
 	struct store_item *next;
 	char *text; /* the item's JSON object, without idx */
+	char *body; /* a verified callback's body, sent apart (bodies[idx + 1]), or NULL */
+	size_t body_len;
 	store_done_cb cb;
 	void *arg;
 	int retries;
@@ -62,6 +65,7 @@ static void item_finish(struct store *st, struct store_item *it, enum store_outc
 	st->outstanding--;
 	it->cb(o, verdict, it->arg);
 	free(it->text);
+	free(it->body);
 	free(it);
 }
 
@@ -141,14 +145,49 @@ static void batch_done(PGresult *res, const char *err, const char *sqlstate, voi
 	store_flush(st);
 }
 
+static void put_be32(struct jsonw *w, uint32_t v)
+{
+	unsigned char b[4] = {(unsigned char)(v >> 24), (unsigned char)(v >> 16),
+	                      (unsigned char)(v >> 8), (unsigned char)v};
+
+	jsonw_put(w, (const char *)b, 4);
+}
+
+/*
+ * The batch's bodies as a text[] in PostgreSQL's binary send format: they
+ * reach the database as they are, neither escaped here nor parsed there
+ * (ingest() casts each to jsonb once, for the event).
+ */
+static void put_bodies(struct jsonw *w, struct store_item *const *items, int n)
+{
+	bool nulls = false;
+
+	for (int i = 0; i < n; i++)
+		nulls |= items[i]->body == NULL;
+	put_be32(w, 1);     /* dimensions */
+	put_be32(w, nulls); /* has nulls */
+	put_be32(w, 25);    /* element type: text */
+	put_be32(w, (uint32_t)n);
+	put_be32(w, 1); /* lower bound */
+	for (int i = 0; i < n; i++) {
+		if (items[i]->body == NULL) {
+			put_be32(w, UINT32_MAX); /* -1: NULL */
+			continue;
+		}
+		put_be32(w, (uint32_t)items[i]->body_len);
+		jsonw_put(w, items[i]->body, items[i]->body_len);
+	}
+}
+
 static void store_flush(struct store *st)
 {
 	while (st->head && st->inflight < db_pool_up(st->pool) &&
 	       (st->inflight == 0 || st->waiting >= STORE_SPILL_MIN)) {
 		struct store_batch *b = calloc(1, sizeof(*b));
-		struct jsonw w = {0};
-		const char *params[2];
-		char *text = NULL;
+		struct jsonw w = {0}, bw = {0};
+		const char *params[3];
+		int binlen[3] = {-1, -1, -1};
+		char *text = NULL, *bodies = NULL;
 		int max = STORE_MAX_BATCH;
 
 		if (st->head->solo)
@@ -175,25 +214,33 @@ static void store_flush(struct store *st)
 			b->items[b->n++] = it;
 		}
 		jsonw_put(&w, "]", 1);
-		if ((text = jsonw_take(&w)) == NULL)
+		put_bodies(&bw, b->items, b->n);
+		binlen[1] = (int)bw.len;
+		if ((text = jsonw_take(&w)) == NULL || (bodies = jsonw_take(&bw)) == NULL)
 			goto oom;
 		params[0] = text;
-		params[1] = st->actions_json;
-		if (db_query(st->pool,
-		             "SELECT idx, verdict, callback_id FROM bayarhook.ingest($1::jsonb, "
-		             "$2::jsonb)",
-		             2, params, batch_done, b) < 0) {
+		params[1] = bodies;
+		params[2] = st->actions_json;
+		if (db_query_bin(
+		        st->pool,
+		        "SELECT idx, verdict, callback_id FROM bayarhook.ingest($1::jsonb, "
+		        "$2::text[], $3::jsonb)",
+		        3, params, binlen, batch_done, b) < 0) {
 			free(text);
+			free(bodies);
 			for (int i = 0; i < b->n; i++)
 				item_finish(st, b->items[i], STORE_FAILED, NULL);
 			batch_free(b);
 			continue;
 		}
 		free(text);
+		free(bodies);
 		st->inflight++;
 		continue;
 	oom:
+		free(text);
 		free(jsonw_take(&w));
+		free(jsonw_take(&bw));
 		if (b) {
 			for (int i = b->n - 1; i >= 0; i--)
 				queue_front(st, b->items[i]);
@@ -228,6 +275,7 @@ void store_free(struct store *st)
 	for (it = st->head; it; it = next) {
 		next = it->next;
 		free(it->text);
+		free(it->body);
 		free(it);
 	}
 	free(st->actions_json);
@@ -259,16 +307,20 @@ int store_set_actions(struct store *st, const struct config *cfg)
 	return 0;
 }
 
-int store_submit(struct store *st, char *item, store_done_cb cb, void *arg)
+int store_submit(struct store *st, char *item, char *body, size_t body_len, store_done_cb cb,
+                 void *arg)
 {
 	struct store_item *it;
 
-	if (item == NULL || item[0] != '{' || db_pool_up(st->pool) == 0 ||
+	if (item == NULL || item[0] != '{' || body_len > INT32_MAX || db_pool_up(st->pool) == 0 ||
 	    (it = calloc(1, sizeof(*it))) == NULL) {
 		free(item);
+		free(body);
 		return -1;
 	}
 	it->text = item;
+	it->body = body;
+	it->body_len = body_len;
 	it->cb = cb;
 	it->arg = arg;
 	if (st->tail)
@@ -324,7 +376,7 @@ void store_write_event(struct jsonw *w, const struct pay_event *ev, const char *
 	if (cJSON_IsString(f))
 		jsonw_cstr(w, "paid_reff_num", f->valuestring);
 	jsonw_cstr(w, "source", source);
-	/* Valid JSON text already (the body event_parse accepted, or the
-	 * reconciler's print): embedded, not parsed and printed again. */
-	jsonw_raw(w, "event", raw, rawlen);
+	/* Valid JSON text already, embedded, not parsed and printed again. */
+	if (raw != NULL)
+		jsonw_raw(w, "event", raw, rawlen);
 }

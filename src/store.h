@@ -30,13 +30,15 @@ int store_set_actions(struct store *st, const struct config *cfg)
 
 /*
  * Submits one item: the text of a JSON object (see the keys
- * bayarhook.ingest() reads in sql/001_init.sql), without "idx"; the store
- * owns it from here, also on failure. Returns -1 without calling cb when
- * the database is down; otherwise cb is called exactly once, possibly
- * before store_submit returns.
+ * bayarhook.ingest() reads in sql/001_init.sql and 003), without "idx";
+ * and, for a verified callback, its body (valid UTF-8 without NUL, as
+ * event_parse accepted it), which is sent apart and is also the event.
+ * The store owns both from here, also on failure. Returns -1 without
+ * calling cb when the database is down; otherwise cb is called exactly
+ * once, possibly before store_submit returns.
  */
-int store_submit(struct store *st, char *item, store_done_cb cb, void *arg)
-    __attribute__((warn_unused_result));
+int store_submit(struct store *st, char *item, char *body, size_t body_len, store_done_cb cb,
+                 void *arg) __attribute__((warn_unused_result));
 
 /* Items accepted by store_submit and not yet answered. */
 unsigned store_outstanding(const struct store *st);
@@ -45,7 +47,7 @@ unsigned store_outstanding(const struct store *st);
  * Writes the members of the item for a verified event into an open object:
  * the payment fields and the event itself. source is "callback" or
  * "reconciler". raw is the event's JSON text (rawlen bytes), embedded as
- * is: the body ev was parsed from, or the reconciler's shaped event.
+ * is; NULL when the event is the body given to store_submit.
  */
 struct pay_event;
 struct jsonw;
