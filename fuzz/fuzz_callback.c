@@ -1,17 +1,23 @@
 /*
  * fuzz_callback.c: libFuzzer target for everything a stranger's callback
  * body reaches before a signature is checked: event_parse, event_field,
- * the amount text, verify_signature and verify_timestamp.
+ * the amount text, verify_signature and verify_timestamp; and jsonw, which
+ * writes any body and header into the audit item: whatever the bytes, the
+ * item must parse as JSON and hold valid UTF-8 without NUL.
  *
  *   clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Isrc \
- *     src/event.c src/verify.c fuzz/fuzz_callback.c -lcjson -lcrypto -lm -o fuzz_callback
+ *     src/event.c src/verify.c src/jsonw.c fuzz/fuzz_callback.c -lcjson -lcrypto -lm \
+ *     -o fuzz_callback
  *   ./fuzz_callback fuzz/corpus/callback
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "event.h"
+#include "jsonw.h"
 #include "verify.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -62,6 +68,28 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		memcpy(&d, data, sizeof(d));
 		verify_php_float(d, out, sizeof(out));
 	}
-	free(text);
+	{
+		struct jsonw w;
+		cJSON *o;
+		const cJSON *b;
+		char *item;
+
+		jsonw_begin(&w);
+		jsonw_str(&w, "body", (const char *)data, size);
+		jsonw_begin_object(&w, "headers");
+		jsonw_str(&w, text, (const char *)data, size / 2); /* text: a NUL-ended copy */
+		jsonw_end_object(&w);
+		item = jsonw_finish(&w);
+		free(text);
+		if (item == NULL)
+			return 0;
+		o = cJSON_Parse(item);
+		b = cJSON_GetObjectItemCaseSensitive(o, "body");
+		if (!cJSON_IsString(b) || strlen(b->valuestring) < size ||
+		    !utf8_valid(b->valuestring, strlen(b->valuestring)))
+			abort();
+		cJSON_Delete(o);
+		free(item);
+	}
 	return 0;
 }
