@@ -24,7 +24,7 @@
 #include "server.h"
 #include "store.h"
 
-#define DAEMON_DB_CONNS 2 /* writers in flight: fewer, larger group commits (bench/README.md) */
+#define DAEMON_DB_CONNS 2 /* writers; the second only for a deep queue (store.c, bench/README.md) */
 #define DAEMON_STOP_GRACE_SEC 10
 /* Running jobs get QUEUE_STOP_GRACE_SEC, then are stopped; this bounds the rest. */
 #define DAEMON_STOP_JOBS_SEC (QUEUE_STOP_GRACE_SEC + 10)
