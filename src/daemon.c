@@ -24,7 +24,7 @@
 #include "server.h"
 #include "store.h"
 
-#define DAEMON_DB_CONNS 2 /* writers; the second only for a deep queue (store.c, bench/README.md) */
+#define DAEMON_DB_CONNS 2 /* writers; the 2nd for a deep queue only (store.c) */
 #define DAEMON_STOP_GRACE_SEC 10
 /* Running jobs get QUEUE_STOP_GRACE_SEC, then are stopped; this bounds the rest. */
 #define DAEMON_STOP_JOBS_SEC (QUEUE_STOP_GRACE_SEC + 10)
