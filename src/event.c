@@ -179,7 +179,55 @@ static bool scan_string(const char *s, size_t len, size_t *pos)
 }
 
 /* RFC 8259 number; cJSON hands anything strtod likes ("01", "+1", "1.") on. */
-static bool scan_number(const char *s, size_t len, size_t *pos)
+/*
+ * Whether PostgreSQL's numeric (which jsonb uses for every number) can hold
+ * this JSON number: at most 131072 digits before the decimal point and a
+ * scale (digits after it as written, less the exponent) of at most 16383.
+ * A signed body with a number beyond that could never be stored: it is
+ * refused as malformed rather than answered 503 for ever.
+ */
+static bool numeric_storable(const char *s, size_t n)
+{
+	size_t i = 0, intd = 0, fracd = 0, expd = 0;
+	long long exp = 0, weight = 0; /* weight: decimal exponent of the first nonzero digit */
+	bool neg_exp = false, nonzero = false;
+
+	if (i < n && s[i] == '-')
+		i++;
+	for (; i < n && is_digit(s[i]); i++)
+		nonzero |= s[i] != '0';
+	intd = i - (s[0] == '-');
+	if (nonzero)
+		weight = (long long)intd - 1; /* JSON allows no leading zeros */
+	if (i < n && s[i] == '.') {
+		for (i++; i < n && is_digit(s[i]); i++) {
+			fracd++;
+			if (!nonzero && s[i] != '0') {
+				nonzero = true;
+				weight = -(long long)fracd;
+			}
+		}
+	}
+	if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+		i++;
+		if (i < n && (s[i] == '+' || s[i] == '-'))
+			neg_exp = s[i++] == '-';
+		for (; i < n && is_digit(s[i]); i++) {
+			if (expd == 0 && s[i] == '0')
+				continue;
+			if (++expd > 9)
+				return false;
+			exp = exp * 10 + (s[i] - '0');
+		}
+		if (neg_exp)
+			exp = -exp;
+	}
+	if (nonzero && weight + exp > 131071)
+		return false;
+	return (long long)fracd - exp <= 16383;
+}
+
+static bool scan_number(const char *s, size_t len, size_t *pos, bool *range)
 {
 	size_t i = *pos;
 
@@ -213,6 +261,10 @@ static bool scan_number(const char *s, size_t len, size_t *pos)
 	 * tokens that the structural walk cannot tell apart from one. */
 	if (i < len && in_set(s[i], "0123456789+-.eE"))
 		return false;
+	if (!numeric_storable(s + *pos, i - *pos)) {
+		*range = true;
+		return false;
+	}
 	*pos = i;
 	return true;
 }
@@ -236,7 +288,7 @@ static bool scan_literal(const char *s, size_t len, size_t *pos)
  * cJSON, so a flat token walk with a nesting counter suffices (no recursion
  * for a stranger to exhaust); each token is checked against PHP's rules.
  */
-static bool scan_value(const char *s, size_t len, size_t *pos, int depth)
+static bool scan_value(const char *s, size_t len, size_t *pos, int depth, bool *range)
 {
 	size_t i = *pos;
 	int level = 0;
@@ -277,7 +329,7 @@ static bool scan_value(const char *s, size_t len, size_t *pos, int depth)
 		default:
 			if (s[i] != '-' && !is_digit(s[i]))
 				return false;
-			if (!scan_number(s, len, &i))
+			if (!scan_number(s, len, &i, range))
 				return false;
 			break;
 		}
@@ -287,7 +339,7 @@ static bool scan_value(const char *s, size_t len, size_t *pos, int depth)
 }
 
 /* Fills spans[0..n) with the value text of each top-level member. */
-static bool scan_members(const char *s, size_t len, struct span *spans, size_t n)
+static bool scan_members(const char *s, size_t len, struct span *spans, size_t n, bool *range)
 {
 	size_t i = skip_ws(s, len, 0), count = 0;
 
@@ -307,7 +359,7 @@ static bool scan_members(const char *s, size_t len, struct span *spans, size_t n
 			if (i >= len || s[i] != ':')
 				return false;
 			start = i = skip_ws(s, len, i + 1);
-			if (!scan_value(s, len, &i, 1) || count >= n)
+			if (!scan_value(s, len, &i, 1, range) || count >= n)
 				return false;
 			spans[count].off = start;
 			spans[count].len = i - start;
@@ -606,6 +658,7 @@ int event_parse(struct pay_event *ev, const char *body, size_t len, const char *
 	struct span *spans = NULL;
 	size_t n = 0;
 	const cJSON *c;
+	bool range = false;
 	int rc = -1;
 
 	memset(ev, 0, sizeof(*ev));
@@ -644,8 +697,8 @@ int event_parse(struct pay_event *ev, const char *body, size_t len, const char *
 		*err = "out of memory";
 		goto fail;
 	}
-	if (!scan_members(body, len, spans, n)) {
-		*err = "body is not valid JSON";
+	if (!scan_members(body, len, spans, n, &range)) {
+		*err = range ? "number out of range" : "body is not valid JSON";
 		goto fail;
 	}
 	if (event_fill(ev, body, spans, err) < 0)

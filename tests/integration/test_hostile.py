@@ -500,6 +500,12 @@ CATALOGUE = [
      ""),
     ("amount-1e400", lambda: body_replace("amt400", b'"amount":50000', b'"amount":1e400'),
      "plain", 200, OK, "amount is not signed; out of range it is dropped (stored NULL)"),
+    ("number-past-numeric", lambda: body_replace("n2e5", b'"amount":50000', b'"amount":1e200000'),
+     "plain", 400, M, "PostgreSQL's numeric (jsonb) cannot hold it, so the event could never be "
+     "stored: refused as malformed, not 503 for ever"),
+    ("number-scale-past-numeric",
+     lambda: body_replace("nsc", b'"amount":50000', b'"amount":1e-16384'),
+     "plain", 400, M, "as above, for a scale over 16383 digits"),
     # --- | inside signed fields ---
     ("pipe-in-invoice-signed", lambda: signed_req("pipe", invoice=inv("pipe") + "|paid"),
      "plain", 200, OK, "a | in an id cannot shift the message: status is one of four words"),

@@ -38,6 +38,17 @@ static const struct bad_case bad_cases[] = {
     {"{\"invoice_id\":\"INV\\u0000x\",\"status\":\"paid\",\"final_amount\":1}", 0,
      "body contains \\u0000"},
     {"{\"a\\u0000\":1," OK_FIELDS "}", 0, "body contains \\u0000"},
+    /* Past PostgreSQL numeric's range (jsonb could never hold the event);
+     * the boundaries as PostgreSQL 15 itself draws them. */
+    {"{\"x\":1e131072," OK_FIELDS "}", 0, "number out of range"},
+    {"{\"x\":-1E+131072," OK_FIELDS "}", 0, "number out of range"},
+    {"{\"x\":0.1e131073," OK_FIELDS "}", 0, "number out of range"},
+    {"{\"x\":1e200000," OK_FIELDS "}", 0, "number out of range"},
+    {"{\"x\":1e-16384," OK_FIELDS "}", 0, "number out of range"},
+    {"{\"x\":10e-16384," OK_FIELDS "}", 0, "number out of range"},
+    {"{\"x\":0.10e-16382," OK_FIELDS "}", 0, "number out of range"},
+    {"{\"x\":1.0e-16383," OK_FIELDS "}", 0, "number out of range"},
+    {"{\"x\":[{\"y\":1e99999999999}]," OK_FIELDS "}", 0, "number out of range"},
     {"{\"a\":\"\\\\\\u0000\"," OK_FIELDS "}", 0, "body contains \\u0000"},
     {"", 0, "body is not valid JSON"},
     {"   ", 0, "body is not valid JSON"},
@@ -218,6 +229,9 @@ static const struct good_case good_cases[] = {
      NULL},
     {"{\"invoice_id\":\"INV-1\",\"status\":\"paid\",\"final_amount\":-5}", "-5", "", "", NULL,
      NULL},
+    /* The edges of what PostgreSQL's numeric holds. */
+    {"{\"x\":[1e131071,9.9e131071,-1E+0000131071,1e-16383,0e99,0.5e-16382]," OK_FIELDS "}", "50123",
+     "", "", NULL, NULL},
     /* An escaped backslash before "u0000" is text, not a NUL escape. */
     {"{\"note\":\"C:\\\\u0000\"," OK_FIELDS "}", "50123", "", "", NULL, NULL},
     /* Only top-level keys must be unique; PHP keeps the last nested one. */
