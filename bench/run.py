@@ -325,6 +325,11 @@ class Pg:
             f.write(f"\nlisten_addresses = '127.0.0.1'\nport = {self.port}\n"
                     f"unix_socket_directories = '{self.sock}'\nfsync = on\n"
                     f"log_min_messages = warning\n")
+            # BENCH_PG_CONF: extra lines for investigations (e.g. slow-statement
+            # logging); the published runs leave it empty.
+            extra = os.environ.get("BENCH_PG_CONF", "")
+            if extra:
+                f.write(extra.replace(";", "\n") + "\n")
 
     def start(self):
         run(self.cmd("pg_ctl", "start", "-D", self.data, "-l", self.logfile, "-w", "-t", "60"),
