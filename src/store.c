@@ -25,11 +25,12 @@
  * wait. Each ingest() call costs PostgreSQL a fixed ~0.5 ms (executor
  * start-up of its statements, commit, WAL flush) on top of ~0.1 ms per
  * item, so splitting a small queue over two connections costs more CPU
- * than it saves time (bench/README.md: 2 in flight at once gave 7 items per
- * commit and 4,400/s; this, 15 per commit and 4,800/s). A deep queue still
- * uses every connection.
+ * than it saves time, while one batch at a time leaves a core idle
+ * (bench/README.md, 32 senders: both connections always: 7 items per commit,
+ * 4,400/s; a second batch from 16 waiting: 13, 5,100/s; from 8: 10,
+ * 5,400-6,700/s; from 4 or 6: 4,800-5,100/s).
  */
-#define STORE_SPILL_MIN 16
+#define STORE_SPILL_MIN 8
 
 struct store_item {
 	struct store_item *next;

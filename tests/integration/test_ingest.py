@@ -344,6 +344,38 @@ def test_paid_after_expired_is_accepted(daemon, db):
     assert p["paid_reff_num"]
 
 
+def test_event_is_the_exact_body_and_two_argument_ingest_still_works(daemon, db):
+    """The daemon sends a verified body apart (ingest(batch, bodies, actions));
+    the audit keeps its exact bytes and the payment its JSON. The two-argument
+    ingest() of migration 001, kept for a daemon not yet restarted, records
+    the same items with everything inside the batch."""
+    inv = bh.new_invoice("body")
+    r = daemon.callback(inv, status="paid")
+    assert (r.status, r.json) == (200, OK)
+    cb = only_row(db.query("SELECT body, verdict FROM bayarhook.callbacks WHERE invoice_id = %s",
+                           [inv]))
+    assert cb["verdict"] == "accepted"
+    ev = db.scalar("SELECT event FROM bayarhook.payments WHERE invoice_id = %s", [inv])
+    assert ev == json.loads(cb["body"]) and ev["invoice_id"] == inv
+
+    old = bh.new_invoice("twoarg")
+    body = json.dumps({"invoice_id": old, "status": "paid", "final_amount": 5})
+    batch = [{"idx": 0, "invoice_id": old, "status": "paid", "final_amount": "5",
+              "source": "callback", "event": json.loads(body), "body": body},
+             {"idx": 1, "verdict": "malformed", "http_status": 400, "error": "test",
+              "body": "not json"},
+             {"idx": 2, "invoice_id": old, "status": "paid", "final_amount": "5",
+              "source": "callback", "event": json.loads(body), "body": body}]
+    got = db.rows("SELECT idx, verdict FROM bayarhook.ingest(%s::jsonb, %s::jsonb) ORDER BY idx",
+                  [json.dumps(batch), json.dumps({"paid": []})])
+    assert got == [(0, "accepted"), (1, "malformed"), (2, "duplicate")]
+    assert db.verdicts(old) == ["accepted", "duplicate"]
+    assert db.scalar("SELECT event FROM bayarhook.payments WHERE invoice_id = %s",
+                     [old]) == json.loads(body)
+    assert db.scalar("SELECT body FROM bayarhook.callbacks WHERE invoice_id = %s ORDER BY id "
+                     "LIMIT 1", [old]) == body
+
+
 # ---------------------------------------------------------------------------
 # health, metrics
 
