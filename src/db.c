@@ -514,26 +514,28 @@ int db_pool_idle(const struct db_pool *pool)
 	return n;
 }
 
-int db_query_bin(struct db_pool *pool, const char *sql, int nparams, const char *const *params,
-                 const int *binlen, db_result_cb cb, void *arg)
+/*
+ * A query with copies of sql and its parameters: binlen[i] >= 0 marks
+ * params[i] as binary, of that many bytes (binlen may be NULL: all text).
+ * NULL when out of memory.
+ */
+static struct db_query *query_new(const char *sql, int nparams, const char *const *params,
+                                  const int *binlen, db_result_cb cb, void *arg)
 {
-	struct db_query *q;
+	size_t slots = (size_t)(nparams ? nparams : 1);
+	struct db_query *q = calloc(1, sizeof(*q));
 
-	if (pool->up == 0)
-		return -1;
-	q = calloc(1, sizeof(*q));
 	if (q == NULL)
-		return -1;
+		return NULL;
 	q->sql = strdup(sql);
 	q->nparams = nparams;
-	q->params = calloc((size_t)(nparams ? nparams : 1), sizeof(char *));
+	q->params = calloc(slots, sizeof(char *));
 	q->cb = cb;
 	q->arg = arg;
 	if (q->sql == NULL || q->params == NULL)
 		goto fail;
-	if (binlen != NULL &&
-	    ((q->lengths = calloc((size_t)(nparams ? nparams : 1), sizeof(int))) == NULL ||
-	     (q->formats = calloc((size_t)(nparams ? nparams : 1), sizeof(int))) == NULL))
+	if (binlen != NULL && ((q->lengths = calloc(slots, sizeof(int))) == NULL ||
+	                       (q->formats = calloc(slots, sizeof(int))) == NULL))
 		goto fail;
 	for (int i = 0; i < nparams; i++) {
 		if (params[i] == NULL)
@@ -548,12 +550,22 @@ int db_query_bin(struct db_pool *pool, const char *sql, int nparams, const char 
 			goto fail;
 		}
 	}
+	return q;
+fail:
+	query_free(q);
+	return NULL;
+}
+
+int db_query_bin(struct db_pool *pool, const char *sql, int nparams, const char *const *params,
+                 const int *binlen, db_result_cb cb, void *arg)
+{
+	struct db_query *q;
+
+	if (pool->up == 0 || (q = query_new(sql, nparams, params, binlen, cb, arg)) == NULL)
+		return -1;
 	TAILQ_INSERT_TAIL(&pool->queue, q, link);
 	pool_dispatch(pool);
 	return 0;
-fail:
-	query_free(q);
-	return -1;
 }
 
 int db_query(struct db_pool *pool, const char *sql, int nparams, const char *const *params,
@@ -588,24 +600,13 @@ int db_session_open(struct db_pool *pool, db_session_cb cb, void *arg)
 void db_session_query(struct db_session *s, const char *sql, int nparams, const char *const *params,
                       db_result_cb cb, void *arg)
 {
-	struct db_query *q = calloc(1, sizeof(*q));
 	struct db_conn *c = s->conn;
+	struct db_query *q = NULL;
 
-	if (c == NULL || c->state != CONN_IDLE || q == NULL || (q->sql = strdup(sql)) == NULL ||
-	    (q->params = calloc((size_t)(nparams ? nparams : 1), sizeof(char *))) == NULL) {
-		query_free(q);
+	if (c == NULL || c->state != CONN_IDLE ||
+	    (q = query_new(sql, nparams, params, NULL, cb, arg)) == NULL) {
 		cb(NULL, c ? "session busy or out of memory" : "database connection lost", "", arg);
 		return;
-	}
-	q->nparams = nparams;
-	q->cb = cb;
-	q->arg = arg;
-	for (int i = 0; i < nparams; i++) {
-		if (params[i] && (q->params[i] = strdup(params[i])) == NULL) {
-			query_free(q);
-			cb(NULL, "out of memory", "", arg);
-			return;
-		}
 	}
 	conn_send(c, q);
 }

@@ -178,7 +178,6 @@ static bool scan_string(const char *s, size_t len, size_t *pos)
 	return false;
 }
 
-/* RFC 8259 number; cJSON hands anything strtod likes ("01", "+1", "1.") on. */
 /*
  * Whether PostgreSQL's numeric (which jsonb uses for every number) can hold
  * this JSON number: at most 131072 digits before the decimal point and a
@@ -227,6 +226,7 @@ static bool numeric_storable(const char *s, size_t n)
 	return (long long)fracd - exp <= 16383;
 }
 
+/* RFC 8259 number; cJSON hands anything strtod likes ("01", "+1", "1.") on. */
 static bool scan_number(const char *s, size_t len, size_t *pos, bool *range)
 {
 	size_t i = *pos;

@@ -60,14 +60,19 @@ struct store {
 
 static void store_flush(struct store *st);
 
+static void item_free(struct store_item *it)
+{
+	free(it->text);
+	free(it->body);
+	free(it);
+}
+
 static void item_finish(struct store *st, struct store_item *it, enum store_outcome o,
                         const char *verdict)
 {
 	st->outstanding--;
 	it->cb(o, verdict, it->arg);
-	free(it->text);
-	free(it->body);
-	free(it);
+	item_free(it);
 }
 
 static void queue_front(struct store *st, struct store_item *it)
@@ -189,7 +194,7 @@ static void store_flush(struct store *st)
 		const char *params[3];
 		int binlen[3] = {-1, -1, -1};
 		char *text = NULL, *bodies = NULL;
-		int max = STORE_MAX_BATCH;
+		int max = STORE_MAX_BATCH, rc;
 
 		if (st->head->solo)
 			max = 1;
@@ -222,20 +227,19 @@ static void store_flush(struct store *st)
 		params[0] = text;
 		params[1] = bodies;
 		params[2] = st->actions_json;
-		if (db_query_bin(
-		        st->pool,
-		        "SELECT idx, verdict, callback_id FROM bayarhook.ingest($1::jsonb, "
-		        "$2::text[], $3::jsonb)",
-		        3, params, binlen, batch_done, b) < 0) {
-			free(text);
-			free(bodies);
+		rc = db_query_bin(
+		    st->pool,
+		    "SELECT idx, verdict, callback_id FROM bayarhook.ingest($1::jsonb, "
+		    "$2::text[], $3::jsonb)",
+		    3, params, binlen, batch_done, b);
+		free(text);
+		free(bodies);
+		if (rc < 0) {
 			for (int i = 0; i < b->n; i++)
 				item_finish(st, b->items[i], STORE_FAILED, NULL);
 			batch_free(b);
 			continue;
 		}
-		free(text);
-		free(bodies);
 		st->inflight++;
 		continue;
 	oom:
@@ -275,9 +279,7 @@ void store_free(struct store *st)
 		return;
 	for (it = st->head; it; it = next) {
 		next = it->next;
-		free(it->text);
-		free(it->body);
-		free(it);
+		item_free(it);
 	}
 	free(st->actions_json);
 	free(st);
