@@ -18,6 +18,7 @@
 
 #include "event.h"
 #include "jsonw.h"
+#include "phpnum.h"
 #include "verify.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -66,7 +67,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		double d;
 		char out[64];
 		memcpy(&d, data, sizeof(d));
-		verify_php_float(d, out, sizeof(out));
+		phpnum_float(d, out, sizeof(out));
 	}
 	{
 		struct jsonw w;

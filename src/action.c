@@ -17,7 +17,7 @@
 #include "action_exec.h"
 #include "action_int.h"
 #include "db.h"
-#include "exec_split.h"
+#include "words.h"
 #include "http_client.h"
 #include "log.h"
 
@@ -108,7 +108,7 @@ static void action_unref(struct action *a)
 {
 	if (a == NULL || --a->refs > 0)
 		return;
-	exec_split_free(a->argv);
+	words_free(a->argv);
 	action_sql_release(a);
 	free(a->url);
 	if (a->secret) {
@@ -136,14 +136,14 @@ static int prepare_exec(struct action *a, const struct config *cfg, const struct
 {
 	char msg[256], **names = NULL;
 
-	if (exec_split(ac->command, &a->argv, msg, sizeof(msg)) < 0 ||
-	    exec_split_fields(a->argv, &names, msg, sizeof(msg)) < 0) {
+	if (words_split(ac->command, &a->argv, msg, sizeof(msg)) < 0 ||
+	    words_fields(a->argv, &names, msg, sizeof(msg)) < 0) {
 		snprintf(err, errlen, "%s:%d: command: %s", cfg->path ? cfg->path : "config",
 		         ac->line, msg);
 		return -1;
 	}
 	warn_unknown_fields(cfg, ac, names, "command");
-	exec_split_free(names);
+	words_free(names);
 	return 0;
 }
 
@@ -241,7 +241,7 @@ int action_check_config(const struct config *cfg, char *err, size_t errlen)
 		switch (ac->type) {
 		case ACTION_EXEC:
 			rc = prepare_exec(&a, cfg, ac, err, errlen);
-			exec_split_free(a.argv);
+			words_free(a.argv);
 			break;
 		case ACTION_SQL:
 			rc = action_sql_placeholders(ac->statement, &sql, &names, msg, sizeof(msg));
@@ -250,7 +250,7 @@ int action_check_config(const struct config *cfg, char *err, size_t errlen)
 				         cfg->path ? cfg->path : "config", ac->line, msg);
 			else
 				warn_unknown_fields(cfg, ac, names, "statement");
-			exec_split_free(names);
+			words_free(names);
 			free(sql);
 			break;
 		case ACTION_FORWARD:
@@ -448,7 +448,7 @@ static int exec_start(struct action_run *run, char *err, size_t errlen)
 	const cJSON *f;
 	int rc = -1;
 
-	if (exec_split_expand(a->argv, exec_lookup, run, &argv, err, errlen) < 0)
+	if (words_expand(a->argv, exec_lookup, run, &argv, err, errlen) < 0)
 		return -1;
 	vars = calloc(run->ev.nfields + 1, sizeof(*vars));
 	if (vars == NULL)
@@ -476,7 +476,7 @@ oom:
 	snprintf(err, errlen, "out of memory");
 out:
 	action_exec_env_free(envp);
-	exec_split_free(argv);
+	words_free(argv);
 	free(vars);
 	return rc;
 }

@@ -20,7 +20,7 @@
 #include "metrics.h"
 #include "queue.h"
 #include "reconcile.h"
-#include "sd.h"
+#include "service.h"
 #include "server.h"
 #include "store.h"
 
@@ -42,7 +42,7 @@ struct daemon {
 	struct gateway *gateway; /* one door to the API: one rate limit */
 	struct reconcile *reconcile;
 	struct confirm *confirm;
-	struct sd_watchdog *watchdog;
+	struct service_watchdog *watchdog;
 	struct event *ev_term, *ev_int, *ev_hup, *ev_drain;
 	int stop_ticks;
 	bool stopping;
@@ -64,7 +64,7 @@ static bool daemon_healthy(void *arg)
 
 static void daemon_status(struct daemon *d)
 {
-	sd_status("serving on %s, database %s", server_address(d->server),
+	service_status("serving on %s, database %s", server_address(d->server),
 	          db_pool_up(d->pool) ? "up" : "down");
 }
 
@@ -82,11 +82,11 @@ static void daemon_reload(struct daemon *d)
 	char err[512];
 	struct config *next;
 
-	sd_reloading();
+	service_reloading();
 	next = config_load(d->cfg->path, err, sizeof(err));
 	if (next == NULL) {
 		log_errx("reload failed, keeping the running config: %s", err);
-		sd_ready(NULL);
+		service_ready(NULL);
 		return;
 	}
 	/* listen and conninfo are bound at start; keep the running values. */
@@ -104,13 +104,13 @@ static void daemon_reload(struct daemon *d)
 	if (queue_set_config(d->queue, next, err, sizeof(err)) < 0) {
 		log_errx("reload failed, keeping the running config: %s", err);
 		config_free(next);
-		sd_ready(NULL);
+		service_ready(NULL);
 		return;
 	}
 	if (store_set_actions(d->store, next) < 0) {
 		log_errx("reload failed (out of memory), keeping the running config");
 		config_free(next);
-		sd_ready(NULL);
+		service_ready(NULL);
 		return;
 	}
 	if (gateway_configure(d->gateway, next) < 0 || reconcile_configure(d->reconcile, next) < 0)
@@ -119,7 +119,7 @@ static void daemon_reload(struct daemon *d)
 	config_free(d->cfg);
 	d->cfg = next;
 	log_notice("configuration reloaded from %s", d->cfg->path);
-	sd_ready(NULL);
+	service_ready(NULL);
 	daemon_status(d);
 }
 
@@ -153,7 +153,7 @@ static void daemon_stop(struct daemon *d)
 	if (d->stopping)
 		return;
 	d->stopping = true;
-	sd_stopping();
+	service_stopping();
 	log_notice("stopping: no new connections, finishing in-flight requests");
 	server_stop_accepting(d->server);
 	queue_stop(d->queue);
@@ -231,7 +231,7 @@ static void daemon_free(struct daemon *d)
 		event_free(d->ev_int);
 	if (d->ev_hup)
 		event_free(d->ev_hup);
-	sd_watchdog_free(d->watchdog);
+	service_watchdog_free(d->watchdog);
 	server_free(d->server);
 	queue_free(d->queue);
 	action_exec_fini();
@@ -296,7 +296,7 @@ int daemon_serve(const char *config_path)
 	reconcile_start(d.reconcile);
 	daemon_wait_for_db(&d);
 
-	nfds = sd_listen_sockets(&fds);
+	nfds = service_listen_sockets(&fds);
 	if (nfds < 0) {
 		log_errx("unusable sockets from systemd");
 		goto out;
@@ -320,7 +320,7 @@ int daemon_serve(const char *config_path)
 		log_errx("cannot install signal handlers");
 		goto out;
 	}
-	d.watchdog = sd_watchdog_start(d.base, daemon_healthy, &d);
+	d.watchdog = service_watchdog_start(d.base, daemon_healthy, &d);
 	metrics_set(METRIC_DATABASE_UP, NULL, db_pool_up(d.pool) ? 1 : 0);
 	log_notice("bayarhook %s listening on %s callback_path=%s", BAYARHOOK_VERSION,
 	           server_address(d.server), d.cfg->callback_path);
@@ -328,7 +328,7 @@ int daemon_serve(const char *config_path)
 	 * Ready means the listener is up. With the database down, callbacks are
 	 * answered 503 (the gateway keeps them) until the pool reconnects.
 	 */
-	sd_ready(NULL);
+	service_ready(NULL);
 	daemon_status(&d);
 	event_base_dispatch(d.base);
 	log_notice("stopped");

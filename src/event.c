@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "phpnum.h"
+#include "utf8.h"
 #include "verify.h"
 
 /* PHP's json_decode default depth of 512 refuses 512 nested containers. */
@@ -49,51 +51,6 @@ enum pay_status event_status_parse(const char *s)
 		if (strcmp(s, event_status_name((enum pay_status)i)) == 0)
 			return (enum pay_status)i;
 	return STATUS_UNKNOWN;
-}
-
-bool utf8_valid(const char *s, size_t len)
-{
-	const unsigned char *p = (const unsigned char *)s;
-	size_t i = 0;
-
-	while (i < len) {
-		unsigned char c = p[i];
-		size_t need;
-		unsigned char lo = 0x80, hi = 0xbf;
-
-		if (c < 0x80) {
-			i++;
-			continue;
-		}
-		/* The ranges of the second byte rule out overlongs (e0, f0),
-		 * surrogates (ed) and code points above U+10FFFF (f4). */
-		if (c >= 0xc2 && c <= 0xdf) {
-			need = 1;
-		} else if (c >= 0xe0 && c <= 0xef) {
-			need = 2;
-			if (c == 0xe0)
-				lo = 0xa0;
-			else if (c == 0xed)
-				hi = 0x9f;
-		} else if (c >= 0xf0 && c <= 0xf4) {
-			need = 3;
-			if (c == 0xf0)
-				lo = 0x90;
-			else if (c == 0xf4)
-				hi = 0x8f;
-		} else {
-			return false;
-		}
-		if (len - i <= need)
-			return false;
-		if (p[i + 1] < lo || p[i + 1] > hi)
-			return false;
-		for (size_t k = 2; k <= need; k++)
-			if (p[i + k] < 0x80 || p[i + k] > 0xbf)
-				return false;
-		i += need + 1;
-	}
-	return true;
 }
 
 /*
@@ -538,7 +495,7 @@ static int number_texts(struct pay_event *ev, const char *body, const struct spa
 		}
 		if (verify_amount_text(c, raw, buf, sizeof(buf)) < 0) {
 			/* Out of range: json_decode gives INF, which PHP prints. */
-			verify_php_float(raw != NULL ? strtod(raw, NULL) : c->valuedouble, buf,
+			phpnum_float(raw != NULL ? strtod(raw, NULL) : c->valuedouble, buf,
 			                 sizeof(buf));
 		}
 		free(raw);

@@ -75,7 +75,4 @@ void event_release(struct pay_event *ev);
  */
 const char *event_field(struct pay_event *ev, const char *name);
 
-/* True when every byte sequence is valid UTF-8 (no overlongs, no surrogates). */
-bool utf8_valid(const char *s, size_t len);
-
 #endif

@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "gateway.h"
+#include "utf8.h"
 
 const char *gateway_error_name(enum gateway_error e)
 {

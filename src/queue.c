@@ -34,6 +34,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "queue.h"
+#include "utf8.h"
 
 #define QUEUE_POOL_SIZE 3
 #define QUEUE_TICK_MS 1000

@@ -24,9 +24,6 @@
 int verify_amount_text(const cJSON *item, const char *raw, char *out, size_t outlen)
     __attribute__((warn_unused_result));
 
-/* PHP (string)(float) with precision 14. */
-void verify_php_float(double v, char *out, size_t outlen);
-
 /* Lowercase hex HMAC-SHA256 of invoice|status|amount|timestamp; out >= 65. */
 void verify_sign(const char *secret, const char *invoice_id, const char *status,
                  const char *final_amount, const char *timestamp, char out[65]);

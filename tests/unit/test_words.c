@@ -1,4 +1,4 @@
-/* test_exec_split.c: word splitting and {field} substitution tables. */
+/* test_words.c: word splitting and {field} substitution tables. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -7,7 +7,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "exec_split.h"
+#include "words.h"
 
 #define MAXW 8
 
@@ -67,7 +67,7 @@ static void test_split_table(void **state)
 	for (size_t i = 0; i < sizeof(split_cases) / sizeof(split_cases[0]); i++) {
 		const struct split_case *c = &split_cases[i];
 		char **argv = (char **)0x1, err[128] = "";
-		int rc = exec_split(c->in, &argv, err, sizeof(err));
+		int rc = words_split(c->in, &argv, err, sizeof(err));
 
 		if (c->err != NULL) {
 			if (rc != -1)
@@ -89,7 +89,7 @@ static void test_split_table(void **state)
 		} else {
 			assert_words(argv, c->words, c->in);
 		}
-		exec_split_free(argv);
+		words_free(argv);
 	}
 }
 
@@ -163,9 +163,9 @@ static void test_expand_table(void **state)
 		char **tmpl, **argv = (char **)0x1, err[160] = "";
 		int rc;
 
-		if (exec_split(c->cmd, &tmpl, err, sizeof(err)) != 0)
+		if (words_split(c->cmd, &tmpl, err, sizeof(err)) != 0)
 			fail_msg("split [%s]: %s", c->cmd, err);
-		rc = exec_split_expand(tmpl, lookup, NULL, &argv, err, sizeof(err));
+		rc = words_expand(tmpl, lookup, NULL, &argv, err, sizeof(err));
 		if (c->err != NULL) {
 			if (rc != -1)
 				fail_msg("cmd [%s]: expected error [%s]", c->cmd, c->err);
@@ -176,9 +176,9 @@ static void test_expand_table(void **state)
 			if (rc != 0)
 				fail_msg("cmd [%s]: unexpected error [%s]", c->cmd, err);
 			assert_words(argv, c->words, c->cmd);
-			exec_split_free(argv);
+			words_free(argv);
 		}
-		exec_split_free(tmpl);
+		words_free(tmpl);
 	}
 }
 
@@ -188,35 +188,35 @@ static void test_fields(void **state)
 
 	(void)state;
 	assert_int_equal(
-	    exec_split("prog {a} {b_2} --x={a}{c} '{{d}}' {b_2}", &tmpl, err, sizeof(err)), 0);
-	assert_int_equal(exec_split_fields(tmpl, &names, err, sizeof(err)), 0);
+	    words_split("prog {a} {b_2} --x={a}{c} '{{d}}' {b_2}", &tmpl, err, sizeof(err)), 0);
+	assert_int_equal(words_fields(tmpl, &names, err, sizeof(err)), 0);
 	assert_string_equal(names[0], "a");
 	assert_string_equal(names[1], "b_2");
 	assert_string_equal(names[2], "c");
 	assert_null(names[3]);
-	exec_split_free(names);
-	exec_split_free(tmpl);
+	words_free(names);
+	words_free(tmpl);
 
 	/* No placeholders: an empty set, not NULL. */
-	assert_int_equal(exec_split("prog plain {{x}}", &tmpl, err, sizeof(err)), 0);
-	assert_int_equal(exec_split_fields(tmpl, &names, err, sizeof(err)), 0);
+	assert_int_equal(words_split("prog plain {{x}}", &tmpl, err, sizeof(err)), 0);
+	assert_int_equal(words_fields(tmpl, &names, err, sizeof(err)), 0);
 	assert_non_null(names);
 	assert_null(names[0]);
-	exec_split_free(names);
-	exec_split_free(tmpl);
+	words_free(names);
+	words_free(tmpl);
 
 	/* Syntax errors are found at config time, without values. */
-	assert_int_equal(exec_split("prog ok {a} {Bad}", &tmpl, err, sizeof(err)), 0);
+	assert_int_equal(words_split("prog ok {a} {Bad}", &tmpl, err, sizeof(err)), 0);
 	names = (char **)0x1;
-	assert_int_equal(exec_split_fields(tmpl, &names, err, sizeof(err)), -1);
+	assert_int_equal(words_fields(tmpl, &names, err, sizeof(err)), -1);
 	assert_null(names);
 	assert_non_null(strstr(err, "word 4: bad placeholder"));
-	exec_split_free(tmpl);
+	words_free(tmpl);
 
-	assert_int_equal(exec_split("{a}", &tmpl, err, sizeof(err)), 0);
-	assert_int_equal(exec_split_fields(tmpl, &names, err, sizeof(err)), -1);
+	assert_int_equal(words_split("{a}", &tmpl, err, sizeof(err)), 0);
+	assert_int_equal(words_fields(tmpl, &names, err, sizeof(err)), -1);
 	assert_non_null(strstr(err, "program name"));
-	exec_split_free(tmpl);
+	words_free(tmpl);
 }
 
 /* A NULL lookup knows no fields; a tiny err buffer is truncated, not overrun. */
@@ -225,12 +225,12 @@ static void test_edge(void **state)
 	char **tmpl, **argv, err[8];
 
 	(void)state;
-	assert_int_equal(exec_split("prog {a}", &tmpl, err, sizeof(err)), 0);
-	assert_int_equal(exec_split_expand(tmpl, NULL, NULL, &argv, err, sizeof(err)), -1);
+	assert_int_equal(words_split("prog {a}", &tmpl, err, sizeof(err)), 0);
+	assert_int_equal(words_expand(tmpl, NULL, NULL, &argv, err, sizeof(err)), -1);
 	assert_string_equal(err, "unknown");
-	assert_int_equal(exec_split_expand(tmpl, NULL, NULL, &argv, NULL, 0), -1);
-	exec_split_free(tmpl);
-	exec_split_free(NULL);
+	assert_int_equal(words_expand(tmpl, NULL, NULL, &argv, NULL, 0), -1);
+	words_free(tmpl);
+	words_free(NULL);
 }
 
 int main(void)

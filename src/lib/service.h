@@ -1,18 +1,15 @@
 /*
- * sd.h: the daemon's side of the systemd service protocol: socket
+ * service.h: the daemon's side of the systemd service protocol: socket
  * activation, sd_notify state changes and the watchdog. Every function is a
  * no-op outside systemd, so `bayarhook serve` behaves the same in a terminal.
- *
- * The names share libsystemd's "sd_" prefix because the module is sd.c;
- * none of them is a libsystemd symbol (checked against libsystemd 252).
  */
-#ifndef BAYARHOOK_SD_H
-#define BAYARHOOK_SD_H
+#ifndef BAYARHOOK_SERVICE_H
+#define BAYARHOOK_SERVICE_H
 
 #include <stdbool.h>
 
 struct event_base;
-struct sd_watchdog;
+struct service_watchdog;
 
 /*
  * Sockets passed by systemd (bayarhook.socket). Returns how many, with a
@@ -24,20 +21,20 @@ struct sd_watchdog;
  * evhttp_accept_socket_with_handle(); LISTEN_* is removed from the
  * environment so no child mistakes them for its own.
  */
-int sd_listen_sockets(int **fds) __attribute__((warn_unused_result));
+int service_listen_sockets(int **fds) __attribute__((warn_unused_result));
 
 /* READY=1, with STATUS= when status is not NULL; after start and each reload. */
-void sd_ready(const char *status);
+void service_ready(const char *status);
 /* STATUS=..., shown by systemctl status. */
-void sd_status(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void service_status(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /*
  * RELOADING=1 and MONOTONIC_USEC=<CLOCK_MONOTONIC now> at the start of a
- * reload; sd_ready() ends it. systemd 253+ (Type=notify-reload) requires
+ * reload; service_ready() ends it. systemd 253+ (Type=notify-reload) requires
  * MONOTONIC_USEC, 252 ignores it.
  */
-void sd_reloading(void);
+void service_reloading(void);
 /* STOPPING=1 at the start of a graceful shutdown. */
-void sd_stopping(void);
+void service_stopping(void);
 
 /*
  * When the unit has WatchdogSec=, starts a timer at half the interval that
@@ -51,8 +48,8 @@ void sd_stopping(void);
  * environment (SPEC §5) so they never see them, and a forked child that has
  * not exec'd fails libsystemd's WATCHDOG_PID check anyway.
  */
-struct sd_watchdog *sd_watchdog_start(struct event_base *base, bool (*healthy)(void *), void *arg);
+struct service_watchdog *service_watchdog_start(struct event_base *base, bool (*healthy)(void *), void *arg);
 /* Stops the timer; accepts NULL. */
-void sd_watchdog_free(struct sd_watchdog *wd);
+void service_watchdog_free(struct service_watchdog *wd);
 
 #endif

@@ -1,6 +1,6 @@
 /*
- * exec_split.c: sh-style word splitting (quoting only) and per-word {field}
- * substitution for the exec action. See exec_split.h for the exact rules.
+ * words.c: sh-style word splitting (quoting only) and per-word {field}
+ * substitution for the exec action. See words.h for the exact rules.
  */
 #include <stdarg.h>
 #include <stdbool.h>
@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "exec_split.h"
+#include "words.h"
 
 struct strvec {
 	char **v;
@@ -35,7 +35,7 @@ static void seterr(char *err, size_t errlen, const char *fmt, ...)
 	va_end(ap);
 }
 
-void exec_split_free(char **argv)
+void words_free(char **argv)
 {
 	if (argv == NULL)
 		return;
@@ -65,7 +65,7 @@ static int strvec_push(struct strvec *sv, char *s)
 
 static void strvec_clear(struct strvec *sv)
 {
-	exec_split_free(sv->v);
+	words_free(sv->v);
 	memset(sv, 0, sizeof(*sv));
 }
 
@@ -105,7 +105,7 @@ static bool is_blank(char c)
 	return c == ' ' || c == '\t' || c == '\n';
 }
 
-int exec_split(const char *cmd, char ***argv_out, char *err, size_t errlen)
+int words_split(const char *cmd, char ***argv_out, char *err, size_t errlen)
 {
 	struct strvec sv = {0};
 	struct sbuf word = {0};
@@ -218,7 +218,7 @@ static bool is_name_char(char c)
  * (values from lookup); with names != NULL, records each distinct name.
  * wordno is 0-based; word 0 (the program) may not hold placeholders.
  */
-static int subst_word(const char *w, size_t wordno, exec_lookup_fn lookup, void *arg,
+static int subst_word(const char *w, size_t wordno, words_lookup_fn lookup, void *arg,
                       struct sbuf *out, struct strvec *names, char *err, size_t errlen)
 {
 	size_t i = 0, lit = 0;
@@ -303,7 +303,7 @@ nomem:
 	return -1;
 }
 
-int exec_split_fields(char *const *tmpl, char ***names_out, char *err, size_t errlen)
+int words_fields(char *const *tmpl, char ***names_out, char *err, size_t errlen)
 {
 	struct strvec names = {0};
 
@@ -326,7 +326,7 @@ int exec_split_fields(char *const *tmpl, char ***names_out, char *err, size_t er
 	return 0;
 }
 
-int exec_split_expand(char *const *tmpl, exec_lookup_fn lookup, void *arg, char ***argv_out,
+int words_expand(char *const *tmpl, words_lookup_fn lookup, void *arg, char ***argv_out,
                       char *err, size_t errlen)
 {
 	struct strvec sv = {0};

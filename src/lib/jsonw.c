@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "event.h"
+#include "utf8.h"
 
 static bool reserve(struct jsonw *w, size_t more)
 {

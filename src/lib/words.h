@@ -1,5 +1,5 @@
 /*
- * exec_split.h: turns an exec action's `command` into an argument vector,
+ * words.h: turns an exec action's `command` into an argument vector,
  * without a shell.
  *
  * Splitting follows the quoting rules of POSIX sh and nothing else:
@@ -23,29 +23,29 @@
  * The first word (the program) may not contain a placeholder: a payer must
  * never be able to choose what runs.
  */
-#ifndef BAYARHOOK_EXEC_SPLIT_H
-#define BAYARHOOK_EXEC_SPLIT_H
+#ifndef BAYARHOOK_WORDS_H
+#define BAYARHOOK_WORDS_H
 
 #include <stddef.h>
 
 /* Returns the value of field name, or NULL when the field does not exist. */
-typedef const char *(*exec_lookup_fn)(void *arg, const char *name);
+typedef const char *(*words_lookup_fn)(void *arg, const char *name);
 
 /*
  * Splits cmd into a NULL-terminated vector of at least one word (free with
- * exec_split_free). On error returns -1 and writes a one-line reason into
+ * words_free). On error returns -1 and writes a one-line reason into
  * err ("unterminated single quote at offset 12").
  */
-int exec_split(const char *cmd, char ***argv_out, char *err, size_t errlen)
+int words_split(const char *cmd, char ***argv_out, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 
 /*
  * Config-time check of a split template: validates every placeholder
  * without values and returns the distinct field names used, in order of
- * first use, as a NULL-terminated vector (free with exec_split_free). The
+ * first use, as a NULL-terminated vector (free with words_free). The
  * caller checks the names against the fields it knows.
  */
-int exec_split_fields(char *const *tmpl, char ***names_out, char *err, size_t errlen)
+int words_fields(char *const *tmpl, char ***names_out, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 
 /*
@@ -53,10 +53,10 @@ int exec_split_fields(char *const *tmpl, char ***names_out, char *err, size_t er
  * field (lookup returns NULL) is an error naming it: "unknown field: foo".
  * The result is a new NULL-terminated vector with as many words as tmpl.
  */
-int exec_split_expand(char *const *tmpl, exec_lookup_fn lookup, void *arg, char ***argv_out,
+int words_expand(char *const *tmpl, words_lookup_fn lookup, void *arg, char ***argv_out,
                       char *err, size_t errlen) __attribute__((warn_unused_result));
 
 /* Frees a vector returned by this module (or any NULL-terminated malloc'd one). */
-void exec_split_free(char **argv);
+void words_free(char **argv);
 
 #endif

@@ -1,9 +1,9 @@
 /*
- * sd.c: socket activation, readiness/reload/stop notifications and the
+ * service.c: socket activation, readiness/reload/stop notifications and the
  * watchdog timer, over libsystemd's sd-daemon API (systemd 252). daemon.c
  * decides when; this file only knows how to tell systemd.
  */
-#include "sd.h"
+#include "service.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -20,14 +20,14 @@
 
 #include "log.h"
 
-struct sd_watchdog {
+struct service_watchdog {
 	struct event *timer;        /* persistent, WATCHDOG_USEC / 2 */
 	bool (*healthy)(void *arg); /* NULL: always healthy */
 	void *arg;
 	bool unhealthy; /* last tick skipped the ping; logged once */
 };
 
-int sd_listen_sockets(int **fds)
+int service_listen_sockets(int **fds)
 {
 	int n, *out = NULL;
 
@@ -42,7 +42,7 @@ int sd_listen_sockets(int **fds)
 		return 0;
 	out = calloc((size_t)n, sizeof(*out));
 	if (out == NULL) {
-		log_warn("sd_listen_sockets");
+		log_warn("service_listen_sockets");
 		return -1;
 	}
 	for (int i = 0; i < n; i++) {
@@ -80,7 +80,7 @@ fail:
 }
 
 /* Turns newlines into spaces: a STATUS= value must not smuggle in READY=1. */
-static void sd_flatten(char *s)
+static void service_flatten(char *s)
 {
 	for (; *s != '\0'; s++)
 		if (*s == '\n' || *s == '\r')
@@ -94,7 +94,7 @@ static bool sd_notify_wanted(void)
 	return e != NULL && *e != '\0';
 }
 
-static void sd_send(const char *state)
+static void service_send(const char *state)
 {
 	int r = sd_notify(0, state);
 
@@ -104,22 +104,22 @@ static void sd_send(const char *state)
 	}
 }
 
-void sd_ready(const char *status)
+void service_ready(const char *status)
 {
 	char buf[512];
 
 	if (!sd_notify_wanted())
 		return;
 	if (status == NULL) {
-		sd_send("READY=1");
+		service_send("READY=1");
 		return;
 	}
 	snprintf(buf, sizeof(buf), "READY=1\nSTATUS=%s", status);
-	sd_flatten(buf + sizeof("READY=1"));
-	sd_send(buf);
+	service_flatten(buf + sizeof("READY=1"));
+	service_send(buf);
 }
 
-void sd_status(const char *fmt, ...)
+void service_status(const char *fmt, ...)
 {
 	char buf[512];
 	va_list ap;
@@ -131,11 +131,11 @@ void sd_status(const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(buf + off, sizeof(buf) - (size_t)off, fmt, ap);
 	va_end(ap);
-	sd_flatten(buf + off);
-	sd_send(buf);
+	service_flatten(buf + off);
+	service_send(buf);
 }
 
-void sd_reloading(void)
+void service_reloading(void)
 {
 	struct timespec ts;
 	char buf[128];
@@ -146,19 +146,19 @@ void sd_reloading(void)
 	snprintf(buf, sizeof(buf), "RELOADING=1\nMONOTONIC_USEC=%llu",
 	         (unsigned long long)ts.tv_sec * 1000000ULL +
 	             (unsigned long long)ts.tv_nsec / 1000ULL);
-	sd_send(buf);
+	service_send(buf);
 }
 
-void sd_stopping(void)
+void service_stopping(void)
 {
 	if (!sd_notify_wanted())
 		return;
-	sd_send("STOPPING=1");
+	service_send("STOPPING=1");
 }
 
 static void sd_watchdog_tick(evutil_socket_t fd, short what, void *arg)
 {
-	struct sd_watchdog *wd = arg;
+	struct service_watchdog *wd = arg;
 
 	(void)fd;
 	(void)what;
@@ -171,12 +171,12 @@ static void sd_watchdog_tick(evutil_socket_t fd, short what, void *arg)
 	if (wd->unhealthy)
 		log_notice("watchdog: healthy again");
 	wd->unhealthy = false;
-	sd_send("WATCHDOG=1");
+	service_send("WATCHDOG=1");
 }
 
-struct sd_watchdog *sd_watchdog_start(struct event_base *base, bool (*healthy)(void *), void *arg)
+struct service_watchdog *service_watchdog_start(struct event_base *base, bool (*healthy)(void *), void *arg)
 {
-	struct sd_watchdog *wd;
+	struct service_watchdog *wd;
 	struct timeval tv;
 	uint64_t usec = 0, half;
 	int r;
@@ -202,7 +202,7 @@ struct sd_watchdog *sd_watchdog_start(struct event_base *base, bool (*healthy)(v
 	tv.tv_usec = (suseconds_t)(half % 1000000);
 	if (wd->timer == NULL || event_add(wd->timer, &tv) < 0) {
 		log_errx("watchdog: cannot arm the timer");
-		sd_watchdog_free(wd);
+		service_watchdog_free(wd);
 		return NULL;
 	}
 	log_debug("watchdog: WATCHDOG_USEC=%llu, ping every %llu us", (unsigned long long)usec,
@@ -210,7 +210,7 @@ struct sd_watchdog *sd_watchdog_start(struct event_base *base, bool (*healthy)(v
 	return wd;
 }
 
-void sd_watchdog_free(struct sd_watchdog *wd)
+void service_watchdog_free(struct service_watchdog *wd)
 {
 	if (wd == NULL)
 		return;

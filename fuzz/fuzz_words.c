@@ -1,20 +1,20 @@
 /*
- * fuzz_exec_split.c: libFuzzer target for the exec command splitter and
+ * fuzz_words.c: libFuzzer target for the exec command splitter and
  * placeholder substitution. Besides memory safety it checks three
  * properties:
  *   - re-quoting the words with '...' and splitting again gives them back;
- *   - exec_split_fields and exec_split_expand agree on what is valid;
+ *   - words_fields and words_expand agree on what is valid;
  *   - expansion keeps the number of words (values are never re-split).
  *
  * clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Isrc \
- *     src/exec_split.c fuzz/fuzz_exec_split.c -o fuzz_exec_split
- * ./fuzz_exec_split fuzz/corpus/exec_split
+ *     src/lib/words.c fuzz/fuzz_words.c -o fuzz_words
+ * ./fuzz_words fuzz/corpus/words
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "exec_split.h"
+#include "words.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -77,7 +77,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memcpy(cmd, data, size);
 	cmd[size] = '\0';
 
-	if (exec_split(cmd, &words, err, sizeof(err)) != 0) {
+	if (words_split(cmd, &words, err, sizeof(err)) != 0) {
 		if (words != NULL || err[0] == '\0')
 			abort();
 		free(cmd);
@@ -90,7 +90,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	again = requote(words);
 	if (again != NULL) {
-		if (exec_split(again, &words2, err, sizeof(err)) != 0)
+		if (words_split(again, &words2, err, sizeof(err)) != 0)
 			abort();
 		while (words2[n2] != NULL) {
 			if (n2 >= n || strcmp(words[n2], words2[n2]) != 0)
@@ -99,12 +99,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		if (n2 != n)
 			abort();
-		exec_split_free(words2);
+		words_free(words2);
 		free(again);
 	}
 
-	rf = exec_split_fields(words, &names, err, sizeof(err));
-	re = exec_split_expand(words, lookup_all, NULL, &argv, err, sizeof(err));
+	rf = words_fields(words, &names, err, sizeof(err));
+	re = words_expand(words, lookup_all, NULL, &argv, err, sizeof(err));
 	if (rf != re)
 		abort();
 	if (re == 0) {
@@ -118,22 +118,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (names[0] == NULL) {
 			char **none = NULL;
 
-			if (exec_split_expand(words, lookup_none, NULL, &none, err, sizeof(err)) !=
+			if (words_expand(words, lookup_none, NULL, &none, err, sizeof(err)) !=
 			    0)
 				abort();
-			exec_split_free(none);
+			words_free(none);
 		} else {
 			char **none = NULL;
 
-			if (exec_split_expand(words, lookup_none, NULL, &none, err, sizeof(err)) !=
+			if (words_expand(words, lookup_none, NULL, &none, err, sizeof(err)) !=
 			        -1 ||
 			    strncmp(err, "unknown field: ", 15) != 0)
 				abort();
 		}
 	}
-	exec_split_free(names);
-	exec_split_free(argv);
-	exec_split_free(words);
+	words_free(names);
+	words_free(argv);
+	words_free(words);
 	free(cmd);
 	return 0;
 }

@@ -4,6 +4,7 @@
  * arrays, so updating a metric never allocates and never fails loudly.
  */
 #include "metrics.h"
+#include "utf8.h"
 
 #include <assert.h>
 #include <math.h>
@@ -137,33 +138,6 @@ static void metrics_ready(void)
 		metrics_reset();
 }
 
-/* Strict UTF-8 (no overlongs, surrogates or values past U+10FFFF). */
-static bool metrics_utf8_valid(const unsigned char *s)
-{
-	while (*s != '\0') {
-		unsigned c = *s++, n, min, cp;
-
-		if (c < 0x80)
-			continue;
-		if (c >= 0xc2 && c <= 0xdf)
-			n = 1, min = 0x80, cp = c & 0x1f;
-		else if (c >= 0xe0 && c <= 0xef)
-			n = 2, min = 0x800, cp = c & 0x0f;
-		else if (c >= 0xf0 && c <= 0xf4)
-			n = 3, min = 0x10000, cp = c & 0x07;
-		else
-			return false;
-		for (unsigned i = 0; i < n; i++, s++) {
-			if ((*s & 0xc0) != 0x80)
-				return false;
-			cp = (cp << 6) | (*s & 0x3f);
-		}
-		if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-			return false;
-	}
-	return true;
-}
-
 static void metrics_drop(void)
 {
 	reg.series[METRIC_DROPPED][0].value += 1;
@@ -193,7 +167,7 @@ static struct metric_series *metrics_series(enum metric m, const char *label_val
 	if (!create)
 		return NULL;
 	if (reg.nseries[m] == METRICS_MAX_SERIES || strlen(label_value) > METRICS_MAX_LABEL ||
-	    !metrics_utf8_valid((const unsigned char *)label_value)) {
+	    !utf8_valid(label_value, strlen(label_value))) {
 		metrics_drop();
 		return NULL;
 	}
