@@ -17,11 +17,11 @@
 #include "daemon.h"
 #include "db.h"
 #include "log.h"
-#include "metrics.h"
 #include "queue.h"
 #include "reconcile.h"
 #include "service.h"
 #include "server.h"
+#include "stats.h"
 #include "store.h"
 
 #define DAEMON_DB_CONNS 2 /* writers; the 2nd for a deep queue only (store.c) */
@@ -259,7 +259,7 @@ int daemon_serve(const char *config_path)
 		log_errx("%s", err);
 		return 1;
 	}
-	metrics_init(BAYARHOOK_VERSION);
+	stats_init(BAYARHOOK_VERSION);
 	signal(SIGPIPE, SIG_IGN);
 	raise_fd_limit();
 	d.base = event_base_new();

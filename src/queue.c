@@ -32,8 +32,8 @@
 #include "db.h"
 #include "event.h"
 #include "log.h"
-#include "metrics.h"
 #include "queue.h"
+#include "stats.h"
 #include "utf8.h"
 
 #define QUEUE_POOL_SIZE 3

@@ -27,8 +27,8 @@
 #include "event.h"
 #include "jsonw.h"
 #include "log.h"
-#include "metrics.h"
 #include "reconcile.h"
+#include "stats.h"
 
 #define PASS_WINDOW (GATEWAY_MAX_INFLIGHT * 2) /* checks handed to the gateway at once */
 #define PASS_TODO_HIGH 200                     /* fetch the next page only while fewer wait */
