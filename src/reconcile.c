@@ -25,6 +25,7 @@
 #include <event2/event.h>
 
 #include "event.h"
+#include "ident.h"
 #include "jsonw.h"
 #include "log.h"
 #include "reconcile.h"
@@ -963,7 +964,6 @@ struct reconcile *reconcile_new(struct event_base *base, const struct config *cf
                                 const char *trigger)
 {
 	struct reconcile *rc = calloc(1, sizeof(*rc));
-	char host[64];
 
 	if (rc == NULL)
 		return NULL;
@@ -971,10 +971,7 @@ struct reconcile *reconcile_new(struct event_base *base, const struct config *cf
 	rc->pool = pool;
 	rc->store = store;
 	rc->gw = gw;
-	if (gethostname(host, sizeof(host)) < 0)
-		snprintf(host, sizeof(host), "?");
-	host[sizeof(host) - 1] = '\0';
-	snprintf(rc->runner, sizeof(rc->runner), "%s:%ld", host, (long)getpid());
+	ident_process(rc->runner, sizeof(rc->runner));
 	rc->trigger = strdup(trigger);
 	rc->ev_timer = evtimer_new(base, reconcile_timer, rc);
 	rc->ev_kick = event_new(base, -1, 0, reconcile_kick, rc);
