@@ -1,6 +1,6 @@
 /*
  * jsonw.c: see jsonw.h. Runs of bytes that need no escaping are copied with
- * one memcpy, so a callback body costs little more than its length.
+ * one memcpy, so a long string costs little more than its length.
  */
 #include "jsonw.h"
 
@@ -9,32 +9,24 @@
 #include <string.h>
 
 #include "utf8.h"
+#include "xmalloc.h"
 
-static bool reserve(struct jsonw *w, size_t more)
+static void reserve(struct jsonw *w, size_t more)
 {
 	size_t cap;
-	char *p;
 
-	if (w->failed)
-		return false;
 	if (w->len + more + 1 <= w->cap)
-		return true;
+		return;
 	cap = w->cap ? w->cap : 256;
 	while (cap < w->len + more + 1)
 		cap *= 2;
-	if ((p = realloc(w->buf, cap)) == NULL) {
-		w->failed = true;
-		return false;
-	}
-	w->buf = p;
+	w->buf = xreallocarray(w->buf, cap, 1);
 	w->cap = cap;
-	return true;
 }
 
 void jsonw_put(struct jsonw *w, const char *s, size_t n)
 {
-	if (!reserve(w, n))
-		return;
+	reserve(w, n);
 	memcpy(w->buf + w->len, s, n);
 	w->len += n;
 	w->buf[w->len] = '\0';
