@@ -79,6 +79,8 @@ static void put_key(struct jsonw *w, const char *key)
 	if (!w->first)
 		jsonw_put(w, ",", 1);
 	w->first = false;
+	if (key == NULL)
+		return; /* an array element */
 	put_escaped(w, key, strlen(key));
 	jsonw_put(w, ":", 1);
 }
@@ -88,6 +90,13 @@ void jsonw_begin(struct jsonw *w)
 	memset(w, 0, sizeof(*w));
 	w->first = true;
 	jsonw_put(w, "{", 1);
+}
+
+void jsonw_begin_array(struct jsonw *w)
+{
+	memset(w, 0, sizeof(*w));
+	w->first = true;
+	jsonw_put(w, "[", 1);
 }
 
 void jsonw_str(struct jsonw *w, const char *key, const char *val, size_t n)
@@ -148,6 +157,12 @@ char *jsonw_take(struct jsonw *w)
 	}
 	memset(w, 0, sizeof(*w));
 	return out;
+}
+
+char *jsonw_finish_array(struct jsonw *w)
+{
+	jsonw_put(w, "]", 1);
+	return jsonw_take(w);
 }
 
 char *jsonw_finish(struct jsonw *w)

@@ -31,6 +31,12 @@ void jsonw_raw(struct jsonw *w, const char *key, const char *raw, size_t n);
 /* "key":{ ... jsonw_end_object() closes it. */
 void jsonw_begin_object(struct jsonw *w, const char *key);
 void jsonw_end_object(struct jsonw *w);
+/*
+ * Starts a buffer holding "[" instead: the writers above then take key NULL
+ * and write array elements; jsonw_finish_array() closes it.
+ */
+void jsonw_begin_array(struct jsonw *w);
+char *jsonw_finish_array(struct jsonw *w);
 /* Appends bytes as they are (for joining objects). */
 void jsonw_put(struct jsonw *w, const char *s, size_t n);
 /* Closes the object; returns the text (caller frees), or NULL when failed was set. */
