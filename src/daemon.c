@@ -113,8 +113,8 @@ static void daemon_reload(struct daemon *d)
 		service_ready(NULL);
 		return;
 	}
-	if (gateway_configure(d->gateway, next) < 0 || reconcile_configure(d->reconcile, next) < 0)
-		log_errx("reload: out of memory; the reconciler may keep old settings");
+	gateway_configure(d->gateway, next);
+	reconcile_configure(d->reconcile, next);
 	server_set_config(d->server, next);
 	config_free(d->cfg);
 	d->cfg = next;
