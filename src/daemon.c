@@ -268,7 +268,7 @@ int daemon_serve(const char *config_path)
 		goto out;
 	}
 	d.pool = db_pool_new(d.base, d.cfg->conninfo, DAEMON_DB_CONNS, "ingest");
-	d.store = d.pool ? store_new(d.pool) : NULL;
+	d.store = store_new(d.pool);
 	if (d.store == NULL || store_set_actions(d.store, d.cfg) < 0) {
 		log_errx("out of memory");
 		goto out;
@@ -285,7 +285,7 @@ int daemon_serve(const char *config_path)
 	}
 	/* Before the loop first runs: the confirmer LISTENs on rpool as it connects. */
 	d.rpool = db_pool_new(d.base, d.cfg->conninfo, 2, "reconcile");
-	d.gateway = d.rpool ? gateway_new(d.base, d.cfg) : NULL;
+	d.gateway = gateway_new(d.base, d.cfg);
 	d.reconcile =
 	    d.gateway ? reconcile_new(d.base, d.cfg, d.rpool, d.store, d.gateway, "serve") : NULL;
 	d.confirm = d.reconcile ? confirm_new(d.base, d.rpool, d.gateway) : NULL;
