@@ -2,11 +2,13 @@
  * fuzz_gateway.c: libFuzzer target for the answers of the bayar.gg API
  * (whoever controls the gateway, or the path to an http:// base_url, writes
  * them): the check-payment and list-payments bodies, the "error" text of
- * refusals, and Retry-After.
+ * refusals, Retry-After, a paid_at time, and an invoice id as it is encoded
+ * into the next check-payment query.
  *
- *   clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Isrc \
- *     src/gateway_parse.c src/event.c src/verify.c fuzz/fuzz_gateway.c \
- *     -lcjson -lcrypto -lm -o fuzz_gateway
+ *   clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Isrc -Isrc/lib \
+ *     src/gateway_parse.c src/event.c src/verify.c src/lib/utf8.c src/lib/phpnum.c \
+ *     src/lib/xmalloc.c src/lib/log.c fuzz/fuzz_gateway.c \
+ *     -lcjson -lcrypto -lsystemd -lm -o fuzz_gateway
  *   ./fuzz_gateway fuzz/corpus/gateway
  */
 #include <stdint.h>
@@ -21,7 +23,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct gateway_page page;
 	struct pay_event ev;
-	char err[256], *text, *nl;
+	char err[256], *text, *nl, *enc;
 	size_t total = 0;
 
 	/* Exact-size buffer: ASan sees any read past the body. */
@@ -57,6 +59,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		*nl = '\0';
 	if (gateway_retry_after(text, 1700000000) < -1)
 		abort();
+	(void)gateway_wib_time(text);
+	/* Only unreserved bytes and %XX, at most three bytes per byte. */
+	enc = gateway_uriencode(text);
+	if (strlen(enc) > 3 * strlen(text) ||
+	    strspn(enc, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+	                "0123456789-._~%") != strlen(enc))
+		abort();
+	free(enc);
 	free(text);
 	return 0;
 }

@@ -18,7 +18,7 @@
 #include "event.h"
 #include "jsonw.h"
 #include "log.h"
-#include "metrics.h"
+#include "stats.h"
 #include "verify.h"
 
 struct pending {
@@ -104,7 +104,7 @@ static void finish(struct pending *p, const char *verdict)
 	log_fields(ans.status >= 500 ? LOG_WARNING : LOG_INFO, fields, "callback status=%d%s%s",
 	           ans.status, p->error ? " error=" : "", p->error ? p->error : "");
 	metrics_inc(METRIC_HTTP_REQUESTS, verdict);
-	metrics_observe_ack(since(&p->started));
+	metrics_observe(METRIC_ACK_SECONDS, since(&p->started));
 	p->reply(&ans, p->arg);
 	free(p->verdict);
 	free(p->error);

@@ -249,10 +249,7 @@ static void confirm_scanned(PGresult *res, const char *err, const char *sqlstate
 		e->seen = true;
 		if (e->busy || e->not_before > now)
 			continue;
-		if (gateway_check_payment(cf->gw, e->invoice, true, cf, confirm_answered, e) < 0) {
-			log_errx("confirm: out of memory");
-			break;
-		}
+		gateway_check_payment(cf->gw, e->invoice, true, cf, confirm_answered, e);
 		e->busy = true;
 	}
 	/* Jobs decided elsewhere (another process, bayarhook retry): forget them. */

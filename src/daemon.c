@@ -17,11 +17,11 @@
 #include "daemon.h"
 #include "db.h"
 #include "log.h"
-#include "metrics.h"
 #include "queue.h"
 #include "reconcile.h"
 #include "service.h"
 #include "server.h"
+#include "stats.h"
 #include "store.h"
 
 #define DAEMON_DB_CONNS 2 /* writers; the 2nd for a deep queue only (store.c) */
@@ -113,8 +113,8 @@ static void daemon_reload(struct daemon *d)
 		service_ready(NULL);
 		return;
 	}
-	if (gateway_configure(d->gateway, next) < 0 || reconcile_configure(d->reconcile, next) < 0)
-		log_errx("reload: out of memory; the reconciler may keep old settings");
+	gateway_configure(d->gateway, next);
+	reconcile_configure(d->reconcile, next);
 	server_set_config(d->server, next);
 	config_free(d->cfg);
 	d->cfg = next;
@@ -259,7 +259,7 @@ int daemon_serve(const char *config_path)
 		log_errx("%s", err);
 		return 1;
 	}
-	metrics_init(BAYARHOOK_VERSION);
+	stats_init(BAYARHOOK_VERSION);
 	signal(SIGPIPE, SIG_IGN);
 	raise_fd_limit();
 	d.base = event_base_new();
@@ -268,7 +268,7 @@ int daemon_serve(const char *config_path)
 		goto out;
 	}
 	d.pool = db_pool_new(d.base, d.cfg->conninfo, DAEMON_DB_CONNS, "ingest");
-	d.store = d.pool ? store_new(d.pool) : NULL;
+	d.store = store_new(d.pool);
 	if (d.store == NULL || store_set_actions(d.store, d.cfg) < 0) {
 		log_errx("out of memory");
 		goto out;
@@ -285,7 +285,7 @@ int daemon_serve(const char *config_path)
 	}
 	/* Before the loop first runs: the confirmer LISTENs on rpool as it connects. */
 	d.rpool = db_pool_new(d.base, d.cfg->conninfo, 2, "reconcile");
-	d.gateway = d.rpool ? gateway_new(d.base, d.cfg) : NULL;
+	d.gateway = gateway_new(d.base, d.cfg);
 	d.reconcile =
 	    d.gateway ? reconcile_new(d.base, d.cfg, d.rpool, d.store, d.gateway, "serve") : NULL;
 	d.confirm = d.reconcile ? confirm_new(d.base, d.rpool, d.gateway) : NULL;

@@ -25,6 +25,7 @@
 #include "gateway.h"
 #include "http_client.h"
 #include "log.h"
+#include "xmalloc.h"
 
 #define GW_WINDOW_SEC 60.0
 #define GW_BACKOFF_FIRST 1.0 /* seconds before the first retry without Retry-After */
@@ -276,10 +277,7 @@ static void call_send(struct gw_call *c, double now)
 		            "no API key configured ([gateway] api_key_file)");
 		return;
 	}
-	if (asprintf(&url, "%s%s", gw->base_url, c->target) < 0) {
-		call_finish(c, GATEWAY_ERR_CONFIG, "out of memory");
-		return;
-	}
+	xasprintf(&url, "%s%s", gw->base_url, c->target);
 	headers[0] = "X-API-Key";
 	headers[1] = gw->api_key;
 	headers[2] = "Accept";
@@ -296,7 +294,7 @@ static void call_send(struct gw_call *c, double now)
 	gw->count++;
 	if (http_client_request(gw->http, &req, gw_on_response, c) < 0) {
 		free(url);
-		call_finish(c, GATEWAY_ERR_CONFIG, "out of memory");
+		call_finish(c, GATEWAY_ERR_CONFIG, "the HTTP client could not start the request");
 		return;
 	}
 	log_debug("gateway: GET %s (attempt %d)", url, c->reply.attempts);
@@ -375,10 +373,8 @@ static void gw_tick(evutil_socket_t fd, short what, void *arg)
 static struct gw_call *call_new(struct gateway *gw, enum call_kind kind, const void *owner,
                                 gateway_cb cb, void *arg)
 {
-	struct gw_call *c = calloc(1, sizeof(*c));
+	struct gw_call *c = xcalloc(1, sizeof(*c));
 
-	if (c == NULL)
-		return NULL;
 	c->gw = gw;
 	c->kind = kind;
 	c->owner = owner;
@@ -409,57 +405,36 @@ static void call_enqueue(struct gateway *gw, struct gw_call *c, bool urgent)
 	gw_schedule(gw, 0);
 }
 
-int gateway_check_payment(struct gateway *gw, const char *invoice, bool urgent, void *owner,
-                          gateway_cb cb, void *arg)
+void gateway_check_payment(struct gateway *gw, const char *invoice, bool urgent, void *owner,
+                           gateway_cb cb, void *arg)
 {
 	struct gw_call *c = call_new(gw, CALL_CHECK, owner, cb, arg);
-	char *enc = NULL;
+	char *enc = gateway_uriencode(invoice);
 
-	if (c == NULL)
-		return -1;
-	if ((c->invoice = strdup(invoice)) == NULL ||
-	    (enc = evhttp_uriencode(invoice, -1, 0)) == NULL ||
-	    asprintf(&c->target, "/check-payment.php?invoice=%s", enc) < 0) {
-		c->target = NULL;
-		free(enc);
-		call_free(c);
-		return -1;
-	}
+	c->invoice = xstrdup(invoice);
+	xasprintf(&c->target, "/check-payment.php?invoice=%s", enc);
 	free(enc);
 	snprintf(c->what, sizeof(c->what), "check-payment %.40s", invoice);
 	call_enqueue(gw, c, urgent);
-	return 0;
 }
 
-int gateway_list_payments(struct gateway *gw, const char *status, const char *start_date, int page,
-                          int limit, void *owner, gateway_cb cb, void *arg)
+void gateway_list_payments(struct gateway *gw, const char *status, const char *start_date, int page,
+                           int limit, void *owner, gateway_cb cb, void *arg)
 {
 	struct gw_call *c = call_new(gw, CALL_LIST, owner, cb, arg);
-	char *st = NULL, *sd = NULL;
-	int rc;
+	char *st = gateway_uriencode(status ? status : "");
+	char *sd = gateway_uriencode(start_date ? start_date : "");
 
-	if (c == NULL)
-		return -1;
 	if (limit < 1 || limit > GATEWAY_PAGE_LIMIT)
 		limit = GATEWAY_PAGE_LIMIT;
 	if (page < 1)
 		page = 1;
-	st = evhttp_uriencode(status ? status : "", -1, 0);
-	sd = evhttp_uriencode(start_date ? start_date : "", -1, 0);
-	rc = st && sd ? asprintf(&c->target,
-	                         "/list-payments.php?status=%s&start_date=%s&page=%d&limit=%d", st,
-	                         sd, page, limit)
-	              : -1;
+	xasprintf(&c->target, "/list-payments.php?status=%s&start_date=%s&page=%d&limit=%d", st, sd,
+	          page, limit);
 	free(st);
 	free(sd);
-	if (rc < 0) {
-		c->target = NULL;
-		call_free(c);
-		return -1;
-	}
 	snprintf(c->what, sizeof(c->what), "list-payments page %d", page);
 	call_enqueue(gw, c, false);
-	return 0;
 }
 
 static void cancel_list(struct call_list *list, const void *owner, bool inflight)
@@ -493,24 +468,17 @@ bool gateway_has_key(const struct gateway *gw)
 	return gw->api_key != NULL && gw->api_key[0] != '\0';
 }
 
-int gateway_configure(struct gateway *gw, const struct config *cfg)
+void gateway_configure(struct gateway *gw, const struct config *cfg)
 {
-	char *url = strdup(cfg->gateway_base_url), *key = NULL;
+	char *url = xstrdup(cfg->gateway_base_url), *key = NULL;
 	int rpm = cfg->reconciler_max_rpm > 0 ? cfg->reconciler_max_rpm : 1;
 	double *sent = NULL;
 	int count = 0;
 
 	if (cfg->api_key && cfg->api_key[0])
-		key = strdup(cfg->api_key);
+		key = xstrdup(cfg->api_key);
 	if (rpm != gw->rpm)
-		sent = calloc((size_t)rpm, sizeof(*sent));
-	if (url == NULL || (cfg->api_key && cfg->api_key[0] && key == NULL) ||
-	    (rpm != gw->rpm && sent == NULL)) {
-		free(url);
-		free(key);
-		free(sent);
-		return -1;
-	}
+		sent = xcalloc((size_t)rpm, sizeof(*sent));
 	/* Strip a trailing slash so that base_url + "/check-payment.php" stays one slash. */
 	while (url[0] && url[strlen(url) - 1] == '/')
 		url[strlen(url) - 1] = '\0';
@@ -534,25 +502,23 @@ int gateway_configure(struct gateway *gw, const struct config *cfg)
 		gw->count = count;
 	}
 	gw_schedule(gw, 0);
-	return 0;
 }
 
 struct gateway *gateway_new(struct event_base *base, const struct config *cfg)
 {
-	struct gateway *gw = calloc(1, sizeof(*gw));
+	struct gateway *gw = xcalloc(1, sizeof(*gw));
 
-	if (gw == NULL)
-		return NULL;
 	gw->base = base;
 	TAILQ_INIT(&gw->queue);
 	TAILQ_INIT(&gw->flight);
 	TAILQ_INIT(&gw->done);
 	gw->ev_tick = evtimer_new(base, gw_tick, gw);
 	gw->http = http_client_new(base, NULL);
-	if (gw->ev_tick == NULL || gw->http == NULL || gateway_configure(gw, cfg) < 0) {
+	if (gw->ev_tick == NULL || gw->http == NULL) {
 		gateway_free(gw);
 		return NULL;
 	}
+	gateway_configure(gw, cfg);
 	return gw;
 }
 

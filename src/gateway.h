@@ -71,31 +71,40 @@ struct gateway_reply {
 /* Runs exactly once per call, from the event loop, never inside the call. */
 typedef void (*gateway_cb)(const struct gateway_reply *reply, void *arg);
 
-/* Reads [gateway] and [reconciler] max_requests_per_minute; NULL when out of memory. */
+/*
+ * Reads [gateway] and [reconciler] max_requests_per_minute; NULL when
+ * libevent cannot make its timer or HTTP client.
+ */
 struct gateway *gateway_new(struct event_base *base, const struct config *cfg);
 /* Cancels everything (no callbacks) and frees; accepts NULL. */
 void gateway_free(struct gateway *gw);
 /* After SIGHUP: new URL, key, timeout and rate apply to requests not yet sent. */
-int gateway_configure(struct gateway *gw, const struct config *cfg)
-    __attribute__((warn_unused_result));
+void gateway_configure(struct gateway *gw, const struct config *cfg);
 bool gateway_has_key(const struct gateway *gw);
 
 /*
  * Queues a call. owner groups calls for gateway_cancel(); urgent calls go
  * before the queued ones (confirmations must not wait behind a sweep).
- * Returns -1 only when out of memory (cb is then never called).
  */
-int gateway_check_payment(struct gateway *gw, const char *invoice, bool urgent, void *owner,
-                          gateway_cb cb, void *arg) __attribute__((warn_unused_result));
+void gateway_check_payment(struct gateway *gw, const char *invoice, bool urgent, void *owner,
+                           gateway_cb cb, void *arg);
 /* status and start_date (YYYY-MM-DD) may be NULL; limit is capped at GATEWAY_PAGE_LIMIT. */
-int gateway_list_payments(struct gateway *gw, const char *status, const char *start_date, int page,
-                          int limit, void *owner, gateway_cb cb, void *arg)
-    __attribute__((warn_unused_result));
+void gateway_list_payments(struct gateway *gw, const char *status, const char *start_date, int page,
+                           int limit, void *owner, gateway_cb cb, void *arg);
 /* Drops every call of owner without calling back; answers in flight are discarded. */
 void gateway_cancel(struct gateway *gw, const void *owner);
 
 /* ---- pure parts (gateway_parse.c) ---- */
 
+/*
+ * A query-string value percent-encoded: every byte but A-Z a-z 0-9 - . _ ~
+ * as %XX (what evhttp_uriencode does, without its allocation failure).
+ */
+char *gateway_uriencode(const char *s) __attribute__((malloc, returns_nonnull));
+/* The list-payments start_date for a lookback: today in WIB - lookback - 1 day. */
+void gateway_start_date(time_t now, int lookback, char *buf, size_t len);
+/* "YYYY-MM-DD HH:MM:SS" in WIB (the gateway's times) as Unix time; -1 when unreadable. */
+time_t gateway_wib_time(const char *text);
 /* The error class of an HTTP status (GATEWAY_OK for 2xx). */
 enum gateway_error gateway_classify(int http_status);
 /*

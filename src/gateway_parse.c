@@ -1,8 +1,8 @@
 /*
  * gateway_parse.c: the pure half of the gateway client: what an answer of
  * the bayar.gg API means (status classes, Retry-After, check-payment and
- * list-payments bodies). No I/O, so the unit tests and fuzz_gateway link it
- * alone. Bodies come from the network: every field is checked for type and
+ * list-payments bodies, its WIB times) and how a query is encoded. No I/O, so the unit tests and
+ * fuzz_gateway link it alone. Bodies come from the network: every field is checked for type and
  * size before it is used, and check-payment goes through the same strict
  * parser as a callback body (event_parse), which keeps final_amount's
  * literal.
@@ -15,6 +15,53 @@
 
 #include "gateway.h"
 #include "utf8.h"
+#include "xmalloc.h"
+
+char *gateway_uriencode(const char *s)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	char *out = xmalloc(strlen(s) * 3 + 1), *o = out;
+
+	for (; *s != '\0'; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		    c == '-' || c == '.' || c == '_' || c == '~') {
+			*o++ = (char)c;
+		} else {
+			*o++ = '%';
+			*o++ = hex[c >> 4];
+			*o++ = hex[c & 15];
+		}
+	}
+	*o = '\0';
+	return out;
+}
+
+void gateway_start_date(time_t now, int lookback, char *buf, size_t len)
+{
+	/* The gateway's dates are WIB (UTC+7), and its day may have begun before ours. */
+	time_t t = now + 7 * 3600 - (time_t)lookback - 86400;
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(buf, len, "%Y-%m-%d", &tm);
+}
+
+time_t gateway_wib_time(const char *text)
+{
+	struct tm tm;
+	const char *end;
+	time_t t;
+
+	if (text == NULL)
+		return (time_t)-1;
+	memset(&tm, 0, sizeof(tm));
+	end = strptime(text, "%Y-%m-%d %H:%M:%S", &tm);
+	if (end == NULL || *end != '\0' || (t = timegm(&tm)) == (time_t)-1)
+		return (time_t)-1;
+	return t - 7 * 3600;
+}
 
 const char *gateway_error_name(enum gateway_error e)
 {
@@ -275,10 +322,8 @@ enum gateway_error gateway_parse_list(const char *body, size_t len, struct gatew
 		page->total_pages = (page->total + page->limit - 1) / page->limit;
 	}
 	page->n = (size_t)cJSON_GetArraySize(data);
-	if (page->n > 0 && (page->items = calloc(page->n, sizeof(*page->items))) == NULL) {
-		snprintf(err, errlen, "out of memory");
-		goto malformed;
-	}
+	if (page->n > 0)
+		page->items = xcalloc(page->n, sizeof(*page->items));
 	cJSON_ArrayForEach(it, data)
 	{
 		const cJSON *inv = cJSON_GetObjectItemCaseSensitive(it, "invoice_id");

@@ -121,7 +121,7 @@ int main(int argc, char **argv)
 		return 2;
 	if (config_path == NULL)
 		config_path = config_default_path();
-	log_init("bayarhook", debug);
+	log_init("bayarhook", debug, "BAYARHOOK_DEBUG");
 
 	if (strcmp(cmd, "serve") == 0) {
 		if (argc > 1) {

@@ -31,9 +31,10 @@
 #include "config.h"
 #include "db.h"
 #include "event.h"
+#include "ident.h"
 #include "log.h"
-#include "metrics.h"
 #include "queue.h"
+#include "stats.h"
 #include "utf8.h"
 
 #define QUEUE_POOL_SIZE 3
@@ -863,17 +864,12 @@ static void queue_pool_state(bool up, void *arg)
 
 static void queue_identity(struct queue *q)
 {
-	char boot[64] = "", nonce[9];
+	char boot[64] = "", nonce[9], proc[100]; /* host (< 80) ":" pid */
 	struct stat st;
 	FILE *f;
 	uint32_t r = random_u32();
 
-	if (gethostname(q->host, sizeof(q->host)) < 0 || q->host[0] == '\0')
-		snprintf(q->host, sizeof(q->host), "localhost");
-	q->host[sizeof(q->host) - 1] = '\0';
-	for (char *p = q->host; *p; p++)
-		if (*p == ':')
-			*p = '_';
+	ident_host(q->host, sizeof(q->host));
 	if ((f = fopen("/proc/sys/kernel/random/boot_id", "re")) != NULL) {
 		if (fgets(boot, sizeof(boot), f) == NULL)
 			boot[0] = '\0';
@@ -886,8 +882,8 @@ static void queue_identity(struct queue *q)
 	snprintf(q->scope, sizeof(q->scope), "%.8s-%lu", boot[0] ? boot : "noboot",
 	         (unsigned long)st.st_ino);
 	snprintf(nonce, sizeof(nonce), "%08x", r);
-	snprintf(q->owner, sizeof(q->owner), "%s:%ld:%s:%s", q->host, (long)getpid(), q->scope,
-	         nonce);
+	ident_process(proc, sizeof(proc));
+	snprintf(q->owner, sizeof(q->owner), "%s:%s:%s", proc, q->scope, nonce);
 }
 
 const char *queue_owner(const struct queue *q)

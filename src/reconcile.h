@@ -64,8 +64,7 @@ struct reconcile *reconcile_new(struct event_base *base, const struct config *cf
 /* Stops and frees (a pass in flight is dropped unrecorded); accepts NULL. */
 void reconcile_free(struct reconcile *rc);
 /* After SIGHUP: interval, lookback, min_age, enabled. */
-int reconcile_configure(struct reconcile *rc, const struct config *cfg)
-    __attribute__((warn_unused_result));
+void reconcile_configure(struct reconcile *rc, const struct config *cfg);
 
 /* serve: a pass every interval while [reconciler] enabled = true. */
 void reconcile_start(struct reconcile *rc);
@@ -77,14 +76,9 @@ bool reconcile_busy(const struct reconcile *rc);
 /*
  * Starts one pass now. report (may be NULL) gets progress lines, done the
  * summary, exactly once and never before this returns. Returns -1 when a
- * pass is already running or out of memory.
+ * pass is already running.
  */
 int reconcile_run(struct reconcile *rc, reconcile_report_cb report, reconcile_done_cb done,
                   void *arg) __attribute__((warn_unused_result));
-
-/* The list-payments start_date for a lookback: today in WIB - lookback - 1 day. */
-void reconcile_start_date(time_t now, int lookback, char *buf, size_t len);
-/* "YYYY-MM-DD HH:MM:SS" in WIB (the gateway's times) as Unix time; -1 when unreadable. */
-time_t reconcile_wib_time(const char *text);
 
 #endif

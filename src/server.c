@@ -27,8 +27,8 @@
 
 #include "callback.h"
 #include "log.h"
-#include "metrics.h"
 #include "server.h"
+#include "stats.h"
 
 #define SERVER_MAX_HEADERS 16384
 #define SERVER_MAX_LISTENERS 16

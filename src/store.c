@@ -15,7 +15,7 @@
 #include "event.h"
 #include "jsonw.h"
 #include "log.h"
-#include "metrics.h"
+#include "stats.h"
 #include "store.h"
 
 #define STORE_MAX_BATCH 256

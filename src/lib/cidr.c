@@ -7,6 +7,7 @@
  * ::ffff:a.b.c.d is compared with the IPv4 entries as a.b.c.d.
  */
 #include "cidr.h"
+#include "xmalloc.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -129,11 +130,7 @@ int cidr_list_parse(struct cidr_list *out, const char *text, const char **err)
 	for (p = text; *p; p++)
 		if (*p == ',')
 			n++;
-	out->v = calloc(n, sizeof(*out->v));
-	if (out->v == NULL) {
-		*err = "out of memory";
-		return -1;
-	}
+	out->v = xcalloc(n, sizeof(*out->v));
 
 	p = text;
 	for (;;) {

@@ -13,6 +13,7 @@
 
 #include "db.h"
 #include "log.h"
+#include "xmalloc.h"
 
 #define DB_BACKOFF_MIN_MS 100
 #define DB_BACKOFF_MAX_MS 5000
@@ -224,16 +225,16 @@ static void conn_ready(struct db_conn *c)
 {
 	c->backoff_ms = DB_BACKOFF_MIN_MS;
 	if (c->index == 0 && c->pool->listen_channel) {
-		struct db_query *q = calloc(1, sizeof(*q));
+		struct db_query *q;
 		char *ident = PQescapeIdentifier(c->pg, c->pool->listen_channel,
 		                                 strlen(c->pool->listen_channel));
 
-		if (q == NULL || ident == NULL || asprintf(&q->sql, "LISTEN %s", ident) < 0) {
-			free(q);
-			PQfreemem(ident);
-			conn_broken(c, "out of memory");
+		if (ident == NULL) {
+			conn_broken(c, PQerrorMessage(c->pg));
 			return;
 		}
+		q = xcalloc(1, sizeof(*q));
+		xasprintf(&q->sql, "LISTEN %s", ident);
 		PQfreemem(ident);
 		q->internal = true;
 		/*
@@ -429,20 +430,14 @@ static void pool_dispatch(struct db_pool *pool)
 struct db_pool *db_pool_new(struct event_base *base, const char *conninfo, int size,
                             const char *name)
 {
-	struct db_pool *pool = calloc(1, sizeof(*pool));
+	struct db_pool *pool = xcalloc(1, sizeof(*pool));
 
-	if (pool == NULL)
-		return NULL;
 	pool->base = base;
 	pool->size = size;
 	TAILQ_INIT(&pool->queue);
-	pool->conninfo = strdup(conninfo);
-	pool->name = strdup(name);
-	pool->conns = calloc((size_t)size, sizeof(*pool->conns));
-	if (pool->conninfo == NULL || pool->name == NULL || pool->conns == NULL) {
-		db_pool_free(pool);
-		return NULL;
-	}
+	pool->conninfo = xstrdup(conninfo);
+	pool->name = xstrdup(name);
+	pool->conns = xcalloc((size_t)size, sizeof(*pool->conns));
 	for (int i = 0; i < size; i++) {
 		struct db_conn *c = &pool->conns[i];
 
@@ -489,7 +484,7 @@ void db_pool_free(struct db_pool *pool)
 void db_pool_listen(struct db_pool *pool, const char *channel, db_notify_cb cb, void *arg)
 {
 	free(pool->listen_channel);
-	pool->listen_channel = strdup(channel);
+	pool->listen_channel = xstrdup(channel);
 	pool->notify_cb = cb;
 	pool->notify_arg = arg;
 }
@@ -517,43 +512,35 @@ int db_pool_idle(const struct db_pool *pool)
 /*
  * A query with copies of sql and its parameters: binlen[i] >= 0 marks
  * params[i] as binary, of that many bytes (binlen may be NULL: all text).
- * NULL when out of memory.
  */
 static struct db_query *query_new(const char *sql, int nparams, const char *const *params,
                                   const int *binlen, db_result_cb cb, void *arg)
 {
 	size_t slots = (size_t)(nparams ? nparams : 1);
-	struct db_query *q = calloc(1, sizeof(*q));
+	struct db_query *q = xcalloc(1, sizeof(*q));
 
-	if (q == NULL)
-		return NULL;
-	q->sql = strdup(sql);
+	q->sql = xstrdup(sql);
 	q->nparams = nparams;
-	q->params = calloc(slots, sizeof(char *));
+	q->params = xcalloc(slots, sizeof(char *));
 	q->cb = cb;
 	q->arg = arg;
-	if (q->sql == NULL || q->params == NULL)
-		goto fail;
-	if (binlen != NULL && ((q->lengths = calloc(slots, sizeof(int))) == NULL ||
-	                       (q->formats = calloc(slots, sizeof(int))) == NULL))
-		goto fail;
+	if (binlen != NULL) {
+		q->lengths = xcalloc(slots, sizeof(int));
+		q->formats = xcalloc(slots, sizeof(int));
+	}
 	for (int i = 0; i < nparams; i++) {
 		if (params[i] == NULL)
 			continue;
 		if (binlen != NULL && binlen[i] >= 0) {
 			q->lengths[i] = binlen[i];
 			q->formats[i] = 1;
-			if ((q->params[i] = malloc(binlen[i] ? (size_t)binlen[i] : 1)) == NULL)
-				goto fail;
+			q->params[i] = xmalloc((size_t)binlen[i]);
 			memcpy(q->params[i], params[i], (size_t)binlen[i]);
-		} else if ((q->params[i] = strdup(params[i])) == NULL) {
-			goto fail;
+		} else {
+			q->params[i] = xstrdup(params[i]);
 		}
 	}
 	return q;
-fail:
-	query_free(q);
-	return NULL;
 }
 
 int db_query_bin(struct db_pool *pool, const char *sql, int nparams, const char *const *params,
@@ -561,8 +548,9 @@ int db_query_bin(struct db_pool *pool, const char *sql, int nparams, const char 
 {
 	struct db_query *q;
 
-	if (pool->up == 0 || (q = query_new(sql, nparams, params, binlen, cb, arg)) == NULL)
+	if (pool->up == 0)
 		return -1;
+	q = query_new(sql, nparams, params, binlen, cb, arg);
 	TAILQ_INSERT_TAIL(&pool->queue, q, link);
 	pool_dispatch(pool);
 	return 0;
@@ -581,13 +569,9 @@ int db_session_open(struct db_pool *pool, db_session_cb cb, void *arg)
 
 	if (pool->up == 0)
 		return -1;
-	q = calloc(1, sizeof(*q));
-	s = calloc(1, sizeof(*s));
-	if (q == NULL || s == NULL || (q->sql = strdup("")) == NULL) {
-		free(s);
-		query_free(q);
-		return -1;
-	}
+	q = xcalloc(1, sizeof(*q));
+	s = xcalloc(1, sizeof(*s));
+	q->sql = xstrdup("");
 	s->pool = pool;
 	s->open_cb = cb;
 	s->open_arg = arg;
@@ -601,14 +585,12 @@ void db_session_query(struct db_session *s, const char *sql, int nparams, const 
                       db_result_cb cb, void *arg)
 {
 	struct db_conn *c = s->conn;
-	struct db_query *q = NULL;
 
-	if (c == NULL || c->state != CONN_IDLE ||
-	    (q = query_new(sql, nparams, params, NULL, cb, arg)) == NULL) {
-		cb(NULL, c ? "session busy or out of memory" : "database connection lost", "", arg);
+	if (c == NULL || c->state != CONN_IDLE) {
+		cb(NULL, c ? "session busy" : "database connection lost", "", arg);
 		return;
 	}
-	conn_send(c, q);
+	conn_send(c, query_new(sql, nparams, params, NULL, cb, arg));
 }
 
 void db_session_close(struct db_session *s)
@@ -623,14 +605,12 @@ void db_session_close(struct db_session *s)
 		return;
 	c->session = NULL;
 	if (c->state == CONN_IDLE && PQtransactionStatus(c->pg) != PQTRANS_IDLE) {
-		struct db_query *q = calloc(1, sizeof(*q));
+		struct db_query *q = xcalloc(1, sizeof(*q));
 
-		if (q && (q->sql = strdup("ROLLBACK")) != NULL) {
-			q->internal = true;
-			conn_send(c, q);
-			return;
-		}
-		free(q);
+		q->sql = xstrdup("ROLLBACK");
+		q->internal = true;
+		conn_send(c, q);
+		return;
 	}
 	pool_dispatch(c->pool);
 }

@@ -1,6 +1,6 @@
 /*
  * jsonw.c: see jsonw.h. Runs of bytes that need no escaping are copied with
- * one memcpy, so a callback body costs little more than its length.
+ * one memcpy, so a long string costs little more than its length.
  */
 #include "jsonw.h"
 
@@ -9,32 +9,24 @@
 #include <string.h>
 
 #include "utf8.h"
+#include "xmalloc.h"
 
-static bool reserve(struct jsonw *w, size_t more)
+static void reserve(struct jsonw *w, size_t more)
 {
 	size_t cap;
-	char *p;
 
-	if (w->failed)
-		return false;
 	if (w->len + more + 1 <= w->cap)
-		return true;
+		return;
 	cap = w->cap ? w->cap : 256;
 	while (cap < w->len + more + 1)
 		cap *= 2;
-	if ((p = realloc(w->buf, cap)) == NULL) {
-		w->failed = true;
-		return false;
-	}
-	w->buf = p;
+	w->buf = xreallocarray(w->buf, cap, 1);
 	w->cap = cap;
-	return true;
 }
 
 void jsonw_put(struct jsonw *w, const char *s, size_t n)
 {
-	if (!reserve(w, n))
-		return;
+	reserve(w, n);
 	memcpy(w->buf + w->len, s, n);
 	w->len += n;
 	w->buf[w->len] = '\0';
@@ -87,6 +79,8 @@ static void put_key(struct jsonw *w, const char *key)
 	if (!w->first)
 		jsonw_put(w, ",", 1);
 	w->first = false;
+	if (key == NULL)
+		return; /* an array element */
 	put_escaped(w, key, strlen(key));
 	jsonw_put(w, ":", 1);
 }
@@ -96,6 +90,13 @@ void jsonw_begin(struct jsonw *w)
 	memset(w, 0, sizeof(*w));
 	w->first = true;
 	jsonw_put(w, "{", 1);
+}
+
+void jsonw_begin_array(struct jsonw *w)
+{
+	memset(w, 0, sizeof(*w));
+	w->first = true;
+	jsonw_put(w, "[", 1);
 }
 
 void jsonw_str(struct jsonw *w, const char *key, const char *val, size_t n)
@@ -156,6 +157,12 @@ char *jsonw_take(struct jsonw *w)
 	}
 	memset(w, 0, sizeof(*w));
 	return out;
+}
+
+char *jsonw_finish_array(struct jsonw *w)
+{
+	jsonw_put(w, "]", 1);
+	return jsonw_take(w);
 }
 
 char *jsonw_finish(struct jsonw *w)

@@ -1,10 +1,9 @@
 /*
- * jsonw.h: a JSON object written straight into one growing buffer, for the
- * items the store sends to PostgreSQL. Building a cJSON tree for each
- * callback only to print it again cost more than parsing the callback;
+ * jsonw.h: a JSON object written straight into one growing buffer. Building
+ * a cJSON tree only to print it again costs more than parsing the input did;
  * this writes each value once. Strings are made safe for PostgreSQL's text
- * and jsonb on the way: invalid UTF-8 and NUL become U+FFFD.
- * A failed allocation is remembered and reported by jsonw_finish().
+ * and jsonb on the way: invalid UTF-8 and NUL become U+FFFD. Allocation
+ * aborts on out-of-memory (xmalloc.h).
  */
 #ifndef BAYARHOOK_JSONW_H
 #define BAYARHOOK_JSONW_H
@@ -15,7 +14,7 @@
 struct jsonw {
 	char *buf;
 	size_t len, cap;
-	bool failed; /* an allocation failed; buf is freed by jsonw_finish */
+	bool failed; /* set by a caller to discard the text: finish/take return NULL */
 	bool first;  /* no member written yet in the open object */
 };
 
@@ -32,11 +31,17 @@ void jsonw_raw(struct jsonw *w, const char *key, const char *raw, size_t n);
 /* "key":{ ... jsonw_end_object() closes it. */
 void jsonw_begin_object(struct jsonw *w, const char *key);
 void jsonw_end_object(struct jsonw *w);
+/*
+ * Starts a buffer holding "[" instead: the writers above then take key NULL
+ * and write array elements; jsonw_finish_array() closes it.
+ */
+void jsonw_begin_array(struct jsonw *w);
+char *jsonw_finish_array(struct jsonw *w);
 /* Appends bytes as they are (for joining objects). */
 void jsonw_put(struct jsonw *w, const char *s, size_t n);
-/* Closes the object; returns the text (caller frees) or NULL if anything failed. */
+/* Closes the object; returns the text (caller frees), or NULL when failed was set. */
 char *jsonw_finish(struct jsonw *w);
-/* Returns the text written so far, unclosed (caller frees), or NULL. */
+/* Returns the text written so far, unclosed (caller frees), or NULL when failed. */
 char *jsonw_take(struct jsonw *w);
 
 #endif

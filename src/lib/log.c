@@ -1,16 +1,16 @@
 /*
- * log.c: the one place bayarhook writes diagnostics. Under systemd, when
+ * log.c: the one place the program writes diagnostics. Under systemd, when
  * stderr is the journal stream (JOURNAL_STREAM names stderr's device:inode,
  * see systemd.exec(5)), records go to the journal with a priority and the
  * caller's KEY=value fields; otherwise one line per event goes to stderr:
  *
- *   2026-11-25T11:40:00.123Z bayarhook[42]: info: message key=value ...
+ *   2026-11-25T11:40:00.123Z ident[42]: info: message key=value ...
  *
  * Never pass secrets (webhook secrets, API keys, conninfo passwords) to any
  * of these functions: that is the caller's duty, nothing here can tell a
  * secret from an invoice id. Request bodies belong at debug level only.
  *
- * Not thread-safe: bayarhook logs from its event loop only.
+ * Not thread-safe: meant for one event loop.
  */
 #include "log.h"
 
@@ -36,7 +36,7 @@ static struct {
 	char ident[64];
 	bool debug;
 	bool journal;
-} log_state = {"bayarhook", false, false};
+} log_state = {"", false, false}; /* ident: the program's name until log_init */
 
 /* systemd's documented check: JOURNAL_STREAM is "device:inode" of stderr. */
 static bool log_stderr_is_journal(void)
@@ -67,14 +67,19 @@ static bool log_stderr_is_journal(void)
 	return access("/run/systemd/journal/socket", F_OK) == 0;
 }
 
-void log_init(const char *ident, bool debug)
+void log_init(const char *ident, bool debug, const char *debug_env)
 {
-	const char *env = getenv("BAYARHOOK_DEBUG");
+	const char *env = debug_env != NULL ? getenv(debug_env) : NULL;
 
 	if (ident != NULL && *ident != '\0')
 		snprintf(log_state.ident, sizeof(log_state.ident), "%s", ident);
 	log_state.debug = debug || (env != NULL && strcmp(env, "1") == 0);
 	log_state.journal = log_stderr_is_journal();
+}
+
+static const char *log_ident(void)
+{
+	return log_state.ident[0] != '\0' ? log_state.ident : program_invocation_short_name;
 }
 
 bool log_debug_enabled(void)
@@ -207,7 +212,7 @@ static void log_stderr(int prio, const char *const *fields, const char *msg)
 	gmtime_r(&now.tv_sec, &tm);
 	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
 	snprintf(head, sizeof(head), "%s.%03ldZ %s[%ld]: %s: ", ts, now.tv_nsec / 1000000L,
-	         log_state.ident, (long)getpid(), log_level_name(prio));
+	         log_ident(), (long)getpid(), log_level_name(prio));
 	log_puts(&b, head);
 	log_put_escaped(&b, msg, strlen(msg), false);
 	for (size_t i = 0; fields != NULL && fields[i] != NULL; i++)
@@ -256,9 +261,13 @@ static int log_journal(int prio, int err, const char *const *fields, const char 
 	int r;
 
 	size = sizeof("MESSAGE=") + strlen(msg) + 32 + sizeof("SYSLOG_IDENTIFIER=") +
-	       sizeof(log_state.ident) + 32;
+	       strlen(log_ident()) + 32;
 	while (fields != NULL && fields[nfields] != NULL && nfields < LOG_FIELDS_MAX)
 		size += LOG_FIELD_NAME_MAX + 2 + strlen(fields[nfields++]);
+	/*
+	 * Not xmalloc: its out-of-memory line is logged through here, and
+	 * stderr (the caller's fallback) still works without the heap.
+	 */
 	buf = p = malloc(size);
 	if (buf == NULL)
 		return -ENOMEM;
@@ -271,7 +280,7 @@ static int log_journal(int prio, int err, const char *const *fields, const char 
 	} while (0)
 	LOG_IOV_PRINTF("MESSAGE=%s", msg);
 	LOG_IOV_PRINTF("PRIORITY=%d", LOG_PRI(prio));
-	LOG_IOV_PRINTF("SYSLOG_IDENTIFIER=%s", log_state.ident);
+	LOG_IOV_PRINTF("SYSLOG_IDENTIFIER=%s", log_ident());
 	if (err != 0)
 		LOG_IOV_PRINTF("ERRNO=%d", err);
 #undef LOG_IOV_PRINTF

@@ -5,8 +5,12 @@
 #include <stdbool.h>
 #include <syslog.h>
 
-/* Chooses the journal when stderr is connected to it (JOURNAL_STREAM). */
-void log_init(const char *ident, bool debug);
+/*
+ * Chooses the journal when stderr is connected to it (JOURNAL_STREAM).
+ * Debug records are written when debug is true or the environment variable
+ * named debug_env (may be NULL) is "1".
+ */
+void log_init(const char *ident, bool debug, const char *debug_env);
 bool log_debug_enabled(void);
 
 void log_msg(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -1,6 +1,6 @@
 /*
  * words.c: sh-style word splitting (quoting only) and per-word {field}
- * substitution for the exec action. See words.h for the exact rules.
+ * substitution for command templates. See words.h for the exact rules.
  */
 #include <stdarg.h>
 #include <stdbool.h>
@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "words.h"
+#include "xmalloc.h"
 
 struct strvec {
 	char **v;
@@ -44,23 +45,15 @@ void words_free(char **argv)
 	free(argv);
 }
 
-/* Takes ownership of s (also on failure). Keeps v NULL-terminated. */
-static int strvec_push(struct strvec *sv, char *s)
+/* Takes ownership of s. Keeps v NULL-terminated. */
+static void strvec_push(struct strvec *sv, char *s)
 {
 	if (sv->n + 2 > sv->cap) {
-		size_t ncap = sv->cap ? sv->cap * 2 : 8;
-		char **nv = realloc(sv->v, ncap * sizeof(*nv));
-
-		if (nv == NULL) {
-			free(s);
-			return -1;
-		}
-		sv->v = nv;
-		sv->cap = ncap;
+		sv->cap = sv->cap ? sv->cap * 2 : 8;
+		sv->v = xreallocarray(sv->v, sv->cap, sizeof(*sv->v));
 	}
 	sv->v[sv->n++] = s;
 	sv->v[sv->n] = NULL;
-	return 0;
 }
 
 static void strvec_clear(struct strvec *sv)
@@ -69,24 +62,19 @@ static void strvec_clear(struct strvec *sv)
 	memset(sv, 0, sizeof(*sv));
 }
 
-static int sbuf_add(struct sbuf *b, const char *p, size_t n)
+static void sbuf_add(struct sbuf *b, const char *p, size_t n)
 {
 	if (b->len + n + 1 > b->cap) {
 		size_t ncap = b->cap ? b->cap : 32;
-		char *ns;
 
 		while (ncap < b->len + n + 1)
 			ncap *= 2;
-		ns = realloc(b->s, ncap);
-		if (ns == NULL)
-			return -1;
-		b->s = ns;
+		b->s = xreallocarray(b->s, ncap, 1);
 		b->cap = ncap;
 	}
 	memcpy(b->s + b->len, p, n);
 	b->len += n;
 	b->s[b->len] = '\0';
-	return 0;
 }
 
 /* Hands the buffer's string to the caller and resets the buffer. */
@@ -95,7 +83,7 @@ static char *sbuf_take(struct sbuf *b)
 	char *s = b->s;
 
 	if (s == NULL)
-		s = strdup("");
+		s = xstrdup("");
 	memset(b, 0, sizeof(*b));
 	return s;
 }
@@ -118,11 +106,8 @@ int words_split(const char *cmd, char ***argv_out, char *err, size_t errlen)
 		if (is_blank(c)) {
 			i++;
 			if (in_word) {
-				char *w = sbuf_take(&word);
-
 				in_word = false;
-				if (w == NULL || strvec_push(&sv, w) < 0)
-					goto nomem;
+				strvec_push(&sv, sbuf_take(&word));
 			}
 			continue;
 		}
@@ -134,8 +119,7 @@ int words_split(const char *cmd, char ***argv_out, char *err, size_t errlen)
 			}
 			/* Backslash-newline is a line continuation: it vanishes. */
 			if (cmd[i + 1] != '\n') {
-				if (sbuf_add(&word, &cmd[i + 1], 1) < 0)
-					goto nomem;
+				sbuf_add(&word, &cmd[i + 1], 1);
 				in_word = true;
 			}
 			i += 2;
@@ -149,8 +133,7 @@ int words_split(const char *cmd, char ***argv_out, char *err, size_t errlen)
 				       start);
 				goto fail;
 			}
-			if (sbuf_add(&word, &cmd[start + 1], i - start - 1) < 0)
-				goto nomem;
+			sbuf_add(&word, &cmd[start + 1], i - start - 1);
 			in_word = true;
 			i++;
 			break;
@@ -167,41 +150,32 @@ int words_split(const char *cmd, char ***argv_out, char *err, size_t errlen)
 					break;
 				if (c == '\\' && cmd[i + 1] != '\0' &&
 				    strchr("\"\\$`\n", cmd[i + 1]) != NULL) {
-					if (cmd[i + 1] != '\n' &&
-					    sbuf_add(&word, &cmd[i + 1], 1) < 0)
-						goto nomem;
+					if (cmd[i + 1] != '\n')
+						sbuf_add(&word, &cmd[i + 1], 1);
 					i += 2;
 					continue;
 				}
-				if (sbuf_add(&word, &c, 1) < 0)
-					goto nomem;
+				sbuf_add(&word, &c, 1);
 				i++;
 			}
 			in_word = true;
 			i++;
 			break;
 		default:
-			if (sbuf_add(&word, &c, 1) < 0)
-				goto nomem;
+			sbuf_add(&word, &c, 1);
 			in_word = true;
 			i++;
 			break;
 		}
 	}
-	if (in_word) {
-		char *w = sbuf_take(&word);
-
-		if (w == NULL || strvec_push(&sv, w) < 0)
-			goto nomem;
-	}
+	if (in_word)
+		strvec_push(&sv, sbuf_take(&word));
 	if (sv.n == 0) {
 		seterr(err, errlen, "empty command");
 		goto fail;
 	}
 	*argv_out = sv.v;
 	return 0;
-nomem:
-	seterr(err, errlen, "out of memory");
 fail:
 	free(word.s);
 	strvec_clear(&sv);
@@ -234,12 +208,12 @@ static int subst_word(const char *w, size_t wordno, words_lookup_fn lookup, void
 			continue;
 		}
 		/* Flush the literal run before the brace. */
-		if (out != NULL && sbuf_add(out, w + lit, i - lit) < 0)
-			goto nomem;
+		if (out != NULL)
+			sbuf_add(out, w + lit, i - lit);
 		if (w[i + 1] == c) {
 			/* {{ or }}: one literal brace. */
-			if (out != NULL && sbuf_add(out, &c, 1) < 0)
-				goto nomem;
+			if (out != NULL)
+				sbuf_add(out, &c, 1);
 			i += 2;
 			lit = i;
 			continue;
@@ -267,9 +241,7 @@ static int subst_word(const char *w, size_t wordno, words_lookup_fn lookup, void
 			       (int)nlen, w + nstart);
 			return -1;
 		}
-		name = strndup(w + nstart, nlen);
-		if (name == NULL)
-			goto nomem;
+		name = xstrndup(w + nstart, nlen);
 		if (names != NULL) {
 			bool seen = false;
 
@@ -277,8 +249,8 @@ static int subst_word(const char *w, size_t wordno, words_lookup_fn lookup, void
 				seen = strcmp(names->v[k], name) == 0;
 			if (seen)
 				free(name);
-			else if (strvec_push(names, name) < 0)
-				goto nomem;
+			else
+				strvec_push(names, name);
 		} else if (out != NULL) {
 			val = lookup != NULL ? lookup(arg, name) : NULL;
 			if (val == NULL) {
@@ -287,20 +259,16 @@ static int subst_word(const char *w, size_t wordno, words_lookup_fn lookup, void
 				return -1;
 			}
 			free(name);
-			if (sbuf_add(out, val, strlen(val)) < 0)
-				goto nomem;
+			sbuf_add(out, val, strlen(val));
 		} else {
 			free(name);
 		}
 		i = nstart + nlen + 1;
 		lit = i;
 	}
-	if (out != NULL && sbuf_add(out, w + lit, i - lit) < 0)
-		goto nomem;
+	if (out != NULL)
+		sbuf_add(out, w + lit, i - lit);
 	return 0;
-nomem:
-	seterr(err, errlen, "out of memory");
-	return -1;
 }
 
 int words_fields(char *const *tmpl, char ***names_out, char *err, size_t errlen)
@@ -315,34 +283,23 @@ int words_fields(char *const *tmpl, char ***names_out, char *err, size_t errlen)
 		}
 	}
 	/* An empty, but non-NULL, set when there are no placeholders. */
-	if (names.v == NULL) {
-		names.v = calloc(1, sizeof(char *));
-		if (names.v == NULL) {
-			seterr(err, errlen, "out of memory");
-			return -1;
-		}
-	}
+	if (names.v == NULL)
+		names.v = xcalloc(1, sizeof(char *));
 	*names_out = names.v;
 	return 0;
 }
 
-int words_expand(char *const *tmpl, words_lookup_fn lookup, void *arg, char ***argv_out,
-                      char *err, size_t errlen)
+int words_expand(char *const *tmpl, words_lookup_fn lookup, void *arg, char ***argv_out, char *err,
+                 size_t errlen)
 {
 	struct strvec sv = {0};
 	struct sbuf word = {0};
 
 	*argv_out = NULL;
 	for (size_t k = 0; tmpl[k] != NULL; k++) {
-		char *w;
-
 		if (subst_word(tmpl[k], k, lookup, arg, &word, NULL, err, errlen) < 0)
 			goto fail;
-		w = sbuf_take(&word);
-		if (w == NULL || strvec_push(&sv, w) < 0) {
-			seterr(err, errlen, "out of memory");
-			goto fail;
-		}
+		strvec_push(&sv, sbuf_take(&word));
 	}
 	if (sv.n == 0) {
 		seterr(err, errlen, "empty command");

@@ -1,6 +1,6 @@
 /*
- * words.h: turns an exec action's `command` into an argument vector,
- * without a shell.
+ * words.h: turns a command line into an argument vector, without a shell,
+ * and fills {field} placeholders in it word by word.
  *
  * Splitting follows the quoting rules of POSIX sh and nothing else:
  *   - blanks (space, tab, newline) separate words;
@@ -19,9 +19,9 @@
  * as in Python's str.format:
  *   - {name} with name matching [a-z0-9_]+ is replaced by the field's value;
  *   - {{ is a literal {, and }} a literal };
- *   - any other { or } is an error (catches {Invoice_id}, {a-b}, {x).
- * The first word (the program) may not contain a placeholder: a payer must
- * never be able to choose what runs.
+ *   - any other { or } is an error (catches {Field_Name}, {a-b}, {x).
+ * The first word (the program) may not contain a placeholder: whoever
+ * supplies the values must never be able to choose what runs.
  */
 #ifndef BAYARHOOK_WORDS_H
 #define BAYARHOOK_WORDS_H
@@ -53,8 +53,8 @@ int words_fields(char *const *tmpl, char ***names_out, char *err, size_t errlen)
  * field (lookup returns NULL) is an error naming it: "unknown field: foo".
  * The result is a new NULL-terminated vector with as many words as tmpl.
  */
-int words_expand(char *const *tmpl, words_lookup_fn lookup, void *arg, char ***argv_out,
-                      char *err, size_t errlen) __attribute__((warn_unused_result));
+int words_expand(char *const *tmpl, words_lookup_fn lookup, void *arg, char ***argv_out, char *err,
+                 size_t errlen) __attribute__((warn_unused_result));
 
 /* Frees a vector returned by this module (or any NULL-terminated malloc'd one). */
 void words_free(char **argv);

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <event2/http.h>
 
 #include "gateway.h"
 #include "reconcile.h"
@@ -234,24 +235,45 @@ static void test_start_date(void **state)
 
 	(void)state;
 	/* 2024-01-15 16:59:59 UTC is 23:59:59 WIB; a day of lookback, one more day. */
-	reconcile_start_date(1705337999, 86400, buf, sizeof(buf));
+	gateway_start_date(1705337999, 86400, buf, sizeof(buf));
 	assert_string_equal(buf, "2024-01-13");
 	/* 17:00:00 UTC is already the 16th in WIB. */
-	reconcile_start_date(1705338000, 86400, buf, sizeof(buf));
+	gateway_start_date(1705338000, 86400, buf, sizeof(buf));
 	assert_string_equal(buf, "2024-01-14");
 	/* The default lookback, 2 days. */
-	reconcile_start_date(1705338000, 172800, buf, sizeof(buf));
+	gateway_start_date(1705338000, 172800, buf, sizeof(buf));
 	assert_string_equal(buf, "2024-01-13");
+}
+
+/* gateway_uriencode encodes exactly as evhttp_uriencode(s, -1, 0) did. */
+static void test_uriencode(void **state)
+{
+	static const char *const cases[] = {"PAY-1", "a b&c=d/e?f#g", "caf\xc3\xa9", "~._-", "%",
+	                                    ""};
+	char all[256];
+
+	(void)state;
+	for (int i = 1; i < 256; i++)
+		all[i - 1] = (char)i;
+	all[255] = '\0';
+	for (size_t i = 0; i <= sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *s = i < sizeof(cases) / sizeof(cases[0]) ? cases[i] : all;
+		char *want = evhttp_uriencode(s, -1, 0), *got = gateway_uriencode(s);
+
+		assert_string_equal(got, want);
+		free(want);
+		free(got);
+	}
 }
 
 static void test_wib_time(void **state)
 {
 	(void)state;
-	assert_int_equal(reconcile_wib_time("2024-01-16 00:00:00"), 1705338000);
-	assert_int_equal(reconcile_wib_time(NULL), -1);
-	assert_int_equal(reconcile_wib_time(""), -1);
-	assert_int_equal(reconcile_wib_time("2024-01-16"), -1);
-	assert_int_equal(reconcile_wib_time("2024-01-16 00:00:00Z"), -1);
+	assert_int_equal(gateway_wib_time("2024-01-16 00:00:00"), 1705338000);
+	assert_int_equal(gateway_wib_time(NULL), -1);
+	assert_int_equal(gateway_wib_time(""), -1);
+	assert_int_equal(gateway_wib_time("2024-01-16"), -1);
+	assert_int_equal(gateway_wib_time("2024-01-16 00:00:00Z"), -1);
 }
 
 int main(void)
@@ -266,6 +288,7 @@ int main(void)
 	    cmocka_unit_test(test_parse_list_bad),
 	    cmocka_unit_test(test_start_date),
 	    cmocka_unit_test(test_wib_time),
+	    cmocka_unit_test(test_uriencode),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

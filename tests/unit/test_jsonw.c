@@ -125,12 +125,33 @@ static void test_growth_and_take(void **state)
 	free(big);
 }
 
+/* An array of strings: elements take key NULL. */
+static void test_array(void **state)
+{
+	struct jsonw w;
+	char *text;
+
+	(void)state;
+	jsonw_begin_array(&w);
+	text = jsonw_finish_array(&w);
+	assert_string_equal(text, "[]");
+	free(text);
+	jsonw_begin_array(&w);
+	jsonw_cstr(&w, NULL, "PAY-1");
+	jsonw_cstr(&w, NULL, "a\"b");
+	jsonw_int(&w, NULL, 3);
+	text = jsonw_finish_array(&w);
+	assert_string_equal(text, "[\"PAY-1\",\"a\\\"b\",3]");
+	free(text);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_strings),
 	    cmocka_unit_test(test_round_trip),
 	    cmocka_unit_test(test_growth_and_take),
+	    cmocka_unit_test(test_array),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -52,7 +52,7 @@ static int setup(void **state)
 	(void)state;
 	unsetenv("JOURNAL_STREAM");
 	unsetenv("BAYARHOOK_DEBUG");
-	log_init("test", false);
+	log_init("test", false, "BAYARHOOK_DEBUG");
 	return 0;
 }
 
@@ -156,7 +156,7 @@ static void test_debug_gating(void **state)
 	assert_string_equal(out, "");
 
 	setenv("BAYARHOOK_DEBUG", "1", 1);
-	log_init("test", false);
+	log_init("test", false, "BAYARHOOK_DEBUG");
 	assert_true(log_debug_enabled());
 	capture_start();
 	log_debug("body %d bytes", 12);
@@ -164,7 +164,7 @@ static void test_debug_gating(void **state)
 	assert_matches(out, PREFIX "debug: body 12 bytes\n$");
 
 	setenv("BAYARHOOK_DEBUG", "0", 1);
-	log_init("test", true);
+	log_init("test", true, "BAYARHOOK_DEBUG");
 	assert_true(log_debug_enabled());
 }
 
@@ -201,7 +201,7 @@ static void test_journal_stream(void **state)
 	for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++) {
 		setenv("JOURNAL_STREAM", others[i], 1);
 		capture_start();
-		log_init("test", false);
+		log_init("test", false, "BAYARHOOK_DEBUG");
 		log_info("plain %zu", i);
 		out = capture_end();
 		assert_matches(out, PREFIX "info: plain [0-9]\n$");
@@ -214,11 +214,11 @@ static void test_journal_stream(void **state)
 	snprintf(value, sizeof(value), "%llu:%llu", (unsigned long long)st.st_dev,
 	         (unsigned long long)st.st_ino);
 	setenv("JOURNAL_STREAM", value, 1);
-	log_init("test", false);
+	log_init("test", false, "BAYARHOOK_DEBUG");
 	log_info("fallback");
 	out = capture_end();
 	unsetenv("JOURNAL_STREAM");
-	log_init("test", false);
+	log_init("test", false, "BAYARHOOK_DEBUG");
 	assert_matches(out, PREFIX "info: fallback\n$");
 }
 

@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "metrics.h"
+#include "stats.h"
 
 #define MAX_SAMPLES 512
 #define MAX_FAMILIES 32
@@ -252,7 +253,7 @@ static const struct family *family(const char *name)
 static int setup(void **state)
 {
 	(void)state;
-	metrics_reset();
+	stats_register();
 	return 0;
 }
 
@@ -418,10 +419,10 @@ static void test_histogram(void **state)
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(observations) / sizeof(observations[0]); i++) {
-		metrics_observe_ack(observations[i]);
+		metrics_observe(METRIC_ACK_SECONDS, observations[i]);
 		sum += observations[i];
 	}
-	metrics_observe_ack(NAN); /* ignored */
+	metrics_observe(METRIC_ACK_SECONDS, NAN); /* ignored */
 	metrics_observe(METRIC_STORE_BATCH_SIZE, 3);
 	render_and_parse();
 
@@ -504,7 +505,7 @@ static void test_init_and_numbers(void **state)
 	double now = (double)time(NULL);
 
 	(void)state;
-	metrics_init("0.1.0-\"rc\"");
+	stats_init("0.1.0-\"rc\"");
 	metrics_set(METRIC_QUEUE_DEPTH, NULL, 1e21);
 	metrics_set(METRIC_DATABASE_UP, NULL, -INFINITY);
 	render_and_parse();
@@ -520,6 +521,74 @@ static void test_init_and_numbers(void **state)
 	assert_true(value("process_start_time_seconds", NULL) == 0);
 }
 
+/* Whole numbers print as integers: 10 is "10", never "1e+01". */
+static void test_whole_numbers(void **state)
+{
+	static const struct {
+		double v;
+		const char *text;
+	} cases[] = {
+	    {10, "10"},           {100, "100"},
+	    {1000000, "1000000"}, {9007199254740992.0, "9007199254740992"},
+	    {0.1, "0.1"},         {2.5, "2.5"},
+	    {1e21, "1e+21"},
+	};
+	size_t len;
+	char *text, want[128];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		stats_register();
+		metrics_add(METRIC_HTTP_REQUESTS, "accepted", cases[i].v);
+		metrics_set(METRIC_QUEUE_DEPTH, NULL, cases[i].v);
+		text = metrics_render(&len);
+		snprintf(want, sizeof(want),
+		         "bayarhook_http_requests_total{verdict=\"accepted\"} %s\n", cases[i].text);
+		if (strstr(text, want) == NULL)
+			fail_msg("%.17g: no line \"%s\" in\n%s", cases[i].v, want, text);
+		snprintf(want, sizeof(want), "\nbayarhook_queue_depth %s\n", cases[i].text);
+		assert_non_null(strstr(text, want));
+		free(text);
+	}
+}
+
+/* The registry knows nothing of bayarhook: any table can be registered. */
+static void test_own_table(void **state)
+{
+	static const char *const colours[] = {"red", NULL};
+	static const double bounds[] = {1, 10};
+	static const struct metrics_family table[] = {
+	    {"t_events_total", "Events.", METRICS_COUNTER, "colour", colours, NULL, 0},
+	    {"t_size", "Sizes.", METRICS_HISTOGRAM, NULL, NULL, bounds, 2},
+	};
+	char label[METRICS_MAX_LABEL + 2];
+	size_t len;
+	char *text;
+
+	(void)state;
+	metrics_register(table, 2, METRICS_NO_FAMILY);
+	metrics_inc(0, "blue");
+	metrics_observe(1, 5);
+	memset(label, 'x', sizeof(label) - 1);
+	label[sizeof(label) - 1] = '\0';
+	metrics_inc(0, label); /* dropped, and no family to count it */
+	metrics_inc(7, "red"); /* not a family: ignored */
+	render_and_parse();
+	assert_int_equal(expo.nfamilies, 2);
+	assert_true(value("t_events_total", "red") == 0);
+	assert_true(value("t_events_total", "blue") == 1);
+	assert_true(value("t_size_bucket", "1") == 0);
+	assert_true(value("t_size_bucket", "10") == 1);
+	assert_true(value("t_size_count", NULL) == 1);
+	assert_null(find("bayarhook_metrics_dropped_total", NULL));
+
+	metrics_register(table, 0, METRICS_NO_FAMILY);
+	text = metrics_render(&len);
+	assert_string_equal(text, "");
+	assert_int_equal(len, 0);
+	free(text);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -528,6 +597,8 @@ int main(void)
 	    cmocka_unit_test_setup(test_histogram, setup),
 	    cmocka_unit_test_setup(test_dynamic_labels, setup),
 	    cmocka_unit_test_setup(test_init_and_numbers, setup),
+	    cmocka_unit_test_setup(test_whole_numbers, setup),
+	    cmocka_unit_test_setup(test_own_table, setup),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
