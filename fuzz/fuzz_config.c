@@ -7,7 +7,7 @@
  * redaction of conninfo passwords.
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Isrc \
- *     fuzz/fuzz_config.c src/config.c src/cidr.c -linih -o fuzz_config
+ *     fuzz/fuzz_config.c src/config.c src/cidr.c -o fuzz_config
  *   ./fuzz_config fuzz/corpus/config
  */
 #include <stdint.h>

@@ -6,13 +6,9 @@
  * change it. Defaults are parsed by the same code as the file, freeing walks
  * the same table, and the summary prints from it, so a new key is one row.
  *
- * inih splits "key = value", but a line reader of ours feeds it: Debian's
- * inih is built without line numbers in the handler, with a 200-byte line
- * buffer, with indented lines as continuations and with only ';' as an inline
- * comment. The reader therefore counts lines, strips ';' and '#' comments,
- * handles [section] headers itself (inih truncates long ones), and hands inih
- * one clean "key=value" line at a time; a value too long for inih's buffer is
- * kept aside and taken from there by the handler.
+ * The file is read line by line here: ';' and '#' comments, [section]
+ * headers, "key = value" lines of any length up to CONFIG_LINE_MAX, indented
+ * lines as ordinary keys (never continuations), line numbers for messages.
  *
  * Nothing here logs: the first error becomes one "file:line: key: reason"
  * line for the caller.
@@ -25,7 +21,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ini.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -186,7 +181,6 @@ struct parser {
 	int lineno;
 	char *line; /* the current line, cut in place by config_lex */
 	size_t linecap;
-	const char *long_value; /* value of the current line, when too long for inih */
 
 	int section; /* index of the current section's first config_keys row, or -1 */
 	long action; /* index of the current [action.NAME] in cfg->actions, or -1 */
@@ -1117,58 +1111,28 @@ static bool next_line(struct parser *ps)
 	return true;
 }
 
-/*
- * The ini_reader: returns the next "key=value" line for inih, or NULL at the
- * end or after the first error. Section headers, comments and blank lines are
- * handled here and never reach inih, so ps->lineno is the handler's line.
- */
-static char *config_reader(char *str, int num, void *stream)
+/* Feeds every line to the section and key handlers, until the end or the first error. */
+static void config_parse_lines(struct parser *ps)
 {
-	struct parser *ps = stream;
 	char *a = NULL, *b = NULL;
 
 	while (!ps->failed && next_line(ps)) {
 		switch (config_lex(ps, ps->line, &a, &b)) {
 		case LINE_BLANK:
 		case LINE_BAD:
-			continue;
+			break;
 		case LINE_SECTION:
 			start_section(ps, a);
-			continue;
+			break;
 		case LINE_KEY:
+			/* Not a key of any table, wherever it stands. */
+			if (!valid_name(a) || strchr(a, '-') != NULL)
+				config_fail(ps, ps->lineno, a, "unknown key");
+			else
+				set_key(ps, a, b);
 			break;
 		}
-		/* inih must split exactly here: keys are plain words. */
-		if (!valid_name(a) || strchr(a, '-') != NULL) {
-			config_fail(ps, ps->lineno, a, "unknown key");
-			return NULL;
-		}
-		if (num < NAME_MAX_LEN + 2) {
-			config_fail(ps, ps->lineno, a,
-			            "internal error: inih line buffer too small");
-			return NULL;
-		}
-		if (strlen(a) + 1 + strlen(b) < (size_t)num) {
-			ps->long_value = NULL;
-			snprintf(str, (size_t)num, "%s=%s", a, b);
-		} else {
-			ps->long_value = b;
-			snprintf(str, (size_t)num, "%s=", a);
-		}
-		return str;
 	}
-	return NULL;
-}
-
-static int config_handler(void *user, const char *section, const char *name, const char *value)
-{
-	struct parser *ps = user;
-
-	(void)section; /* ours is in ps: inih never sees a header */
-	if (name == NULL || value == NULL || ps->failed)
-		return 1;
-	set_key(ps, name, ps->long_value != NULL ? ps->long_value : value);
-	return 1;
 }
 
 /* ---- loading ---- */
@@ -1189,7 +1153,6 @@ struct config *config_load_buffer(const char *name, const char *data, size_t len
 {
 	struct parser ps;
 	struct config *cfg;
-	int rc;
 
 	memset(&ps, 0, sizeof(ps));
 	ps.name = name;
@@ -1215,9 +1178,7 @@ struct config *config_load_buffer(const char *name, const char *data, size_t len
 		}
 	}
 
-	rc = ini_parse_stream(config_reader, &ps, config_handler, &ps);
-	if (!ps.failed && rc != 0)
-		config_fail(&ps, ps.lineno, NULL, rc == -2 ? "out of memory" : "syntax error");
+	config_parse_lines(&ps);
 	if (!ps.failed)
 		finish_config(&ps);
 fail:

@@ -1,5 +1,5 @@
 /*
- * config.h: receiver.conf, parsed with inih through one table of keys
+ * config.h: receiver.conf, read by our own line reader through one table of keys
  * (config.c). A load builds a fresh struct config; callers swap it in only
  * when the whole file was valid.
  */

@@ -584,7 +584,7 @@ static void test_empty_means_default(void **state)
 	config_free(cfg);
 }
 
-/* inih's own line buffer is 200 bytes; longer values must arrive whole. */
+/* Values far longer than a line buffer of 200 bytes arrive whole. */
 static void test_long_values(void **state)
 {
 	char err[512], text[20000], stmt[12000];
