@@ -6,8 +6,8 @@
  * loaded config is also printed (to /dev/null) to cover the summary and the
  * redaction of conninfo passwords.
  *
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Isrc \
- *     fuzz/fuzz_config.c src/config.c src/cidr.c -o fuzz_config
+ *   clang -g -O1 -fsanitize=fuzzer,address,undefined  -D_GNU_SOURCE -Isrc -Isrc/lib \
+ *     fuzz/fuzz_config.c src/config*.c src/lib/cidr.c src/lib/xmalloc.c src/lib/log.c -lsystemd -o fuzz_config
  *   ./fuzz_config fuzz/corpus/config
  */
 #include <stdint.h>

@@ -15,7 +15,6 @@
 #include "config.h"
 #include "event.h"
 #include "http_client.h"
-#include "server.h"
 #include "verify.h"
 
 static void usage(void)
@@ -25,22 +24,18 @@ static void usage(void)
 }
 
 /* The listener's own URL; a wildcard address is reached over loopback. */
-static int own_url(const struct config *cfg, char *buf, size_t len)
+static void own_url(const struct config *cfg, char *buf, size_t len)
 {
-	char host[96];
-	unsigned short port;
+	const char *host = cfg->listen.host;
 
-	if (server_parse_listen(cfg->listen, host, sizeof(host), &port) < 0)
-		return -1;
 	if (strcmp(host, "0.0.0.0") == 0 || strcmp(host, "*") == 0)
-		snprintf(host, sizeof(host), "127.0.0.1");
+		host = "127.0.0.1";
 	else if (strcmp(host, "::") == 0)
-		snprintf(host, sizeof(host), "::1");
+		host = "::1";
 	if (strchr(host, ':'))
-		snprintf(buf, len, "http://[%s]:%u%s", host, port, cfg->callback_path);
+		snprintf(buf, len, "http://[%s]:%d%s", host, cfg->listen.port, cfg->callback_path);
 	else
-		snprintf(buf, len, "http://%s:%u%s", host, port, cfg->callback_path);
-	return 0;
+		snprintf(buf, len, "http://%s:%d%s", host, cfg->listen.port, cfg->callback_path);
 }
 
 int cli_send_test(const char *config_path, int argc, char **argv)
@@ -101,11 +96,7 @@ int cli_send_test(const char *config_path, int argc, char **argv)
 	if ((cfg = cli_load_config(config_path)) == NULL)
 		return 1;
 	if (url == NULL) {
-		if (own_url(cfg, urlbuf, sizeof(urlbuf)) < 0) {
-			fprintf(stderr, "bayarhook: cannot derive a URL from listen = %s\n",
-			        cfg->listen);
-			goto out;
-		}
+		own_url(cfg, urlbuf, sizeof(urlbuf));
 		url = urlbuf;
 	}
 	if (invoice == NULL) {
