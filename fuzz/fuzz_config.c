@@ -4,10 +4,12 @@
  * The input is parsed as a file living in a scratch directory that holds a
  * webhook-secret and an api-key, so relative *_file names can succeed; a
  * loaded config is also printed (to /dev/null) to cover the summary and the
- * redaction of conninfo passwords.
+ * redaction of conninfo passwords, and its not-reloadable keys are kept by
+ * a config of defaults, as SIGHUP does.
  *
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Isrc \
- *     fuzz/fuzz_config.c src/config.c src/cidr.c -linih -o fuzz_config
+ *   clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE \
+ *     -Isrc -Isrc/lib fuzz/fuzz_config.c src/config*.c src/lib/cidr.c \
+ *     src/lib/xmalloc.c src/lib/log.c -lsystemd -o fuzz_config
  *   ./fuzz_config fuzz/corpus/config
  */
 #include <stdint.h>
@@ -83,6 +85,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (config_action(cfg, cfg->actions[i].name) != &cfg->actions[i] ||
 		    config_action_max_attempts(cfg, &cfg->actions[i]) < 1)
 			abort();
+	/* A SIGHUP from the defaults to this file and back: the reload's copies. */
+	{
+		static const char min[] = "[security]\nwebhook_secret = x\n";
+		struct config *def =
+		    config_load_buffer(conf_name, min, sizeof(min) - 1, err, sizeof(err));
+		char changed[128];
+
+		if (def == NULL)
+			abort();
+		config_keep_fixed(def, cfg, changed, sizeof(changed));
+		if (strcmp(def->listen.text, cfg->listen.text) != 0 ||
+		    strcmp(def->conninfo, cfg->conninfo) != 0 ||
+		    config_keep_fixed(def, cfg, changed, sizeof(changed)) != 0)
+			abort();
+		config_free(def);
+	}
 	config_free(cfg);
 	return 0;
 }

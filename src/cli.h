@@ -1,31 +1,77 @@
-/* cli.h: the administrative subcommands (each in cli_<name>.c). */
+/*
+ * cli.h: the subcommands as a table, after tmux's cmd_entry. Each cli_*.c
+ * file defines the entries of its commands; main.c lists them and cli.c runs
+ * any of them through one skeleton: options and operands, the config, the
+ * database connection, then the command, then the cleanup.
+ */
 #ifndef BAYARHOOK_CLI_H
 #define BAYARHOOK_CLI_H
 
-/*
- * Each takes the arguments after the subcommand name (argv[0] is the
- * subcommand) and the config path; returns the exit code (0, 1, or 2 for
- * usage errors) after printing a one-line reason on failure.
- */
-int cli_check_config(const char *config_path, int argc, char **argv);
-int cli_migrate(const char *config_path, int argc, char **argv);
-int cli_audit(const char *config_path, int argc, char **argv);
-int cli_send_test(const char *config_path, int argc, char **argv);
-/* cli_jobs.c */
-int cli_jobs(const char *config_path, int argc, char **argv);
-int cli_retry(const char *config_path, int argc, char **argv);
-int cli_replay(const char *config_path, int argc, char **argv);
-/* cli_reconcile.c */
-int cli_reconcile(const char *config_path, int argc, char **argv);
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdio.h>
 
-/* Shared by the subcommands: load the config / connect, saying why on failure. */
+struct cJSON;
 struct config;
 struct pg_conn;
-struct config *cli_load_config(const char *path);
+
+/* How a command reaches the database. */
+enum cli_db {
+	CLI_DB_NONE,
+	CLI_DB_CONNECT, /* the skeleton connects (blocking libpq) before run: cli->conn */
+	CLI_DB_POOL,    /* the command runs an event loop with its own pool */
+};
+
+struct cli;
+
+struct cli_command {
+	const char *name;
+	const char *args; /* after the name in usage lines; "" when it takes none */
+	const char *help; /* its line in --help */
+	bool config;      /* the skeleton loads the config first: cli->cfg */
+	enum cli_db db;
+	/*
+	 * Uses the secrets. config_load reads every *_file for every command
+	 * today, so this only records which commands would still need them.
+	 */
+	bool secrets;
+	/* getopt_long's; NULL: no options, and no argument may look like one. */
+	const char *shortopts;
+	const struct option *longopts;
+	int min_args, max_args; /* operands after the options */
+	/* Checks option values before anything is loaded: 0, or 2 after saying why. */
+	int (*check)(struct cli *cli);
+	/* The command itself: 0, or 1 after a one-line reason on stderr. */
+	int (*run)(struct cli *cli);
+};
+
+/* One run of a command, as the skeleton prepared it. */
+struct cli {
+	const struct cli_command *cmd;
+	const char *config_path;
+	struct config *cfg;   /* when cmd->config */
+	struct pg_conn *conn; /* when cmd->db == CLI_DB_CONNECT */
+	const char *opt[128]; /* by getopt's val: the argument, "" for a flag, NULL if absent */
+	char **args;          /* the operands */
+	int nargs;
+};
+
+/* The entries, one per command, in the files that implement them. */
+extern const struct cli_command cli_cmd_check_config, cli_cmd_migrate, cli_cmd_audit;
+extern const struct cli_command cli_cmd_jobs, cli_cmd_retry, cli_cmd_replay;
+extern const struct cli_command cli_cmd_reconcile, cli_cmd_send_test;
+
+/*
+ * Runs cmd with the arguments after the global options (argv[0] is the
+ * command's name). Returns the exit code: 0, 1 on failure, 2 on usage errors.
+ */
+int cli_run(const struct cli_command *cmd, const char *config_path, int argc, char **argv);
+/* The command's usage line on stderr; returns 2, for `return cli_usage(cli);`. */
+int cli_usage(const struct cli *cli);
+/* The value of the option whose getopt val is c, or NULL. */
+const char *cli_opt(const struct cli *cli, int c);
 /* out[i] = the string field names[i] of a JSON row, or missing. */
-struct cJSON;
 void cli_row_strings(const struct cJSON *row, const char *const *names, int n, const char **out,
                      const char *missing);
-struct pg_conn *cli_connect(const struct config *cfg);
 
 #endif

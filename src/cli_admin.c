@@ -1,8 +1,7 @@
 /*
- * cli_admin.c: check-config, migrate and audit. These run from a shell, not
- * in the event loop, so they use blocking libpq.
+ * cli_admin.c: check-config, migrate and audit: the config and the schema,
+ * and the audit trail of received callbacks.
  */
-#include <ctype.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,86 +15,47 @@
 #include "db.h"
 #include "migrate.h"
 
-struct config *cli_load_config(const char *path)
+static int cli_check_config(struct cli *cli)
 {
 	char err[512];
-	struct config *cfg = config_load(path, err, sizeof(err));
 
-	if (cfg == NULL)
+	if (action_check_config(cli->cfg, err, sizeof(err)) < 0) {
 		fprintf(stderr, "bayarhook: %s\n", err);
-	return cfg;
-}
-
-void cli_row_strings(const cJSON *row, const char *const *names, int n, const char **out,
-                     const char *missing)
-{
-	for (int i = 0; i < n; i++) {
-		const cJSON *x = cJSON_GetObjectItemCaseSensitive(row, names[i]);
-
-		out[i] = cJSON_IsString(x) ? x->valuestring : missing;
-	}
-}
-
-PGconn *cli_connect(const struct config *cfg)
-{
-	char err[512];
-	PGconn *conn = db_connect_blocking(cfg->conninfo, err, sizeof(err));
-
-	if (conn == NULL)
-		fprintf(stderr, "bayarhook: %s\n", err);
-	return conn;
-}
-
-int cli_check_config(const char *config_path, int argc, char **argv)
-{
-	struct config *cfg;
-	char err[512];
-
-	(void)argv;
-	if (argc > 1) {
-		fprintf(stderr, "bayarhook: check-config takes no arguments\n");
-		return 2;
-	}
-	cfg = cli_load_config(config_path);
-	if (cfg == NULL)
-		return 1;
-	if (action_check_config(cfg, err, sizeof(err)) < 0) {
-		fprintf(stderr, "bayarhook: %s\n", err);
-		config_free(cfg);
 		return 1;
 	}
-	config_print_summary(cfg, stdout);
-	printf("%s: configuration is valid\n", config_path);
-	config_free(cfg);
+	config_print_summary(cli->cfg, stdout);
+	printf("%s: configuration is valid\n", cli->config_path);
 	return 0;
 }
 
-int cli_migrate(const char *config_path, int argc, char **argv)
-{
-	struct config *cfg;
-	PGconn *conn;
-	char err[512];
-	int rc = 1;
+const struct cli_command cli_cmd_check_config = {
+    .name = "check-config",
+    .args = "",
+    .help = "parse and validate the config, print a summary",
+    .config = true,
+    .secrets = true,
+    .run = cli_check_config,
+};
 
-	(void)argv;
-	if (argc > 1) {
-		fprintf(stderr, "bayarhook: migrate takes no arguments\n");
-		return 2;
-	}
-	if ((cfg = cli_load_config(config_path)) == NULL)
-		return 1;
-	if ((conn = cli_connect(cfg)) == NULL)
-		goto out;
-	if (migrate_run(conn, stdout, err, sizeof(err)) < 0) {
+static int cli_migrate(struct cli *cli)
+{
+	char err[512];
+
+	if (migrate_run(cli->conn, stdout, err, sizeof(err)) < 0) {
 		fprintf(stderr, "bayarhook: migrate: %s\n", err);
-		goto out;
+		return 1;
 	}
-	rc = 0;
-out:
-	PQfinish(conn);
-	config_free(cfg);
-	return rc;
+	return 0;
 }
+
+const struct cli_command cli_cmd_migrate = {
+    .name = "migrate",
+    .args = "",
+    .help = "create or upgrade the database schema",
+    .config = true,
+    .db = CLI_DB_CONNECT,
+    .run = cli_migrate,
+};
 
 /* "90s", "15m", "2h", "7d" -> an interval; anything else is a timestamp for PostgreSQL. */
 static void since_param(const char *since, char *buf, size_t len, bool *relative)
@@ -128,65 +88,40 @@ static void since_param(const char *since, char *buf, size_t len, bool *relative
 	}
 }
 
-int cli_audit(const char *config_path, int argc, char **argv)
+static const struct option cli_audit_options[] = {
+    {"invoice", required_argument, NULL, 'i'}, {"verdict", required_argument, NULL, 'v'},
+    {"since", required_argument, NULL, 's'},   {"limit", required_argument, NULL, 'n'},
+    {"json", no_argument, NULL, 'j'},          {NULL, 0, NULL, 0},
+};
+
+static int cli_audit_check(struct cli *cli)
 {
-	static const struct option opts[] = {
-	    {"invoice", required_argument, NULL, 'i'}, {"verdict", required_argument, NULL, 'v'},
-	    {"since", required_argument, NULL, 's'},   {"limit", required_argument, NULL, 'n'},
-	    {"json", no_argument, NULL, 'j'},          {NULL, 0, NULL, 0},
-	};
-	const char *invoice = NULL, *verdict = NULL, *since = NULL, *limit = "100";
+	const char *limit = cli_opt(cli, 'n');
+
+	if (limit != NULL && (strspn(limit, "0123456789") != strlen(limit) || !*limit))
+		return cli_usage(cli);
+	return 0;
+}
+
+static int cli_audit(struct cli *cli)
+{
+	const char *since = cli_opt(cli, 's'), *limit = cli_opt(cli, 'n');
 	char since_buf[128];
-	bool json = false, relative = false;
-	struct config *cfg;
-	PGconn *conn = NULL;
+	bool relative = false;
 	PGresult *res = NULL;
 	const char *params[5];
-	int c, rc = 1;
+	int rc = 1;
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		switch (c) {
-		case 'i':
-			invoice = optarg;
-			break;
-		case 'v':
-			verdict = optarg;
-			break;
-		case 's':
-			since = optarg;
-			break;
-		case 'n':
-			limit = optarg;
-			break;
-		case 'j':
-			json = true;
-			break;
-		default:
-			fprintf(stderr, "usage: bayarhook audit [--invoice ID] [--verdict V] "
-			                "[--since TIME] [--limit N] [--json]\n");
-			return 2;
-		}
-	}
-	if (optind < argc || strspn(limit, "0123456789") != strlen(limit) || !*limit) {
-		fprintf(stderr, "usage: bayarhook audit [--invoice ID] [--verdict V] "
-		                "[--since TIME] [--limit N] [--json]\n");
-		return 2;
-	}
 	if (since)
 		since_param(since, since_buf, sizeof(since_buf), &relative);
-	if ((cfg = cli_load_config(config_path)) == NULL)
-		return 1;
-	if ((conn = cli_connect(cfg)) == NULL)
-		goto out;
-	params[0] = invoice;
-	params[1] = verdict;
+	params[0] = cli_opt(cli, 'i');
+	params[1] = cli_opt(cli, 'v');
 	params[2] = since && !relative ? since_buf : NULL;
 	params[3] = since && relative ? since_buf : NULL;
-	params[4] = limit;
+	params[4] = limit != NULL ? limit : "100";
 	/* The newest N rows that match, shown oldest first. */
 	res =
-	    PQexecParams(conn,
+	    PQexecParams(cli->conn,
 	                 "SELECT coalesce(json_agg(t ORDER BY t.id), '[]'::json) FROM ("
 	                 " SELECT id, received_at, remote_addr, invoice_id, event, status, verdict,"
 	                 "  http_status,"
@@ -207,7 +142,7 @@ int cli_audit(const char *config_path, int argc, char **argv)
 		fprintf(stderr, "bayarhook: audit: %s", PQresultErrorMessage(res));
 		goto out;
 	}
-	if (json) {
+	if (cli_opt(cli, 'j')) {
 		printf("%s\n", PQgetvalue(res, 0, 0));
 	} else {
 		cJSON *rows = cJSON_Parse(PQgetvalue(res, 0, 0));
@@ -234,7 +169,17 @@ int cli_audit(const char *config_path, int argc, char **argv)
 	rc = 0;
 out:
 	PQclear(res);
-	PQfinish(conn);
-	config_free(cfg);
 	return rc;
 }
+
+const struct cli_command cli_cmd_audit = {
+    .name = "audit",
+    .args = "[--invoice ID] [--verdict V] [--since TIME] [--limit N] [--json]",
+    .help = "show received callbacks",
+    .config = true,
+    .db = CLI_DB_CONNECT,
+    .shortopts = "",
+    .longopts = cli_audit_options,
+    .check = cli_audit_check,
+    .run = cli_audit,
+};

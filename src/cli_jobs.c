@@ -16,11 +16,6 @@
 #include "db.h"
 #include "event.h"
 
-static const char JOBS_USAGE[] = "usage: bayarhook jobs [--state S] [--invoice ID] [--limit N] "
-                                 "[--json]\n";
-static const char RETRY_USAGE[] = "usage: bayarhook retry JOB_ID\n";
-static const char REPLAY_USAGE[] = "usage: bayarhook replay INVOICE [--action NAME]\n";
-
 static bool all_digits(const char *s)
 {
 	return s && *s && strspn(s, "0123456789") == strlen(s) && strlen(s) <= 18;
@@ -59,57 +54,39 @@ static void print_table(const char *json)
 	cJSON_Delete(rows);
 }
 
-int cli_jobs(const char *config_path, int argc, char **argv)
-{
-	static const struct option opts[] = {
-	    {"state", required_argument, NULL, 's'},
-	    {"invoice", required_argument, NULL, 'i'},
-	    {"limit", required_argument, NULL, 'n'},
-	    {"json", no_argument, NULL, 'j'},
-	    {NULL, 0, NULL, 0},
-	};
-	const char *state = NULL, *invoice = NULL, *limit = "1000";
-	const char *params[3];
-	bool json = false;
-	struct config *cfg;
-	PGconn *conn = NULL;
-	PGresult *res = NULL;
-	int c, rc = 1;
+static const struct option cli_jobs_options[] = {
+    {"state", required_argument, NULL, 's'},
+    {"invoice", required_argument, NULL, 'i'},
+    {"limit", required_argument, NULL, 'n'},
+    {"json", no_argument, NULL, 'j'},
+    {NULL, 0, NULL, 0},
+};
 
-	optind = 0; /* 0: glibc starts over (main.c parsed with "+") */
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		switch (c) {
-		case 's':
-			state = optarg;
-			break;
-		case 'i':
-			invoice = optarg;
-			break;
-		case 'n':
-			limit = optarg;
-			break;
-		case 'j':
-			json = true;
-			break;
-		default:
-			fputs(JOBS_USAGE, stderr);
-			return 2;
-		}
-	}
-	if (optind < argc || !all_digits(limit)) {
-		fputs(JOBS_USAGE, stderr);
-		return 2;
-	}
+static int cli_jobs_check(struct cli *cli)
+{
+	const char *state = cli_opt(cli, 's'), *limit = cli_opt(cli, 'n');
+
+	if (limit != NULL && !all_digits(limit))
+		return cli_usage(cli);
 	if (state && strcmp(state, "pending") != 0 && strcmp(state, "running") != 0 &&
 	    strcmp(state, "succeeded") != 0 && strcmp(state, "dead") != 0) {
 		fprintf(stderr, "bayarhook: jobs: --state must be pending, running, succeeded or "
 		                "dead\n");
 		return 2;
 	}
-	if ((cfg = cli_load_config(config_path)) == NULL)
-		return 1;
-	if ((conn = cli_connect(cfg)) == NULL)
-		goto out;
+	return 0;
+}
+
+static int cli_jobs(struct cli *cli)
+{
+	const char *state = cli_opt(cli, 's'), *invoice = cli_opt(cli, 'i');
+	const char *limit = cli_opt(cli, 'n') ? cli_opt(cli, 'n') : "1000";
+	const char *params[3];
+	bool json = cli_opt(cli, 'j') != NULL;
+	PGconn *conn = cli->conn;
+	PGresult *res = NULL;
+	int rc = 1;
+
 	params[0] = state;
 	params[1] = invoice;
 	params[2] = limit;
@@ -150,30 +127,37 @@ int cli_jobs(const char *config_path, int argc, char **argv)
 	rc = 0;
 out:
 	PQclear(res);
-	PQfinish(conn);
-	config_free(cfg);
 	return rc;
 }
 
+const struct cli_command cli_cmd_jobs = {
+    .name = "jobs",
+    .args = "[--state S] [--invoice ID] [--limit N] [--json]",
+    .help = "list fulfillment jobs",
+    .config = true,
+    .db = CLI_DB_CONNECT,
+    .shortopts = "",
+    .longopts = cli_jobs_options,
+    .check = cli_jobs_check,
+    .run = cli_jobs,
+};
+
 /* ---- retry ---- */
 
-int cli_retry(const char *config_path, int argc, char **argv)
+static int cli_retry_check(struct cli *cli)
 {
-	struct config *cfg;
-	PGconn *conn = NULL;
+	return all_digits(cli->args[0]) ? 0 : cli_usage(cli);
+}
+
+static int cli_retry(struct cli *cli)
+{
+	const char *job = cli->args[0];
+	PGconn *conn = cli->conn;
 	PGresult *res = NULL;
 	const char *params[1];
 	int rc = 1;
 
-	if (argc != 2 || !all_digits(argv[1])) {
-		fputs(RETRY_USAGE, stderr);
-		return 2;
-	}
-	if ((cfg = cli_load_config(config_path)) == NULL)
-		return 1;
-	if ((conn = cli_connect(cfg)) == NULL)
-		goto out;
-	params[0] = argv[1];
+	params[0] = job;
 	/*
 	 * One statement decides and changes: a pending job becomes due now (its
 	 * attempts so far still count); a dead one starts over with a full
@@ -199,7 +183,7 @@ int cli_retry(const char *config_path, int argc, char **argv)
 		goto out;
 	}
 	if (PQntuples(res) == 0) {
-		fprintf(stderr, "bayarhook: retry: no job %s\n", argv[1]);
+		fprintf(stderr, "bayarhook: retry: no job %s\n", job);
 		goto out;
 	}
 	if (strcmp(PQgetvalue(res, 0, 2), "1") != 0) {
@@ -209,66 +193,63 @@ int cli_retry(const char *config_path, int argc, char **argv)
 			fprintf(stderr,
 			        "bayarhook: retry: job %s already succeeded (bayarhook replay "
 			        "runs the actions of an invoice again)\n",
-			        argv[1]);
+			        job);
 		else if (strcmp(st, "running") == 0)
-			fprintf(stderr, "bayarhook: retry: job %s is running\n", argv[1]);
+			fprintf(stderr, "bayarhook: retry: job %s is running\n", job);
 		else
 			fprintf(stderr,
 			        "bayarhook: retry: job %s waits for the gateway to confirm the "
 			        "payment (confirm_with_api)\n",
-			        argv[1]);
+			        job);
 		goto out;
 	}
-	printf("job %s queued (was %s)\n", argv[1], PQgetvalue(res, 0, 0));
+	printf("job %s queued (was %s)\n", job, PQgetvalue(res, 0, 0));
 	rc = 0;
 out:
 	PQclear(res);
-	PQfinish(conn);
-	config_free(cfg);
 	return rc;
 }
 
+const struct cli_command cli_cmd_retry = {
+    .name = "retry",
+    .args = "JOB_ID",
+    .help = "put a failed or dead job back in the queue now",
+    .config = true,
+    .db = CLI_DB_CONNECT,
+    .min_args = 1,
+    .max_args = 1,
+    .check = cli_retry_check,
+    .run = cli_retry,
+};
+
 /* ---- replay ---- */
 
-int cli_replay(const char *config_path, int argc, char **argv)
+static const struct option cli_replay_options[] = {
+    {"action", required_argument, NULL, 'a'},
+    {NULL, 0, NULL, 0},
+};
+
+static int cli_replay_check(struct cli *cli)
 {
-	static const struct option opts[] = {
-	    {"action", required_argument, NULL, 'a'},
-	    {NULL, 0, NULL, 0},
-	};
-	const char *only = NULL, *invoice, *params[2];
-	struct config *cfg;
-	PGconn *conn = NULL;
+	return cli->args[0][0] == '\0' ? cli_usage(cli) : 0;
+}
+
+static int cli_replay(struct cli *cli)
+{
+	const char *only = cli_opt(cli, 'a'), *invoice = cli->args[0], *params[2];
+	struct config *cfg = cli->cfg;
+	PGconn *conn = cli->conn;
 	PGresult *res = NULL;
 	enum pay_status st;
 	cJSON *names = NULL;
 	char *names_text = NULL;
-	int c, rc = 1;
+	int rc = 1;
 
-	optind = 0; /* 0: glibc starts over (main.c parsed with "+") */
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		switch (c) {
-		case 'a':
-			only = optarg;
-			break;
-		default:
-			fputs(REPLAY_USAGE, stderr);
-			return 2;
-		}
-	}
-	if (optind != argc - 1 || argv[optind][0] == '\0') {
-		fputs(REPLAY_USAGE, stderr);
-		return 2;
-	}
-	invoice = argv[optind];
-	if ((cfg = cli_load_config(config_path)) == NULL)
-		return 1;
 	if (only && config_action(cfg, only) == NULL) {
-		fprintf(stderr, "bayarhook: replay: no [action.%s] in %s\n", only, config_path);
+		fprintf(stderr, "bayarhook: replay: no [action.%s] in %s\n", only,
+		        cli->config_path);
 		goto out;
 	}
-	if ((conn = cli_connect(cfg)) == NULL)
-		goto out;
 	res = PQexec(conn, "BEGIN");
 	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
 		say_sql_error("replay", res);
@@ -362,7 +343,19 @@ out:
 	cJSON_Delete(names);
 	free(names_text);
 	PQclear(res);
-	PQfinish(conn); /* an open transaction is rolled back */
-	config_free(cfg);
-	return rc;
+	return rc; /* the skeleton's PQfinish rolls back an open transaction */
 }
+
+const struct cli_command cli_cmd_replay = {
+    .name = "replay",
+    .args = "INVOICE [--action NAME]",
+    .help = "run the actions of an invoice again, as new jobs",
+    .config = true,
+    .db = CLI_DB_CONNECT,
+    .shortopts = "",
+    .longopts = cli_replay_options,
+    .min_args = 1,
+    .max_args = 1,
+    .check = cli_replay_check,
+    .run = cli_replay,
+};

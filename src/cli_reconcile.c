@@ -33,11 +33,6 @@ struct cli_run {
 	char why[400];
 };
 
-static void usage(FILE *out)
-{
-	fprintf(out, "usage: bayarhook reconcile --once [--verbose]\n");
-}
-
 static void cli_report(enum reconcile_report kind, const char *invoice, const char *text, void *arg)
 {
 	struct cli_run *r = arg;
@@ -141,48 +136,30 @@ static int check_schema(const char *conninfo, char *why, size_t len)
 	return 0;
 }
 
-int cli_reconcile(const char *config_path, int argc, char **argv)
+static const struct option cli_reconcile_options[] = {
+    {"once", no_argument, NULL, 'o'},
+    {"verbose", no_argument, NULL, 'v'},
+    {NULL, 0, NULL, 0},
+};
+
+static int cli_reconcile_check(struct cli *cli)
 {
-	static const struct option opts[] = {
-	    {"once", no_argument, NULL, 'o'},
-	    {"verbose", no_argument, NULL, 'v'},
-	    {NULL, 0, NULL, 0},
-	};
+	/* SPEC §2 has only `reconcile --once`; the periodic pass is serve's. */
+	return cli_opt(cli, 'o') ? 0 : cli_usage(cli);
+}
+
+static int cli_reconcile(struct cli *cli)
+{
 	struct cli_run r;
-	struct config *cfg = NULL;
+	struct config *cfg = cli->cfg;
 	struct store *store = NULL;
 	struct gateway *gw = NULL;
 	struct event *ev_wait = NULL, *ev_int = NULL, *ev_term = NULL;
 	struct timeval wait = {CLI_DB_WAIT_SEC, 0};
-	char err[512];
-	bool once = false;
-	int c;
 
 	memset(&r, 0, sizeof(r));
 	r.rc_exit = 1;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "v", opts, NULL)) != -1) {
-		switch (c) {
-		case 'o':
-			once = true;
-			break;
-		case 'v':
-			r.verbose = true;
-			break;
-		default:
-			usage(stderr);
-			return 2;
-		}
-	}
-	if (optind < argc || !once) {
-		usage(stderr);
-		return 2;
-	}
-	cfg = config_load(config_path, err, sizeof(err));
-	if (cfg == NULL) {
-		fprintf(stderr, "bayarhook: %s\n", err);
-		return 1;
-	}
+	r.verbose = cli_opt(cli, 'v') != NULL;
 	if (check_schema(cfg->conninfo, r.why, sizeof(r.why)) < 0)
 		goto out;
 	signal(SIGPIPE, SIG_IGN);
@@ -223,6 +200,18 @@ out:
 		event_base_loop(r.base, EVLOOP_NONBLOCK);
 		event_base_free(r.base);
 	}
-	config_free(cfg);
 	return r.rc_exit;
 }
+
+const struct cli_command cli_cmd_reconcile = {
+    .name = "reconcile",
+    .args = "--once [--verbose]",
+    .help = "ask the gateway about missed payments, once",
+    .config = true,
+    .db = CLI_DB_POOL,
+    .secrets = true, /* the API key */
+    .shortopts = "v",
+    .longopts = cli_reconcile_options,
+    .check = cli_reconcile_check,
+    .run = cli_reconcile,
+};

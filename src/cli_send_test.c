@@ -15,97 +15,67 @@
 #include "config.h"
 #include "event.h"
 #include "http_client.h"
-#include "server.h"
 #include "verify.h"
 
-static void usage(void)
-{
-	fprintf(stderr, "usage: bayarhook send-test [--url URL] [--invoice ID] [--status S] "
-	                "[--amount N]\n");
-}
-
 /* The listener's own URL; a wildcard address is reached over loopback. */
-static int own_url(const struct config *cfg, char *buf, size_t len)
+static void own_url(const struct config *cfg, char *buf, size_t len)
 {
-	char host[96];
-	unsigned short port;
+	const char *host = cfg->listen.host;
 
-	if (server_parse_listen(cfg->listen, host, sizeof(host), &port) < 0)
-		return -1;
 	if (strcmp(host, "0.0.0.0") == 0 || strcmp(host, "*") == 0)
-		snprintf(host, sizeof(host), "127.0.0.1");
+		host = "127.0.0.1";
 	else if (strcmp(host, "::") == 0)
-		snprintf(host, sizeof(host), "::1");
+		host = "::1";
 	if (strchr(host, ':'))
-		snprintf(buf, len, "http://[%s]:%u%s", host, port, cfg->callback_path);
+		snprintf(buf, len, "http://[%s]:%d%s", host, cfg->listen.port, cfg->callback_path);
 	else
-		snprintf(buf, len, "http://%s:%u%s", host, port, cfg->callback_path);
-	return 0;
+		snprintf(buf, len, "http://%s:%d%s", host, cfg->listen.port, cfg->callback_path);
 }
 
-int cli_send_test(const char *config_path, int argc, char **argv)
-{
-	static const struct option opts[] = {
-	    {"url", required_argument, NULL, 'u'},
-	    {"invoice", required_argument, NULL, 'i'},
-	    {"status", required_argument, NULL, 's'},
-	    {"amount", required_argument, NULL, 'a'},
-	    {NULL, 0, NULL, 0},
-	};
-	const char *url = NULL, *invoice = NULL, *status = "paid";
-	long long amount = 10000;
-	char urlbuf[512], invbuf[96], ts[32], sig[65], final[32];
-	struct config *cfg;
-	struct http_client_resp_owned out;
-	struct http_client_req req;
-	cJSON *body = NULL;
-	char *text = NULL;
-	int c, rc = 1;
-	time_t now = time(NULL);
+static const struct option cli_send_test_options[] = {
+    {"url", required_argument, NULL, 'u'},
+    {"invoice", required_argument, NULL, 'i'},
+    {"status", required_argument, NULL, 's'},
+    {"amount", required_argument, NULL, 'a'},
+    {NULL, 0, NULL, 0},
+};
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+static int cli_send_test_check(struct cli *cli)
+{
+	const char *amount = cli_opt(cli, 'a'), *status = cli_opt(cli, 's');
+
+	if (amount != NULL) {
 		char *end;
 
-		switch (c) {
-		case 'u':
-			url = optarg;
-			break;
-		case 'i':
-			invoice = optarg;
-			break;
-		case 's':
-			status = optarg;
-			break;
-		case 'a':
-			amount = strtoll(optarg, &end, 10);
-			if (*end != '\0' || amount < 0) {
-				fprintf(stderr, "bayarhook: --amount must be a whole number\n");
-				return 2;
-			}
-			break;
-		default:
-			usage();
+		if (strtoll(amount, &end, 10) < 0 || *end != '\0') {
+			fprintf(stderr, "bayarhook: --amount must be a whole number\n");
 			return 2;
 		}
 	}
-	if (optind < argc) {
-		usage();
-		return 2;
-	}
-	if (event_status_parse(status) == STATUS_UNKNOWN) {
+	if (status != NULL && event_status_parse(status) == STATUS_UNKNOWN) {
 		fprintf(stderr,
 		        "bayarhook: --status must be pending, paid, expired or cancelled\n");
 		return 2;
 	}
-	if ((cfg = cli_load_config(config_path)) == NULL)
-		return 1;
+	return 0;
+}
+
+static int cli_send_test(struct cli *cli)
+{
+	const struct config *cfg = cli->cfg;
+	const char *url = cli_opt(cli, 'u'), *invoice = cli_opt(cli, 'i');
+	const char *status = cli_opt(cli, 's') ? cli_opt(cli, 's') : "paid";
+	long long amount = cli_opt(cli, 'a') ? strtoll(cli_opt(cli, 'a'), NULL, 10) : 10000;
+	char urlbuf[512], invbuf[96], ts[32], sig[65], final[32];
+	struct http_client_resp_owned out;
+	struct http_client_req req;
+	cJSON *body = NULL;
+	char *text = NULL;
+	int rc = 1;
+	time_t now = time(NULL);
+
 	if (url == NULL) {
-		if (own_url(cfg, urlbuf, sizeof(urlbuf)) < 0) {
-			fprintf(stderr, "bayarhook: cannot derive a URL from listen = %s\n",
-			        cfg->listen);
-			goto out;
-		}
+		own_url(cfg, urlbuf, sizeof(urlbuf));
 		url = urlbuf;
 	}
 	if (invoice == NULL) {
@@ -188,6 +158,17 @@ int cli_send_test(const char *config_path, int argc, char **argv)
 out:
 	free(text);
 	cJSON_Delete(body);
-	config_free(cfg);
 	return rc;
 }
+
+const struct cli_command cli_cmd_send_test = {
+    .name = "send-test",
+    .args = "[--url URL] [--invoice ID] [--status S] [--amount N]",
+    .help = "send a correctly signed sample callback",
+    .config = true,
+    .secrets = true, /* it signs with the current webhook secret */
+    .shortopts = "",
+    .longopts = cli_send_test_options,
+    .check = cli_send_test_check,
+    .run = cli_send_test,
+};

@@ -1,18 +1,17 @@
 /*
- * config.c: receiver.conf into a fresh struct config.
+ * config.c: receiver.conf into a fresh struct config: the rows of the key
+ * tables, the line reader, sections and keys, the whole-file checks, and
+ * what SIGHUP keeps.
  *
  * Every key is one row of config_keys[] (or action_keys[] for [action.NAME]
  * sections): its type, default, bounds, field offset and whether SIGHUP may
- * change it. Defaults are parsed by the same code as the file, freeing walks
- * the same table, and the summary prints from it, so a new key is one row.
+ * change it. The type's row of operations (config_types.c) parses, frees,
+ * compares, copies and prints it; defaults are parsed like the file, so a
+ * new key is one row.
  *
- * inih splits "key = value", but a line reader of ours feeds it: Debian's
- * inih is built without line numbers in the handler, with a 200-byte line
- * buffer, with indented lines as continuations and with only ';' as an inline
- * comment. The reader therefore counts lines, strips ';' and '#' comments,
- * handles [section] headers itself (inih truncates long ones), and hands inih
- * one clean "key=value" line at a time; a value too long for inih's buffer is
- * kept aside and taken from there by the handler.
+ * The file is read line by line here: ';' and '#' comments, [section]
+ * headers, "key = value" lines of any length up to CONFIG_LINE_MAX, indented
+ * lines as ordinary keys (never continuations), line numbers for messages.
  *
  * Nothing here logs: the first error becomes one "file:line: key: reason"
  * line for the caller.
@@ -20,69 +19,24 @@
  * A new key is a field in struct config (or struct action_conf), one row
  * below, and its paragraph in receiver.conf.example and receiver.conf(5).
  */
-#include "config.h"
-#include "event.h" /* enum pay_status and STATUS_MASK only; nothing to link */
-
 #include <errno.h>
 #include <fcntl.h>
-#include <ini.h>
 #include <limits.h>
 #include <stdarg.h>
-#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "config_table.h"
+#include "xmalloc.h"
+
 #define CONFIG_FILE_MAX ((size_t)1024 * 1024) /* bytes of receiver.conf */
 #define CONFIG_LINE_MAX ((size_t)64 * 1024)   /* bytes of one line */
-#define SECRET_FILE_MAX ((size_t)64 * 1024)   /* bytes of one *_file */
 #define NAME_MAX_LEN 64                       /* key and action names */
 #define ACTIONS_MAX 256
 
-enum conf_type {
-	T_STRING,       /* char *: any text */
-	T_PATH,         /* char *: URL path, starts with '/' */
-	T_INT,          /* int in [min, max]; durations and counts have min 1 */
-	T_LONG,         /* long in [min, max] */
-	T_BOOL,         /* bool: true/false yes/no on/off 1/0 */
-	T_LISTEN,       /* char *: host:port or [v6]:port */
-	T_URL,          /* char *: http:// or https:// */
-	T_CIDRS,        /* struct cidr_list */
-	T_SECRETS_FILE, /* char ** at off, size_t at off_n: one secret per line */
-	T_SECRETS,      /* same fields, one inline secret */
-	T_SECRET_FILE,  /* char *: the first secret in a file */
-	T_SECRET,       /* char *: inline secret */
-	T_ACTION_TYPE,  /* enum action_type: exec | sql | forward */
-	T_STATUSES,     /* unsigned: STATUS_MASK() bits */
-	T_SIGN,         /* bool: bayar | none */
-};
-
-enum {
-	K_RESTART = 1u << 0,  /* not reloadable: SIGHUP keeps the running value */
-	K_REQUIRED = 1u << 1, /* must have a value (unless its excl key has one) */
-	K_NONEMPTY = 1u << 2, /* an empty value is an error, not "default" */
-	K_NOSLASH = 1u << 3,  /* trailing '/' removed */
-	K_REDACT = 1u << 4,   /* may hold a password: masked in the summary */
-};
-
-#define TYPE_BIT(t) (1u << (t))
 #define ALL_TYPES (TYPE_BIT(ACTION_EXEC) | TYPE_BIT(ACTION_SQL) | TYPE_BIT(ACTION_FORWARD))
-
-struct conf_key {
-	const char *section; /* NULL in action_keys */
-	const char *name;
-	enum conf_type type;
-	const char *def;   /* parsed like a value from the file; NULL: unset (NULL, 0) */
-	size_t off;        /* into struct config, or struct action_conf */
-	size_t off_n;      /* T_SECRETS*: the count */
-	long min, max;     /* T_INT, T_LONG */
-	unsigned flags;    /* K_* */
-	const char *excl;  /* a key of the same section that may not be set with this one */
-	unsigned types;    /* action_keys: TYPE_BIT()s this key is valid for */
-	const char *unset; /* what no value means, for the summary */
-};
 
 #define CFG(f) offsetof(struct config, f)
 #define ACT(f) offsetof(struct action_conf, f)
@@ -98,7 +52,7 @@ struct conf_key {
  * RANGE(1, ...). Everything may change on SIGHUP unless K_RESTART.
  */
 /* clang-format off */
-static const struct conf_key config_keys[] = {
+const struct conf_key config_keys[] = {
 	{KEY("server", "listen", T_LISTEN, "127.0.0.1:8080", listen), .flags = K_RESTART},
 	{KEY("server", "callback_path", T_PATH, "/callback", callback_path)},
 	{KEY("server", "max_body_bytes", T_LONG, "65536", max_body_bytes), RANGE(1, 16777216)},
@@ -140,7 +94,7 @@ static const struct conf_key config_keys[] = {
 #define FORWARD TYPE_BIT(ACTION_FORWARD)
 
 /* [action.NAME]: the last column says which types take the key. */
-static const struct conf_key action_keys[] = {
+const struct conf_key action_keys[] = {
 	{AKEY("type", T_ACTION_TYPE, NULL, type, ALL_TYPES), .flags = K_REQUIRED | K_NONEMPTY},
 	{AKEY("on", T_STATUSES, "paid", on_mask, ALL_TYPES)},
 	{AKEY("timeout", T_INT, "30", timeout, ALL_TYPES), RANGE(1, 86400)},
@@ -160,33 +114,17 @@ static const struct conf_key action_keys[] = {
 
 #define N_CONFIG_KEYS (sizeof(config_keys) / sizeof(config_keys[0]))
 #define N_ACTION_KEYS (sizeof(action_keys) / sizeof(action_keys[0]))
-
-static const char *const action_type_names[] = {
-    [ACTION_EXEC] = "exec",
-    [ACTION_SQL] = "sql",
-    [ACTION_FORWARD] = "forward",
-};
-
-/* A local copy of the status names, so that config.c links without event.c. */
-static const struct {
-	const char *name;
-	enum pay_status status;
-} config_statuses[] = {
-    {"pending", STATUS_PENDING},
-    {"paid", STATUS_PAID},
-    {"expired", STATUS_EXPIRED},
-    {"cancelled", STATUS_CANCELLED},
-};
+const size_t config_nkeys = N_CONFIG_KEYS;
+const size_t action_nkeys = N_ACTION_KEYS;
 
 struct parser {
 	struct config *cfg;
-	const char *name; /* file name in messages */
-	char *dir;        /* its directory: relative *_file names */
+	const char *name;   /* file name in messages */
+	struct conf_ctx cx; /* its directory for the values, their reason */
 	const char *p, *end;
 	int lineno;
 	char *line; /* the current line, cut in place by config_lex */
 	size_t linecap;
-	const char *long_value; /* value of the current line, when too long for inih */
 
 	int section; /* index of the current section's first config_keys row, or -1 */
 	long action; /* index of the current [action.NAME] in cfg->actions, or -1 */
@@ -198,7 +136,6 @@ struct parser {
 	bool failed;
 	char *err;
 	size_t errlen;
-	char reason[512]; /* filled by the value parsers */
 };
 
 static int config_fail(struct parser *ps, int line, const char *key, const char *fmt, ...)
@@ -224,534 +161,6 @@ static int config_fail(struct parser *ps, int line, const char *key, const char 
 	else
 		snprintf(ps->err, ps->errlen, "%s:%d: %s", ps->name, line, reason);
 	return -1;
-}
-
-static int bad(struct parser *ps, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-/* A value parser's reason, prefixed later with file, line and key. */
-static int bad(struct parser *ps, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(ps->reason, sizeof(ps->reason), fmt, ap);
-	va_end(ap);
-	return -1;
-}
-
-/* ---- values ---- */
-
-static void *field_of(const struct conf_key *k, void *base)
-{
-	return (char *)base + k->off;
-}
-
-static void secret_wipe(char *s)
-{
-	if (s != NULL) {
-		explicit_bzero(s, strlen(s));
-		free(s);
-	}
-}
-
-static void secrets_wipe(char **v, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		secret_wipe(v[i]);
-	free(v);
-}
-
-/* Frees what a key's field owns and leaves it unset. */
-static void conf_clear(const struct conf_key *k, void *base)
-{
-	void *f = field_of(k, base);
-
-	switch (k->type) {
-	case T_STRING:
-	case T_PATH:
-	case T_LISTEN:
-	case T_URL:
-		free(*(char **)f);
-		*(char **)f = NULL;
-		break;
-	case T_SECRET_FILE:
-	case T_SECRET:
-		secret_wipe(*(char **)f);
-		*(char **)f = NULL;
-		break;
-	case T_SECRETS_FILE:
-	case T_SECRETS: {
-		size_t *n = (size_t *)(void *)((char *)base + k->off_n);
-
-		secrets_wipe(*(char ***)f, *n);
-		*(char ***)f = NULL;
-		*n = 0;
-		break;
-	}
-	case T_CIDRS:
-		cidr_list_free(f);
-		break;
-	case T_INT:
-		*(int *)f = 0;
-		break;
-	case T_LONG:
-		*(long *)f = 0;
-		break;
-	case T_BOOL:
-	case T_SIGN:
-		*(bool *)f = false;
-		break;
-	case T_ACTION_TYPE:
-		*(enum action_type *)f = ACTION_EXEC;
-		break;
-	case T_STATUSES:
-		*(unsigned *)f = 0;
-		break;
-	}
-}
-
-/* True when the key's field holds a value (for K_REQUIRED). */
-static bool conf_has_value(const struct conf_key *k, const void *base)
-{
-	const void *f = (const char *)base + k->off;
-
-	switch (k->type) {
-	case T_SECRETS_FILE:
-	case T_SECRETS:
-		return *(const size_t *)(const void *)((const char *)base + k->off_n) > 0;
-	case T_STRING:
-	case T_PATH:
-	case T_LISTEN:
-	case T_URL:
-	case T_SECRET_FILE:
-	case T_SECRET:
-		return *(char *const *)f != NULL;
-	default:
-		return true;
-	}
-}
-
-static int parse_long(struct parser *ps, const char *v, long min, long max, long *out)
-{
-	char *end;
-	long n;
-
-	if (v[0] == '-' ? strspn(v + 1, "0123456789") != strlen(v + 1) || v[1] == '\0'
-	                : strspn(v, "0123456789") != strlen(v))
-		return bad(ps, "must be a whole number");
-	errno = 0;
-	n = strtol(v, &end, 10);
-	if (errno == ERANGE || n < min || n > max) {
-		if (max == INT_MAX || max == LONG_MAX)
-			return bad(ps, "must be at least %ld", min);
-		return bad(ps, "must be between %ld and %ld", min, max);
-	}
-	*out = n;
-	return 0;
-}
-
-static int parse_bool(struct parser *ps, const char *v, bool *out)
-{
-	static const char *const yes[] = {"true", "yes", "on", "1"};
-	static const char *const no[] = {"false", "no", "off", "0"};
-
-	for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
-		if (strcasecmp(v, yes[i]) == 0) {
-			*out = true;
-			return 0;
-		}
-		if (strcasecmp(v, no[i]) == 0) {
-			*out = false;
-			return 0;
-		}
-	}
-	return bad(ps, "must be true or false (also yes/no, on/off, 1/0)");
-}
-
-static bool is_host_char(char c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-	       c == '.' || c == '-';
-}
-
-int config_split_listen(const char *listen, char *host, size_t hostlen, int *port)
-{
-	const char *h, *he, *colon, *p;
-	long n;
-
-	if (listen == NULL)
-		return -1;
-	if (listen[0] == '[') {
-		char v6[64];
-
-		h = listen + 1;
-		he = strchr(h, ']');
-		if (he == NULL || he[1] != ':' || (size_t)(he - h) >= sizeof(v6))
-			return -1;
-		memcpy(v6, h, (size_t)(he - h));
-		v6[he - h] = '\0';
-		if (!cidr_addr_valid(v6) || strchr(v6, ':') == NULL)
-			return -1;
-		colon = he + 1;
-	} else {
-		h = listen;
-		colon = strrchr(listen, ':');
-		if (colon == NULL || colon == h)
-			return -1;
-		he = colon;
-		for (p = h; p < he; p++)
-			if (!is_host_char(*p))
-				return -1;
-	}
-	p = colon + 1;
-	if (*p == '\0' || strlen(p) > 5 || strspn(p, "0123456789") != strlen(p))
-		return -1;
-	n = strtol(p, NULL, 10);
-	if (n < 1 || n > 65535)
-		return -1;
-	if (host != NULL) {
-		if ((size_t)(he - h) >= hostlen)
-			return -1;
-		memcpy(host, h, (size_t)(he - h));
-		host[he - h] = '\0';
-	}
-	if (port != NULL)
-		*port = (int)n;
-	return 0;
-}
-
-static int check_url(struct parser *ps, const char *v)
-{
-	const char *rest;
-
-	if (strncmp(v, "http://", 7) == 0)
-		rest = v + 7;
-	else if (strncmp(v, "https://", 8) == 0)
-		rest = v + 8;
-	else
-		return bad(ps, "must start with http:// or https://");
-	if (strcspn(rest, "/?#") == 0)
-		return bad(ps, "has no host");
-	if (strpbrk(v, " \t") != NULL)
-		return bad(ps, "must not contain spaces");
-	return 0;
-}
-
-static int parse_statuses(struct parser *ps, const char *v, unsigned *out)
-{
-	unsigned mask = 0;
-
-	for (const char *p = v;;) {
-		size_t len = strcspn(p, ","), i;
-		const char *s = p, *e = p + len;
-
-		while (s < e && (*s == ' ' || *s == '\t'))
-			s++;
-		while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
-			e--;
-		if (s == e)
-			return bad(ps, "empty entry in list");
-		for (i = 0; i < sizeof(config_statuses) / sizeof(config_statuses[0]); i++)
-			if (strlen(config_statuses[i].name) == (size_t)(e - s) &&
-			    memcmp(config_statuses[i].name, s, (size_t)(e - s)) == 0)
-				break;
-		if (i == sizeof(config_statuses) / sizeof(config_statuses[0]))
-			return bad(ps,
-			           "unknown status '%.*s' (use pending, paid, expired, cancelled)",
-			           (int)(e - s > 32 ? 32 : e - s), s);
-		mask |= STATUS_MASK(config_statuses[i].status);
-		if (p[len] == '\0')
-			break;
-		p += len + 1;
-	}
-	*out = mask;
-	return 0;
-}
-
-/* Joins dir and name into buf; -1 when it does not fit. */
-static int path_join(char *buf, size_t len, const char *dir, const char *name)
-{
-	int n = snprintf(buf, len, "%s/%s", dir, name);
-
-	return n < 0 || (size_t)n >= len ? -1 : 0;
-}
-
-/*
- * Reads a *_file: an absolute name as is; a relative one from
- * $CREDENTIALS_DIRECTORY (systemd LoadCredential=), else beside the config
- * file. Returns a NUL-terminated buffer the caller wipes, or NULL with the
- * reason (the path, never the content) in ps->reason.
- */
-static char *read_secret_file(struct parser *ps, const char *name, char path[PATH_MAX])
-{
-	const char *creds = getenv("CREDENTIALS_DIRECTORY");
-	const char *also = "";
-	struct stat st;
-	char *buf = NULL;
-	size_t used = 0;
-	int fd = -1;
-
-	/* O_NONBLOCK: a FIFO named by mistake must not hang the load. */
-	if (name[0] == '/') {
-		if (path_join(path, PATH_MAX, "", name + 1) < 0)
-			goto toolong;
-		fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-	} else {
-		if (creds != NULL && creds[0] != '\0') {
-			if (path_join(path, PATH_MAX, creds, name) < 0)
-				goto toolong;
-			fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-			if (fd < 0 && errno == ENOENT)
-				also = " (not in $CREDENTIALS_DIRECTORY either)";
-		}
-		if (fd < 0 && (creds == NULL || creds[0] == '\0' || errno == ENOENT)) {
-			if (path_join(path, PATH_MAX, ps->dir, name) < 0)
-				goto toolong;
-			fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-		}
-	}
-	if (fd < 0) {
-		bad(ps, "cannot open %s%s: %s", path, also, strerror(errno));
-		return NULL;
-	}
-	if (fstat(fd, &st) < 0) {
-		bad(ps, "cannot stat %s: %s", path, strerror(errno));
-		goto fail;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		bad(ps, "%s: not a regular file", path);
-		goto fail;
-	}
-	buf = malloc(SECRET_FILE_MAX + 1);
-	if (buf == NULL) {
-		bad(ps, "out of memory");
-		goto fail;
-	}
-	for (;;) {
-		ssize_t r = read(fd, buf + used, SECRET_FILE_MAX + 1 - used);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0) {
-			bad(ps, "cannot read %s: %s", path, strerror(errno));
-			goto fail;
-		}
-		if (r == 0)
-			break;
-		used += (size_t)r;
-		if (used > SECRET_FILE_MAX) {
-			bad(ps, "%s: larger than %zu bytes", path, SECRET_FILE_MAX);
-			goto fail;
-		}
-	}
-	buf[used] = '\0';
-	if (memchr(buf, '\0', used) != NULL) {
-		bad(ps, "%s: contains a NUL byte", path);
-		goto fail;
-	}
-	close(fd);
-	return buf;
-
-toolong:
-	bad(ps, "path too long");
-	return NULL;
-fail:
-	if (buf != NULL) {
-		explicit_bzero(buf, used);
-		free(buf);
-	}
-	close(fd);
-	return NULL;
-}
-
-static bool is_space(char c)
-{
-	return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
-}
-
-/*
- * Splits a secret file's text into its non-blank lines, blanks around each
- * removed. Returns the count (0 is possible), or -1 when out of memory.
- */
-static long split_secrets(char *text, char ***out)
-{
-	char **v = NULL;
-	size_t n = 0;
-
-	for (char *line = text; line != NULL;) {
-		char *nl = strchr(line, '\n'), *e;
-
-		if (nl != NULL)
-			*nl = '\0';
-		while (is_space(*line))
-			line++;
-		e = line + strlen(line);
-		while (e > line && is_space(e[-1]))
-			e--;
-		*e = '\0';
-		if (*line != '\0') {
-			char **nv = realloc(v, (n + 1) * sizeof(*v));
-
-			if (nv == NULL || (nv[n] = strdup(line)) == NULL) {
-				secrets_wipe(nv != NULL ? nv : v, n);
-				return -1;
-			}
-			v = nv;
-			n++;
-		}
-		line = nl != NULL ? nl + 1 : NULL;
-	}
-	*out = v;
-	return (long)n;
-}
-
-/* Secrets of a *_file; fails when the file holds none. */
-static long load_secret_file(struct parser *ps, const char *name, char ***out)
-{
-	char path[PATH_MAX];
-	char *text = read_secret_file(ps, name, path);
-	size_t len;
-	long n;
-
-	if (text == NULL)
-		return -1;
-	len = strlen(text);
-	n = split_secrets(text, out);
-	explicit_bzero(text, len);
-	free(text);
-	if (n < 0)
-		return bad(ps, "out of memory");
-	if (n == 0)
-		return bad(ps, "%s: holds no secret", path);
-	return n;
-}
-
-static char *dup_or_oom(struct parser *ps, const char *v)
-{
-	char *s = strdup(v);
-
-	if (s == NULL)
-		bad(ps, "out of memory");
-	return s;
-}
-
-/*
- * Sets one key from its text. An empty value means the default, except for
- * K_NONEMPTY keys. Returns 0, or -1 with ps->reason.
- */
-static int conf_set(struct parser *ps, const struct conf_key *k, void *base, const char *value)
-{
-	void *f = field_of(k, base);
-	long n = 0;
-
-	if (value[0] == '\0') {
-		if (k->flags & K_NONEMPTY)
-			return bad(ps, "must not be empty");
-		value = k->def;
-	}
-	conf_clear(k, base);
-	if (value == NULL)
-		return 0;
-
-	switch (k->type) {
-	case T_STRING:
-		return (*(char **)f = dup_or_oom(ps, value)) != NULL ? 0 : -1;
-	case T_PATH:
-		if (value[0] != '/')
-			return bad(ps, "must start with '/'");
-		if (strpbrk(value, " \t?#") != NULL)
-			return bad(ps, "must not contain spaces, '?' or '#'");
-		return (*(char **)f = dup_or_oom(ps, value)) != NULL ? 0 : -1;
-	case T_INT:
-		if (parse_long(ps, value, k->min, k->max, &n) < 0)
-			return -1;
-		*(int *)f = (int)n;
-		return 0;
-	case T_LONG:
-		return parse_long(ps, value, k->min, k->max, (long *)f);
-	case T_BOOL:
-		return parse_bool(ps, value, (bool *)f);
-	case T_LISTEN:
-		if (config_split_listen(value, NULL, 0, NULL) < 0)
-			return bad(ps, "must be host:port or [IPv6]:port, e.g. 127.0.0.1:8080");
-		return (*(char **)f = dup_or_oom(ps, value)) != NULL ? 0 : -1;
-	case T_URL: {
-		char *s;
-
-		if (check_url(ps, value) < 0 || (s = dup_or_oom(ps, value)) == NULL)
-			return -1;
-		if (k->flags & K_NOSLASH) {
-			size_t len = strlen(s), min = (size_t)(strstr(s, "://") + 4 - s);
-
-			while (len > min && s[len - 1] == '/')
-				s[--len] = '\0';
-		}
-		*(char **)f = s;
-		return 0;
-	}
-	case T_CIDRS: {
-		const char *why = NULL;
-
-		if (cidr_list_parse(f, value, &why) < 0)
-			return bad(ps, "%s", why);
-		return 0;
-	}
-	case T_SECRETS_FILE:
-	case T_SECRETS: {
-		char **v = NULL;
-		long cnt;
-
-		if (k->type == T_SECRETS_FILE) {
-			cnt = load_secret_file(ps, value, &v);
-		} else {
-			cnt = 1;
-			v = malloc(sizeof(*v));
-			if (v == NULL || (v[0] = strdup(value)) == NULL) {
-				free(v);
-				cnt = bad(ps, "out of memory");
-			}
-		}
-		if (cnt < 0)
-			return -1;
-		*(char ***)f = v;
-		*(size_t *)(void *)((char *)base + k->off_n) = (size_t)cnt;
-		return 0;
-	}
-	case T_SECRET_FILE: {
-		char **v = NULL;
-		long cnt = load_secret_file(ps, value, &v);
-
-		if (cnt <= 0 || v == NULL)
-			return -1;
-		/* The current (first) secret: a webhook-secret file may be reused here. */
-		*(char **)f = v[0];
-		v[0] = NULL;
-		secrets_wipe(v, (size_t)cnt);
-		return 0;
-	}
-	case T_SECRET:
-		return (*(char **)f = dup_or_oom(ps, value)) != NULL ? 0 : -1;
-	case T_ACTION_TYPE:
-		for (size_t i = 0; i < sizeof(action_type_names) / sizeof(action_type_names[0]);
-		     i++) {
-			if (strcmp(value, action_type_names[i]) == 0) {
-				*(enum action_type *)f = (enum action_type)i;
-				return 0;
-			}
-		}
-		return bad(ps, "must be exec, sql or forward");
-	case T_STATUSES:
-		return parse_statuses(ps, value, (unsigned *)f);
-	case T_SIGN:
-		if (strcmp(value, "bayar") == 0)
-			*(bool *)f = true;
-		else if (strcmp(value, "none") == 0)
-			*(bool *)f = false;
-		else
-			return bad(ps, "must be bayar or none");
-		return 0;
-	}
-	return bad(ps, "internal error: unknown key type");
 }
 
 /* ---- sections and keys ---- */
@@ -809,15 +218,15 @@ static void finish_action(struct parser *ps)
 	}
 	if (first) {
 		config_fail(ps, first, action_keys[bad_key].name, "not valid for type %s",
-		            action_type_names[a->type]);
+		            config_action_type_name(a->type));
 		return;
 	}
 	for (size_t i = 0; i < N_ACTION_KEYS; i++) {
 		const struct conf_key *k = &action_keys[i];
 
-		if ((k->flags & K_REQUIRED) && (k->types & bit) && !conf_has_value(k, a)) {
+		if ((k->flags & K_REQUIRED) && (k->types & bit) && !config_key_has(k, a)) {
 			config_fail(ps, a->line, k->name, "required for type %s",
-			            action_type_names[a->type]);
+			            config_action_type_name(a->type));
 			return;
 		}
 	}
@@ -847,20 +256,9 @@ static void start_action(struct parser *ps, const char *header, const char *name
 	}
 	if (cfg->nactions == ps->actions_cap) {
 		size_t cap = ps->actions_cap ? ps->actions_cap * 2 : 4;
-		struct action_conf *v = realloc(cfg->actions, cap * sizeof(*v));
-		int(*lines)[N_ACTION_KEYS];
 
-		if (v == NULL) {
-			config_fail(ps, ps->lineno, header, "out of memory");
-			return;
-		}
-		cfg->actions = v;
-		lines = realloc(ps->action_line, cap * sizeof(*lines));
-		if (lines == NULL) {
-			config_fail(ps, ps->lineno, header, "out of memory");
-			return;
-		}
-		ps->action_line = lines;
+		cfg->actions = xreallocarray(cfg->actions, cap, sizeof(*cfg->actions));
+		ps->action_line = xreallocarray(ps->action_line, cap, sizeof(*ps->action_line));
 		ps->actions_cap = cap;
 	}
 	a = &cfg->actions[cfg->nactions];
@@ -868,15 +266,12 @@ static void start_action(struct parser *ps, const char *header, const char *name
 	memset(ps->action_line[cfg->nactions], 0, sizeof(ps->action_line[0]));
 	cfg->nactions++; /* from here on config_free owns it */
 	a->line = ps->lineno;
-	a->name = strdup(name);
-	if (a->name == NULL) {
-		config_fail(ps, ps->lineno, header, "out of memory");
-		return;
-	}
+	a->name = xstrdup(name);
 	for (size_t i = 0; i < N_ACTION_KEYS; i++) {
-		if (action_keys[i].def != NULL && conf_set(ps, &action_keys[i], a, "") < 0) {
+		if (action_keys[i].def != NULL &&
+		    config_key_set(&ps->cx, &action_keys[i], a, "") < 0) {
 			config_fail(ps, ps->lineno, action_keys[i].name, "bad default: %s",
-			            ps->reason);
+			            ps->cx.reason);
 			return;
 		}
 	}
@@ -955,8 +350,8 @@ static void set_key(struct parser *ps, const char *name, const char *value)
 		}
 	}
 	lines[i] = ps->lineno;
-	if (conf_set(ps, k, base, value) < 0)
-		config_fail(ps, ps->lineno, name, "%s", ps->reason);
+	if (config_key_set(&ps->cx, k, base, value) < 0)
+		config_fail(ps, ps->lineno, name, "%s", ps->cx.reason);
 }
 
 /* Whole-file checks, once every line is in. */
@@ -969,7 +364,7 @@ static void finish_config(struct parser *ps)
 		const struct conf_key *k = &config_keys[i];
 		int x;
 
-		if (!(k->flags & K_REQUIRED) || conf_has_value(k, cfg))
+		if (!(k->flags & K_REQUIRED) || config_key_has(k, cfg))
 			continue;
 		x = k->excl != NULL ? find_key(config_keys, N_CONFIG_KEYS, k->section, k->excl)
 		                    : -1;
@@ -1103,13 +498,8 @@ static bool next_line(struct parser *ps)
 	}
 	if (len + 1 > ps->linecap) {
 		size_t cap = len + 1 < 256 ? 256 : len + 1;
-		char *l = realloc(ps->line, cap);
 
-		if (l == NULL) {
-			config_fail(ps, ps->lineno, NULL, "out of memory");
-			return false;
-		}
-		ps->line = l;
+		ps->line = xreallocarray(ps->line, cap, 1);
 		ps->linecap = cap;
 	}
 	memcpy(ps->line, s, len);
@@ -1117,58 +507,28 @@ static bool next_line(struct parser *ps)
 	return true;
 }
 
-/*
- * The ini_reader: returns the next "key=value" line for inih, or NULL at the
- * end or after the first error. Section headers, comments and blank lines are
- * handled here and never reach inih, so ps->lineno is the handler's line.
- */
-static char *config_reader(char *str, int num, void *stream)
+/* Feeds every line to the section and key handlers, until the end or the first error. */
+static void config_parse_lines(struct parser *ps)
 {
-	struct parser *ps = stream;
 	char *a = NULL, *b = NULL;
 
 	while (!ps->failed && next_line(ps)) {
 		switch (config_lex(ps, ps->line, &a, &b)) {
 		case LINE_BLANK:
 		case LINE_BAD:
-			continue;
+			break;
 		case LINE_SECTION:
 			start_section(ps, a);
-			continue;
+			break;
 		case LINE_KEY:
+			/* Not a key of any table, wherever it stands. */
+			if (!valid_name(a) || strchr(a, '-') != NULL)
+				config_fail(ps, ps->lineno, a, "unknown key");
+			else
+				set_key(ps, a, b);
 			break;
 		}
-		/* inih must split exactly here: keys are plain words. */
-		if (!valid_name(a) || strchr(a, '-') != NULL) {
-			config_fail(ps, ps->lineno, a, "unknown key");
-			return NULL;
-		}
-		if (num < NAME_MAX_LEN + 2) {
-			config_fail(ps, ps->lineno, a,
-			            "internal error: inih line buffer too small");
-			return NULL;
-		}
-		if (strlen(a) + 1 + strlen(b) < (size_t)num) {
-			ps->long_value = NULL;
-			snprintf(str, (size_t)num, "%s=%s", a, b);
-		} else {
-			ps->long_value = b;
-			snprintf(str, (size_t)num, "%s=", a);
-		}
-		return str;
 	}
-	return NULL;
-}
-
-static int config_handler(void *user, const char *section, const char *name, const char *value)
-{
-	struct parser *ps = user;
-
-	(void)section; /* ours is in ps: inih never sees a header */
-	if (name == NULL || value == NULL || ps->failed)
-		return 1;
-	set_key(ps, name, ps->long_value != NULL ? ps->long_value : value);
-	return 1;
 }
 
 /* ---- loading ---- */
@@ -1178,10 +538,10 @@ static char *dir_of(const char *path)
 	const char *slash = strrchr(path, '/');
 
 	if (slash == NULL)
-		return strdup(".");
+		return xstrdup(".");
 	if (slash == path)
-		return strdup("/");
-	return strndup(path, (size_t)(slash - path));
+		return xstrdup("/");
+	return xstrndup(path, (size_t)(slash - path));
 }
 
 struct config *config_load_buffer(const char *name, const char *data, size_t len, char *err,
@@ -1189,7 +549,7 @@ struct config *config_load_buffer(const char *name, const char *data, size_t len
 {
 	struct parser ps;
 	struct config *cfg;
-	int rc;
+	char *dir;
 
 	memset(&ps, 0, sizeof(ps));
 	ps.name = name;
@@ -1202,29 +562,27 @@ struct config *config_load_buffer(const char *name, const char *data, size_t len
 	if (err != NULL && errlen > 0)
 		err[0] = '\0';
 
-	cfg = calloc(1, sizeof(*cfg));
+	cfg = xcalloc(1, sizeof(*cfg));
 	ps.cfg = cfg;
-	if (cfg == NULL || (cfg->path = strdup(name)) == NULL || (ps.dir = dir_of(name)) == NULL) {
-		config_fail(&ps, 0, NULL, "out of memory");
-		goto fail;
-	}
+	cfg->path = xstrdup(name);
+	dir = dir_of(name);
+	ps.cx.dir = dir;
 	for (size_t i = 0; i < N_CONFIG_KEYS; i++) {
-		if (config_keys[i].def != NULL && conf_set(&ps, &config_keys[i], cfg, "") < 0) {
-			config_fail(&ps, 0, config_keys[i].name, "bad default: %s", ps.reason);
+		if (config_keys[i].def != NULL &&
+		    config_key_set(&ps.cx, &config_keys[i], cfg, "") < 0) {
+			config_fail(&ps, 0, config_keys[i].name, "bad default: %s", ps.cx.reason);
 			goto fail;
 		}
 	}
 
-	rc = ini_parse_stream(config_reader, &ps, config_handler, &ps);
-	if (!ps.failed && rc != 0)
-		config_fail(&ps, ps.lineno, NULL, rc == -2 ? "out of memory" : "syntax error");
+	config_parse_lines(&ps);
 	if (!ps.failed)
 		finish_config(&ps);
 fail:
 	if (ps.line != NULL)
 		explicit_bzero(ps.line, ps.linecap); /* may hold an inline secret */
 	free(ps.line);
-	free(ps.dir);
+	free(dir);
 	free(ps.action_line);
 	if (ps.failed) {
 		config_free(cfg);
@@ -1256,11 +614,7 @@ struct config *config_load(const char *path, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: not a regular file", path);
 		goto fail;
 	}
-	data = malloc(CONFIG_FILE_MAX + 1);
-	if (data == NULL) {
-		snprintf(err, errlen, "%s: out of memory", path);
-		goto fail;
-	}
+	data = xmalloc(CONFIG_FILE_MAX + 1);
 	for (;;) {
 		ssize_t r = read(fd, data + used, CONFIG_FILE_MAX + 1 - used);
 
@@ -1295,10 +649,10 @@ void config_free(struct config *cfg)
 	if (cfg == NULL)
 		return;
 	for (size_t i = 0; i < N_CONFIG_KEYS; i++)
-		conf_clear(&config_keys[i], cfg);
+		config_key_clear(&config_keys[i], cfg);
 	for (size_t a = 0; a < cfg->nactions; a++) {
 		for (size_t i = 0; i < N_ACTION_KEYS; i++)
-			conf_clear(&action_keys[i], &cfg->actions[a]);
+			config_key_clear(&action_keys[i], &cfg->actions[a]);
 		free(cfg->actions[a].name);
 	}
 	free(cfg->actions);
@@ -1326,54 +680,6 @@ const struct action_conf *config_action(const struct config *cfg, const char *na
 	return NULL;
 }
 
-/* Compares a restart-only key of two configs; copies cur's value into next when they differ. */
-static int keep_one(const struct conf_key *k, struct config *next, const struct config *cur,
-                    bool *differed)
-{
-	void *nf = field_of(k, next);
-	const void *cf = (const char *)cur + k->off;
-
-	*differed = false;
-	switch (k->type) {
-	case T_STRING:
-	case T_PATH:
-	case T_LISTEN:
-	case T_URL: {
-		const char *c = *(char *const *)cf, *n = *(char **)nf;
-		char *copy;
-
-		if ((c == NULL && n == NULL) || (c != NULL && n != NULL && strcmp(c, n) == 0))
-			return 0;
-		copy = NULL;
-		if (c != NULL && (copy = strdup(c)) == NULL)
-			return -1;
-		free(*(char **)nf);
-		*(char **)nf = copy;
-		break;
-	}
-	case T_INT:
-		if (*(int *)nf == *(const int *)cf)
-			return 0;
-		*(int *)nf = *(const int *)cf;
-		break;
-	case T_LONG:
-		if (*(long *)nf == *(const long *)cf)
-			return 0;
-		*(long *)nf = *(const long *)cf;
-		break;
-	case T_BOOL:
-		if (*(bool *)nf == *(const bool *)cf)
-			return 0;
-		*(bool *)nf = *(const bool *)cf;
-		break;
-	default:
-		/* Other types are not marked K_RESTART; add a case before marking one. */
-		return 0;
-	}
-	*differed = true;
-	return 0;
-}
-
 int config_keep_fixed(struct config *next, const struct config *cur, char *changed, size_t len)
 {
 	int count = 0;
@@ -1382,13 +688,9 @@ int config_keep_fixed(struct config *next, const struct config *cur, char *chang
 	if (changed != NULL && len > 0)
 		changed[0] = '\0';
 	for (size_t i = 0; i < N_CONFIG_KEYS; i++) {
-		bool differed;
-
 		if (!(config_keys[i].flags & K_RESTART))
 			continue;
-		if (keep_one(&config_keys[i], next, cur, &differed) < 0)
-			return -1;
-		if (!differed)
+		if (!config_key_keep(&config_keys[i], next, cur))
 			continue;
 		if (changed != NULL && used < len) {
 			int w = snprintf(changed + used, len - used, "%s%s", count ? ", " : "",
@@ -1400,207 +702,4 @@ int config_keep_fixed(struct config *next, const struct config *cur, char *chang
 		count++;
 	}
 	return count;
-}
-
-/* ---- summary ---- */
-
-static void put(char *buf, size_t len, size_t *used, const char *s, size_t n)
-{
-	if (*used + 1 >= len)
-		return;
-	if (n > len - 1 - *used)
-		n = len - 1 - *used;
-	memcpy(buf + *used, s, n);
-	*used += n;
-	buf[*used] = '\0';
-}
-
-void config_redact(const char *text, char *buf, size_t len)
-{
-	const char *s = text, *scheme;
-	size_t used = 0;
-
-	if (len == 0)
-		return;
-	buf[0] = '\0';
-	if (text == NULL)
-		return;
-	/* URI form: scheme://user:password@host/... */
-	scheme = strstr(s, "://");
-	if (scheme != NULL) {
-		const char *auth = scheme + 3, *at = NULL, *colon;
-		size_t alen = strcspn(auth, "/?#");
-
-		for (const char *p = auth; p < auth + alen; p++)
-			if (*p == '@')
-				at = p;
-		colon = at != NULL ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
-		if (colon != NULL) {
-			put(buf, len, &used, s, (size_t)(colon + 1 - s));
-			put(buf, len, &used, "***", 3);
-			s = at;
-		}
-	}
-	/* password=..., sslpassword=... in a conninfo or a URI query. */
-	while (*s) {
-		const char *v;
-
-		if (strncasecmp(s, "password", 8) != 0) {
-			put(buf, len, &used, s, 1);
-			s++;
-			continue;
-		}
-		v = s + 8;
-		while (*v == ' ' || *v == '\t')
-			v++;
-		if (*v != '=') {
-			put(buf, len, &used, s, 1);
-			s++;
-			continue;
-		}
-		v++;
-		while (*v == ' ' || *v == '\t')
-			v++;
-		put(buf, len, &used, s, (size_t)(v - s));
-		put(buf, len, &used, "***", 3);
-		if (*v == '\'') {
-			for (v++; *v && *v != '\''; v++)
-				if (*v == '\\' && v[1] != '\0')
-					v++;
-			if (*v == '\'')
-				v++;
-		} else {
-			v += strcspn(v, " \t&#");
-		}
-		s = v;
-	}
-}
-
-static void print_value(FILE *out, const struct config *cfg, const struct conf_key *k,
-                        const void *base)
-{
-	const void *f = (const char *)base + k->off;
-	char buf[2048];
-
-	switch (k->type) {
-	case T_STRING:
-	case T_PATH:
-	case T_LISTEN:
-	case T_URL: {
-		const char *s = *(char *const *)f;
-
-		if (s != NULL && (k->flags & K_REDACT)) {
-			config_redact(s, buf, sizeof(buf));
-			s = buf;
-		}
-		if (s != NULL)
-			fprintf(out, "%s", s);
-		else if (k->unset != NULL)
-			fprintf(out, "(%s)", k->unset);
-		break;
-	}
-	case T_INT:
-		/* The only int without a default is an action's inherited max_attempts. */
-		if (*(const int *)f == 0 && k->def == NULL)
-			fprintf(out, "%d (from [fulfillment])", cfg->max_attempts);
-		else
-			fprintf(out, "%d", *(const int *)f);
-		break;
-	case T_LONG:
-		fprintf(out, "%ld", *(const long *)f);
-		break;
-	case T_BOOL:
-		fprintf(out, "%s", *(const bool *)f ? "true" : "false");
-		break;
-	case T_SIGN:
-		fprintf(out, "%s", *(const bool *)f ? "bayar" : "none");
-		break;
-	case T_CIDRS:
-		cidr_list_format(f, buf, sizeof(buf));
-		if (buf[0] == '\0' && k->unset != NULL)
-			fprintf(out, "(%s)", k->unset);
-		else
-			fprintf(out, "%s", buf);
-		break;
-	case T_SECRETS_FILE:
-	case T_SECRETS: {
-		size_t n = *(const size_t *)(const void *)((const char *)base + k->off_n);
-
-		fprintf(out, "(%zu %s%s)", n, n == 1 ? "secret" : "secrets",
-		        n > 1 ? ", current first" : "");
-		break;
-	}
-	case T_SECRET_FILE:
-	case T_SECRET:
-		if (*(char *const *)f != NULL)
-			fprintf(out, "(set)");
-		else
-			fprintf(out, "(%s)", k->unset != NULL ? k->unset : "none");
-		break;
-	case T_ACTION_TYPE:
-		fprintf(out, "%s", action_type_names[*(const enum action_type *)f]);
-		break;
-	case T_STATUSES: {
-		const char *sep = "";
-
-		for (size_t i = 0; i < sizeof(config_statuses) / sizeof(config_statuses[0]); i++) {
-			if (*(const unsigned *)f & STATUS_MASK(config_statuses[i].status)) {
-				fprintf(out, "%s%s", sep, config_statuses[i].name);
-				sep = ", ";
-			}
-		}
-		break;
-	}
-	}
-}
-
-/* Secret pairs share a field: print it once, under the name without "_file". */
-static bool print_skip(const struct conf_key *tab, size_t i)
-{
-	for (size_t j = 0; j < i; j++)
-		if (tab[j].off == tab[i].off && (tab[j].section == tab[i].section ||
-		                                 (tab[j].section && tab[i].section &&
-		                                  strcmp(tab[j].section, tab[i].section) == 0)))
-			return true;
-	return false;
-}
-
-static void print_key(FILE *out, const struct config *cfg, const struct conf_key *tab, size_t i,
-                      const void *base)
-{
-	const char *name = tab[i].name;
-	size_t n = strlen(name);
-
-	if (print_skip(tab, i))
-		return;
-	if (tab[i].type == T_SECRETS_FILE || tab[i].type == T_SECRET_FILE)
-		n -= strlen("_file");
-	fprintf(out, "%.*s = ", (int)n, name);
-	print_value(out, cfg, &tab[i], base);
-	fputc('\n', out);
-}
-
-void config_print_summary(const struct config *cfg, FILE *out)
-{
-	const char *section = NULL;
-
-	fprintf(out, "# %s (secrets are not shown)\n", cfg->path != NULL ? cfg->path : "");
-	for (size_t i = 0; i < N_CONFIG_KEYS; i++) {
-		if (section == NULL || strcmp(section, config_keys[i].section) != 0) {
-			section = config_keys[i].section;
-			fprintf(out, "%s[%s]\n", i ? "\n" : "", section);
-		}
-		print_key(out, cfg, config_keys, i, cfg);
-	}
-	for (size_t a = 0; a < cfg->nactions; a++) {
-		const struct action_conf *ac = &cfg->actions[a];
-
-		fprintf(out, "\n[action.%s]\n", ac->name);
-		for (size_t i = 0; i < N_ACTION_KEYS; i++)
-			if (action_keys[i].types & TYPE_BIT(ac->type))
-				print_key(out, cfg, action_keys, i, ac);
-	}
-	if (cfg->nactions == 0)
-		fprintf(out, "\n# no [action.NAME] sections: callbacks are recorded, nothing "
-		             "is fulfilled\n");
 }

@@ -1,5 +1,5 @@
 /*
- * config.h: receiver.conf, parsed with inih through one table of keys
+ * config.h: receiver.conf, read by our own line reader through one table of keys
  * (config.c). A load builds a fresh struct config; callers swap it in only
  * when the whole file was valid.
  */
@@ -36,11 +36,18 @@ struct action_conf {
 	int line;        /* line of the section header, for messages */
 };
 
+/* listen = host:port or [v6]:port, split once at load. */
+struct config_listen {
+	char *text; /* as written, for messages */
+	char *host; /* without the brackets of an IPv6 address */
+	int port;   /* 1..65535 */
+};
+
 struct config {
 	char *path;
 
 	/* [server] */
-	char *listen; /* host:port, [v6]:port */
+	struct config_listen listen;
 	char *callback_path;
 	long max_body_bytes;
 	int request_timeout;
@@ -91,13 +98,15 @@ struct config *config_load_buffer(const char *name, const char *data, size_t len
                                   size_t errlen);
 void config_free(struct config *cfg);
 /*
- * For SIGHUP: keys that need a restart (listen, [database] conninfo) are
- * copied from cur into next. Returns how many of them differed, their names
- * ("listen, conninfo") in changed, or -1 when out of memory.
+ * For SIGHUP: the keys the table marks not reloadable (listen, [database]
+ * conninfo) are copied from cur into next. Returns how many of them
+ * differed, and their names ("listen, conninfo") in changed.
  */
-int config_keep_fixed(struct config *next, const struct config *cur, char *changed, size_t len)
-    __attribute__((warn_unused_result));
-/* Splits a valid listen value: "[::1]:8080" -> "::1", 8080. Returns 0 or -1. */
+int config_keep_fixed(struct config *next, const struct config *cur, char *changed, size_t len);
+/*
+ * Splits a listen value: "[::1]:8080" -> "::1", 8080. Returns 0, or -1 when
+ * it is not valid. A loaded config has it split already (struct config_listen).
+ */
 int config_split_listen(const char *listen, char *host, size_t hostlen, int *port)
     __attribute__((warn_unused_result));
 /*

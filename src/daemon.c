@@ -65,7 +65,7 @@ static bool daemon_healthy(void *arg)
 static void daemon_status(struct daemon *d)
 {
 	service_status("serving on %s, database %s", server_address(d->server),
-	          db_pool_up(d->pool) ? "up" : "down");
+	               db_pool_up(d->pool) ? "up" : "down");
 }
 
 static void daemon_db_state(bool up, void *arg)
@@ -79,7 +79,7 @@ static void daemon_db_state(bool up, void *arg)
 
 static void daemon_reload(struct daemon *d)
 {
-	char err[512];
+	char err[512], changed[128];
 	struct config *next;
 
 	service_reloading();
@@ -89,18 +89,9 @@ static void daemon_reload(struct daemon *d)
 		service_ready(NULL);
 		return;
 	}
-	/* listen and conninfo are bound at start; keep the running values. */
-	if (strcmp(next->listen, d->cfg->listen) != 0)
-		log_warnx("reload: listen changed; it takes effect only after a restart");
-	if (strcmp(next->conninfo, d->cfg->conninfo) != 0)
-		log_warnx(
-		    "reload: [database] conninfo changed; it takes effect only after a restart");
-	{
-		char *t;
-
-		t = next->listen, next->listen = d->cfg->listen, d->cfg->listen = t;
-		t = next->conninfo, next->conninfo = d->cfg->conninfo, d->cfg->conninfo = t;
-	}
+	/* The table's not-reloadable keys (listen, conninfo) keep their running values. */
+	if (config_keep_fixed(next, d->cfg, changed, sizeof(changed)) > 0)
+		log_warnx("reload: %s changed; that takes effect only after a restart", changed);
 	if (queue_set_config(d->queue, next, err, sizeof(err)) < 0) {
 		log_errx("reload failed, keeping the running config: %s", err);
 		config_free(next);
@@ -303,7 +294,7 @@ int daemon_serve(const char *config_path)
 	}
 	if (nfds > 0)
 		log_notice("using %d socket(s) from systemd; listen = %s is ignored", nfds,
-		           d.cfg->listen);
+		           d.cfg->listen.text);
 	hooks.db_up = daemon_db_up;
 	hooks.arg = &d;
 	d.server = server_new(d.base, d.cfg, d.store, fds, nfds, &hooks, err, sizeof(err));

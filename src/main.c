@@ -1,6 +1,8 @@
 /*
- * main.c: `bayarhook [-c FILE] COMMAND [ARGS]`: option parsing and dispatch
- * to the subcommands. -c may also follow the command.
+ * main.c: `bayarhook [-c FILE] COMMAND [ARGS]`: the global options, the
+ * table of commands (whose entries live beside their code, cli.h), --help
+ * from that table, and the dispatch into cli_run(). -c may also follow the
+ * command.
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -12,36 +14,64 @@
 #include "daemon.h"
 #include "log.h"
 
-static void usage(FILE *out)
+static int main_serve(struct cli *cli)
 {
-	fprintf(out,
-	        "Usage: bayarhook [-c FILE] COMMAND [ARGS]\n"
-	        "Receive bayar.gg payment callbacks, record them in PostgreSQL, fulfil orders.\n"
-	        "\n"
-	        "Commands:\n"
-	        "  serve                      run the daemon (foreground; systemd-aware)\n"
-	        "  check-config               parse and validate the config, print a summary\n"
-	        "  migrate                    create or upgrade the database schema\n"
-	        "  reconcile --once [--verbose]\n"
-	        "                             ask the gateway about missed payments, once\n"
-	        "  jobs [--state S] [--invoice ID] [--limit N] [--json]\n"
-	        "                             list fulfillment jobs\n"
-	        "  retry JOB_ID               put a failed or dead job back in the queue now\n"
-	        "  replay INVOICE [--action NAME]\n"
-	        "                             run the actions of an invoice again, as new jobs\n"
-	        "  audit [--invoice ID] [--verdict V] [--since TIME] [--limit N] [--json]\n"
-	        "                             show received callbacks\n"
-	        "  send-test [--url URL] [--invoice ID] [--status S] [--amount N]\n"
-	        "                             send a correctly signed sample callback\n"
-	        "\n"
-	        "Options:\n"
-	        "  -c, --config FILE          config file (default $BAYARHOOK_CONFIG, else\n"
-	        "                             /etc/bayarhook/receiver.conf)\n"
-	        "  -d, --debug                debug logging\n"
-	        "  -h, --help                 show this help\n"
-	        "  -V, --version              show the version\n"
-	        "\n"
-	        "Exit status: 0 success, 1 failure, 2 usage error.\n");
+	return daemon_serve(cli->config_path);
+}
+
+/* serve loads the config itself: its errors go to the log, as SIGHUP's do. */
+static const struct cli_command main_cmd_serve = {
+    .name = "serve",
+    .args = "",
+    .help = "run the daemon (foreground; systemd-aware)",
+    .db = CLI_DB_POOL,
+    .secrets = true,
+    .run = main_serve,
+};
+
+/* In --help's order. */
+static const struct cli_command *const main_commands[] = {
+    &main_cmd_serve, &cli_cmd_check_config, &cli_cmd_migrate, &cli_cmd_reconcile, &cli_cmd_jobs,
+    &cli_cmd_retry,  &cli_cmd_replay,       &cli_cmd_audit,   &cli_cmd_send_test,
+};
+
+#define MAIN_NCOMMANDS (sizeof(main_commands) / sizeof(main_commands[0]))
+#define MAIN_HELP_COLUMN 27 /* where a command's description starts, after two blanks */
+
+static void main_usage(FILE *out)
+{
+	fprintf(out, "Usage: bayarhook [-c FILE] COMMAND [ARGS]\n"
+	             "Receive bayar.gg payment callbacks, record them in PostgreSQL, fulfil "
+	             "orders.\n"
+	             "\n"
+	             "Commands:\n");
+	for (size_t i = 0; i < MAIN_NCOMMANDS; i++) {
+		const struct cli_command *c = main_commands[i];
+		char line[160];
+
+		snprintf(line, sizeof(line), "%s%s%s", c->name, c->args[0] ? " " : "", c->args);
+		if (strlen(line) < MAIN_HELP_COLUMN)
+			fprintf(out, "  %-*s%s\n", MAIN_HELP_COLUMN, line, c->help);
+		else
+			fprintf(out, "  %s\n  %*s%s\n", line, MAIN_HELP_COLUMN, "", c->help);
+	}
+	fprintf(out, "\n"
+	             "Options:\n"
+	             "  -c, --config FILE          config file (default $BAYARHOOK_CONFIG, else\n"
+	             "                             /etc/bayarhook/receiver.conf)\n"
+	             "  -d, --debug                debug logging\n"
+	             "  -h, --help                 show this help\n"
+	             "  -V, --version              show the version\n"
+	             "\n"
+	             "Exit status: 0 success, 1 failure, 2 usage error.\n");
+}
+
+static const struct cli_command *main_find(const char *name)
+{
+	for (size_t i = 0; i < MAIN_NCOMMANDS; i++)
+		if (strcmp(main_commands[i]->name, name) == 0)
+			return main_commands[i];
+	return NULL;
 }
 
 /* Pulls -c FILE / --config FILE / --config=FILE out of argv, anywhere after the command. */
@@ -84,6 +114,7 @@ int main(int argc, char **argv)
 	    {NULL, 0, NULL, 0},
 	};
 	const char *config_path = NULL, *cmd;
+	const struct cli_command *entry;
 	bool debug = false;
 	int c;
 
@@ -96,25 +127,25 @@ int main(int argc, char **argv)
 			debug = true;
 			break;
 		case 'h':
-			usage(stdout);
+			main_usage(stdout);
 			return 0;
 		case 'V':
 			printf("bayarhook %s\n", BAYARHOOK_VERSION);
 			return 0;
 		default:
-			usage(stderr);
+			main_usage(stderr);
 			return 2;
 		}
 	}
 	if (optind >= argc) {
-		usage(stderr);
+		main_usage(stderr);
 		return 2;
 	}
 	cmd = argv[optind];
 	argc -= optind;
 	argv += optind;
 	if (strcmp(cmd, "help") == 0) {
-		usage(stdout);
+		main_usage(stdout);
 		return 0;
 	}
 	if (take_config(&argc, argv, &config_path) < 0)
@@ -122,30 +153,9 @@ int main(int argc, char **argv)
 	if (config_path == NULL)
 		config_path = config_default_path();
 	log_init("bayarhook", debug, "BAYARHOOK_DEBUG");
-
-	if (strcmp(cmd, "serve") == 0) {
-		if (argc > 1) {
-			fprintf(stderr, "bayarhook: serve takes no arguments\n");
-			return 2;
-		}
-		return daemon_serve(config_path);
+	if ((entry = main_find(cmd)) == NULL) {
+		fprintf(stderr, "bayarhook: unknown command \"%s\" (see bayarhook --help)\n", cmd);
+		return 2;
 	}
-	if (strcmp(cmd, "check-config") == 0)
-		return cli_check_config(config_path, argc, argv);
-	if (strcmp(cmd, "migrate") == 0)
-		return cli_migrate(config_path, argc, argv);
-	if (strcmp(cmd, "jobs") == 0)
-		return cli_jobs(config_path, argc, argv);
-	if (strcmp(cmd, "retry") == 0)
-		return cli_retry(config_path, argc, argv);
-	if (strcmp(cmd, "replay") == 0)
-		return cli_replay(config_path, argc, argv);
-	if (strcmp(cmd, "reconcile") == 0)
-		return cli_reconcile(config_path, argc, argv);
-	if (strcmp(cmd, "audit") == 0)
-		return cli_audit(config_path, argc, argv);
-	if (strcmp(cmd, "send-test") == 0)
-		return cli_send_test(config_path, argc, argv);
-	fprintf(stderr, "bayarhook: unknown command \"%s\" (see bayarhook --help)\n", cmd);
-	return 2;
+	return cli_run(entry, config_path, argc, argv);
 }

@@ -103,38 +103,6 @@ static void send_json(struct server *srv, struct evhttp_request *req, int status
 		evbuffer_free(buf);
 }
 
-int server_parse_listen(const char *listen, char *host, size_t hostlen, unsigned short *port)
-{
-	const char *colon, *h = listen;
-	size_t hl;
-	char *end;
-	long p;
-
-	if (listen[0] == '[') {
-		const char *close = strchr(listen, ']');
-
-		if (close == NULL || close[1] != ':')
-			return -1;
-		h = listen + 1;
-		hl = (size_t)(close - h);
-		colon = close + 1;
-	} else {
-		colon = strrchr(listen, ':');
-		if (colon == NULL)
-			return -1;
-		hl = (size_t)(colon - listen);
-	}
-	if (hl == 0 || hl >= hostlen)
-		return -1;
-	memcpy(host, h, hl);
-	host[hl] = '\0';
-	p = strtol(colon + 1, &end, 10);
-	if (*end != '\0' || p < 0 || p > 65535 || end == colon + 1)
-		return -1;
-	*port = (unsigned short)p;
-	return 0;
-}
-
 void server_real_client(const struct cidr_list *trusted, const char *peer, const char *xff,
                         const char *xreal, char *out, size_t outlen)
 {
@@ -600,23 +568,18 @@ struct server *server_new(struct event_base *base, const struct config *cfg, str
 		snprintf(srv->address, sizeof(srv->address), "systemd socket (%d fd%s)", nfds,
 		         nfds > 1 ? "s" : "");
 	} else {
-		char host[96];
-		unsigned short port;
+		unsigned short port = (unsigned short)cfg->listen.port;
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
 
-		if (server_parse_listen(cfg->listen, host, sizeof(host), &port) < 0) {
-			snprintf(err, errlen, "listen: cannot parse \"%s\"", cfg->listen);
-			goto fail;
-		}
-		srv->listeners[0] = evhttp_bind_socket_with_handle(srv->http, host, port);
+		srv->listeners[0] = evhttp_bind_socket_with_handle(srv->http, cfg->listen.host, port);
 		if (srv->listeners[0] == NULL) {
-			snprintf(err, errlen, "cannot listen on %s: %s", cfg->listen,
+			snprintf(err, errlen, "cannot listen on %s: %s", cfg->listen.text,
 			         strerror(errno));
 			goto fail;
 		}
 		srv->nlisteners = 1;
-		snprintf(srv->address, sizeof(srv->address), "%s", cfg->listen);
+		snprintf(srv->address, sizeof(srv->address), "%s", cfg->listen.text);
 		if (getsockname(evhttp_bound_socket_get_fd(srv->listeners[0]),
 		                (struct sockaddr *)&ss, &sl) == 0 &&
 		    port == 0) {

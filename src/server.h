@@ -54,7 +54,4 @@ void server_free(struct server *srv);
 void server_real_client(const struct cidr_list *trusted, const char *peer, const char *xff,
                         const char *xreal, char *out, size_t outlen);
 
-/* Splits "host:port" or "[v6]:port". */
-int server_parse_listen(const char *listen, char *host, size_t hostlen, unsigned short *port);
-
 #endif

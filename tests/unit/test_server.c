@@ -1,4 +1,4 @@
-/* test_server.c: the real client address behind trusted proxies, listen parsing. */
+/* test_server.c: the real client address behind trusted proxies. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -47,29 +47,10 @@ static void test_real_client(void **state)
 	}
 }
 
-static void test_parse_listen(void **state)
-{
-	char host[64];
-	unsigned short port = 0;
-
-	(void)state;
-	assert_int_equal(server_parse_listen("127.0.0.1:8080", host, sizeof(host), &port), 0);
-	assert_string_equal(host, "127.0.0.1");
-	assert_int_equal(port, 8080);
-	assert_int_equal(server_parse_listen("[::1]:9000", host, sizeof(host), &port), 0);
-	assert_string_equal(host, "::1");
-	assert_int_equal(port, 9000);
-	assert_int_equal(server_parse_listen("127.0.0.1", host, sizeof(host), &port), -1);
-	assert_int_equal(server_parse_listen("127.0.0.1:99999", host, sizeof(host), &port), -1);
-	assert_int_equal(server_parse_listen("[::1]9000", host, sizeof(host), &port), -1);
-	assert_int_equal(server_parse_listen(":80", host, sizeof(host), &port), -1);
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_real_client),
-	    cmocka_unit_test(test_parse_listen),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

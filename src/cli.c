@@ -1,0 +1,100 @@
+/*
+ * cli.c: the skeleton every subcommand runs in: options and operands by
+ * the command's entry, a usage error as exit 2 before anything is loaded,
+ * then the config and the database connection the entry asks for, the
+ * command, and one cleanup. These run from a shell, not in the event loop,
+ * so the connection is blocking libpq.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "cli.h"
+#include "config.h"
+#include "db.h"
+
+int cli_usage(const struct cli *cli)
+{
+	if (cli->cmd->args[0] == '\0')
+		fprintf(stderr, "bayarhook: %s takes no arguments\n", cli->cmd->name);
+	else
+		fprintf(stderr, "usage: bayarhook %s %s\n", cli->cmd->name, cli->cmd->args);
+	return 2;
+}
+
+const char *cli_opt(const struct cli *cli, int c)
+{
+	return c > 0 && (size_t)c < sizeof(cli->opt) / sizeof(cli->opt[0]) ? cli->opt[c] : NULL;
+}
+
+void cli_row_strings(const cJSON *row, const char *const *names, int n, const char **out,
+                     const char *missing)
+{
+	for (int i = 0; i < n; i++) {
+		const cJSON *x = cJSON_GetObjectItemCaseSensitive(row, names[i]);
+
+		out[i] = cJSON_IsString(x) ? x->valuestring : missing;
+	}
+}
+
+/* Options into cli->opt, operands into cli->args; 0, or -1 for a usage error. */
+static int cli_parse(struct cli *cli, int argc, char **argv)
+{
+	const struct cli_command *cmd = cli->cmd;
+	int c;
+
+	if (cmd->longopts == NULL) {
+		cli->args = argv + 1;
+		cli->nargs = argc - 1;
+	} else {
+		optind = 0; /* 0: glibc starts over (main.c parsed with "+") */
+		while ((c = getopt_long(argc, argv, cmd->shortopts, cmd->longopts, NULL)) != -1) {
+			if (c <= 0 || (size_t)c >= sizeof(cli->opt) / sizeof(cli->opt[0]) ||
+			    c == '?' || c == ':')
+				return -1;
+			cli->opt[c] = optarg != NULL ? optarg : "";
+		}
+		cli->args = argv + optind;
+		cli->nargs = argc - optind;
+	}
+	if (cli->nargs < cmd->min_args || cli->nargs > cmd->max_args)
+		return -1;
+	return 0;
+}
+
+int cli_run(const struct cli_command *cmd, const char *config_path, int argc, char **argv)
+{
+	struct cli cli;
+	char err[512];
+	int rc = 1;
+
+	memset(&cli, 0, sizeof(cli));
+	cli.cmd = cmd;
+	cli.config_path = config_path;
+	if (cli_parse(&cli, argc, argv) < 0)
+		return cli_usage(&cli);
+	if (cmd->check != NULL && (rc = cmd->check(&cli)) != 0)
+		return rc;
+	if (cmd->config) {
+		cli.cfg = config_load(config_path, err, sizeof(err));
+		if (cli.cfg == NULL) {
+			fprintf(stderr, "bayarhook: %s\n", err);
+			return 1;
+		}
+	}
+	if (cmd->db == CLI_DB_CONNECT) {
+		cli.conn = db_connect_blocking(cli.cfg->conninfo, err, sizeof(err));
+		if (cli.conn == NULL) {
+			fprintf(stderr, "bayarhook: %s\n", err);
+			rc = 1;
+			goto out;
+		}
+	}
+	rc = cmd->run(&cli);
+out:
+	PQfinish(cli.conn); /* an open transaction is rolled back */
+	config_free(cli.cfg);
+	return rc;
+}

@@ -1,0 +1,133 @@
+/*
+ * config_print.c: what check-config shows: the summary of a loaded config,
+ * every key of the tables with secrets never shown, and the masking of
+ * passwords in conninfo strings and URLs (also used for logs).
+ */
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "config_table.h"
+
+static void redact_put(char *buf, size_t len, size_t *used, const char *s, size_t n)
+{
+	if (*used + 1 >= len)
+		return;
+	if (n > len - 1 - *used)
+		n = len - 1 - *used;
+	memcpy(buf + *used, s, n);
+	*used += n;
+	buf[*used] = '\0';
+}
+
+void config_redact(const char *text, char *buf, size_t len)
+{
+	const char *s = text, *scheme;
+	size_t used = 0;
+
+	if (len == 0)
+		return;
+	buf[0] = '\0';
+	if (text == NULL)
+		return;
+	/* URI form: scheme://user:password@host/... */
+	scheme = strstr(s, "://");
+	if (scheme != NULL) {
+		const char *auth = scheme + 3, *at = NULL, *colon;
+		size_t alen = strcspn(auth, "/?#");
+
+		for (const char *p = auth; p < auth + alen; p++)
+			if (*p == '@')
+				at = p;
+		colon = at != NULL ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+		if (colon != NULL) {
+			redact_put(buf, len, &used, s, (size_t)(colon + 1 - s));
+			redact_put(buf, len, &used, "***", 3);
+			s = at;
+		}
+	}
+	/* password=..., sslpassword=... in a conninfo or a URI query. */
+	while (*s) {
+		const char *v;
+
+		if (strncasecmp(s, "password", 8) != 0) {
+			redact_put(buf, len, &used, s, 1);
+			s++;
+			continue;
+		}
+		v = s + 8;
+		while (*v == ' ' || *v == '\t')
+			v++;
+		if (*v != '=') {
+			redact_put(buf, len, &used, s, 1);
+			s++;
+			continue;
+		}
+		v++;
+		while (*v == ' ' || *v == '\t')
+			v++;
+		redact_put(buf, len, &used, s, (size_t)(v - s));
+		redact_put(buf, len, &used, "***", 3);
+		if (*v == '\'') {
+			for (v++; *v && *v != '\''; v++)
+				if (*v == '\\' && v[1] != '\0')
+					v++;
+			if (*v == '\'')
+				v++;
+		} else {
+			v += strcspn(v, " \t&#");
+		}
+		s = v;
+	}
+}
+
+/* Secret pairs share a field: print it once, under the name without "_file". */
+static bool print_skip(const struct conf_key *tab, size_t i)
+{
+	for (size_t j = 0; j < i; j++)
+		if (tab[j].off == tab[i].off && (tab[j].section == tab[i].section ||
+		                                 (tab[j].section && tab[i].section &&
+		                                  strcmp(tab[j].section, tab[i].section) == 0)))
+			return true;
+	return false;
+}
+
+static void print_key(FILE *out, const struct config *cfg, const struct conf_key *tab, size_t i,
+                      const void *base)
+{
+	const char *name = tab[i].name;
+	size_t n = strlen(name);
+
+	if (print_skip(tab, i))
+		return;
+	if (tab[i].type == T_SECRETS_FILE || tab[i].type == T_SECRET_FILE)
+		n -= strlen("_file");
+	fprintf(out, "%.*s = ", (int)n, name);
+	config_key_print(out, cfg, &tab[i], base);
+	fputc('\n', out);
+}
+
+void config_print_summary(const struct config *cfg, FILE *out)
+{
+	const char *section = NULL;
+
+	fprintf(out, "# %s (secrets are not shown)\n", cfg->path != NULL ? cfg->path : "");
+	for (size_t i = 0; i < config_nkeys; i++) {
+		if (section == NULL || strcmp(section, config_keys[i].section) != 0) {
+			section = config_keys[i].section;
+			fprintf(out, "%s[%s]\n", i ? "\n" : "", section);
+		}
+		print_key(out, cfg, config_keys, i, cfg);
+	}
+	for (size_t a = 0; a < cfg->nactions; a++) {
+		const struct action_conf *ac = &cfg->actions[a];
+
+		fprintf(out, "\n[action.%s]\n", ac->name);
+		for (size_t i = 0; i < action_nkeys; i++)
+			if (action_keys[i].types & TYPE_BIT(ac->type))
+				print_key(out, cfg, action_keys, i, ac);
+	}
+	if (cfg->nactions == 0)
+		fprintf(out, "\n# no [action.NAME] sections: callbacks are recorded, nothing "
+		             "is fulfilled\n");
+}
