@@ -15,6 +15,7 @@ int cli_send_test(const char *config_path, int argc, char **argv);
 int cli_jobs(const char *config_path, int argc, char **argv);
 int cli_retry(const char *config_path, int argc, char **argv);
 int cli_replay(const char *config_path, int argc, char **argv);
+int cli_cancel(const char *config_path, int argc, char **argv);
 /* cli_reconcile.c */
 int cli_reconcile(const char *config_path, int argc, char **argv);
 

@@ -18,7 +18,7 @@
 #include "db.h"
 #include "log.h"
 #include "metrics.h"
-#include "queue.h"
+#include "worker.h"
 #include "reconcile.h"
 #include "service.h"
 #include "server.h"
@@ -26,8 +26,8 @@
 
 #define DAEMON_DB_CONNS 2 /* writers; the 2nd for a deep queue only (store.c) */
 #define DAEMON_STOP_GRACE_SEC 10
-/* Running jobs get QUEUE_STOP_GRACE_SEC, then are stopped; this bounds the rest. */
-#define DAEMON_STOP_JOBS_SEC (QUEUE_STOP_GRACE_SEC + 10)
+/* Running jobs get WORKER_STOP_GRACE_SEC, then are stopped; this bounds the rest. */
+#define DAEMON_STOP_JOBS_SEC (WORKER_STOP_GRACE_SEC + 10)
 /* How long the listener waits for the first database connection at start. */
 #define DAEMON_START_DB_WAIT_MS 3000
 
@@ -37,7 +37,7 @@ struct daemon {
 	struct db_pool *pool;
 	struct store *store;
 	struct server *server;
-	struct queue *queue;
+	struct worker *worker;
 	struct db_pool *rpool;   /* the reconciler's and the confirmer's */
 	struct gateway *gateway; /* one door to the API: one rate limit */
 	struct reconcile *reconcile;
@@ -65,7 +65,7 @@ static bool daemon_healthy(void *arg)
 static void daemon_status(struct daemon *d)
 {
 	service_status("serving on %s, database %s", server_address(d->server),
-	          db_pool_up(d->pool) ? "up" : "down");
+	               db_pool_up(d->pool) ? "up" : "down");
 }
 
 static void daemon_db_state(bool up, void *arg)
@@ -101,7 +101,7 @@ static void daemon_reload(struct daemon *d)
 		t = next->listen, next->listen = d->cfg->listen, d->cfg->listen = t;
 		t = next->conninfo, next->conninfo = d->cfg->conninfo, d->cfg->conninfo = t;
 	}
-	if (queue_set_config(d->queue, next, err, sizeof(err)) < 0) {
+	if (worker_set_config(d->worker, next, err, sizeof(err)) < 0) {
 		log_errx("reload failed, keeping the running config: %s", err);
 		config_free(next);
 		service_ready(NULL);
@@ -127,7 +127,7 @@ static void daemon_drain(evutil_socket_t fd, short what, void *arg)
 {
 	struct daemon *d = arg;
 	unsigned left = server_inflight(d->server) + store_outstanding(d->store);
-	bool jobs = !queue_idle(d->queue);
+	bool jobs = !worker_idle(d->worker);
 	bool recon = reconcile_busy(d->reconcile) || confirm_busy(d->confirm);
 	bool http = server_drained(d->server); /* listeners closed, no request half-sent */
 
@@ -156,7 +156,7 @@ static void daemon_stop(struct daemon *d)
 	service_stopping();
 	log_notice("stopping: no new connections, finishing in-flight requests");
 	server_stop_accepting(d->server);
-	queue_stop(d->queue);
+	worker_stop(d->worker);
 	reconcile_stop(d->reconcile);
 	confirm_stop(d->confirm);
 	d->ev_drain = event_new(d->base, -1, EV_PERSIST, daemon_drain, d);
@@ -233,7 +233,7 @@ static void daemon_free(struct daemon *d)
 		event_free(d->ev_hup);
 	service_watchdog_free(d->watchdog);
 	server_free(d->server);
-	queue_free(d->queue);
+	worker_free(d->worker);
 	action_exec_fini();
 	confirm_free(d->confirm);
 	reconcile_free(d->reconcile);
@@ -278,8 +278,8 @@ int daemon_serve(const char *config_path)
 		log_errx("cannot install the SIGCHLD handler");
 		goto out;
 	}
-	d.queue = queue_new(d.base, d.cfg, err, sizeof(err));
-	if (d.queue == NULL) {
+	d.worker = worker_new(d.base, d.cfg, err, sizeof(err));
+	if (d.worker == NULL) {
 		log_errx("%s", err);
 		goto out;
 	}

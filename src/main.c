@@ -29,6 +29,7 @@ static void usage(FILE *out)
 	        "  retry JOB_ID               put a failed or dead job back in the queue now\n"
 	        "  replay INVOICE [--action NAME]\n"
 	        "                             run the actions of an invoice again, as new jobs\n"
+	        "  cancel JOB_ID              end a pending, held or dead job (cancelled)\n"
 	        "  audit [--invoice ID] [--verdict V] [--since TIME] [--limit N] [--json]\n"
 	        "                             show received callbacks\n"
 	        "  send-test [--url URL] [--invoice ID] [--status S] [--amount N]\n"
@@ -140,6 +141,8 @@ int main(int argc, char **argv)
 		return cli_retry(config_path, argc, argv);
 	if (strcmp(cmd, "replay") == 0)
 		return cli_replay(config_path, argc, argv);
+	if (strcmp(cmd, "cancel") == 0)
+		return cli_cancel(config_path, argc, argv);
 	if (strcmp(cmd, "reconcile") == 0)
 		return cli_reconcile(config_path, argc, argv);
 	if (strcmp(cmd, "audit") == 0)
