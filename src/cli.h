@@ -58,7 +58,7 @@ struct cli {
 
 /* The entries, one per command, in the files that implement them. */
 extern const struct cli_command cli_cmd_check_config, cli_cmd_migrate, cli_cmd_audit;
-extern const struct cli_command cli_cmd_jobs, cli_cmd_retry, cli_cmd_replay;
+extern const struct cli_command cli_cmd_jobs, cli_cmd_retry, cli_cmd_replay, cli_cmd_cancel;
 extern const struct cli_command cli_cmd_reconcile, cli_cmd_send_test;
 
 /*

@@ -1,8 +1,9 @@
 /*
- * cli_jobs.c: `bayarhook jobs`, `retry` and `replay`: the fulfillment queue
- * from a shell. Blocking libpq, like the other admin commands; every change
- * is one statement (or one transaction) and wakes the daemons through
- * NOTIFY bayarhook_jobs.
+ * cli_jobs.c: `bayarhook jobs`, `retry`, `replay` and `cancel`: the
+ * fulfillment queue from a shell. Blocking libpq, like the other admin
+ * commands; every change is one call of a function of
+ * sql/functions/jobs.sql, which also wakes the daemons (NOTIFY
+ * bayarhook_jobs).
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -15,6 +16,18 @@
 #include "config.h"
 #include "db.h"
 #include "event.h"
+
+/* The values of bayarhook.jobs.state (sql/004_job_states.sql). */
+static const char *const JOB_STATES[] = {"pending", "running", "succeeded",
+                                         "dead",    "held",    "cancelled"};
+
+static bool known_state(const char *s)
+{
+	for (size_t i = 0; i < sizeof(JOB_STATES) / sizeof(JOB_STATES[0]); i++)
+		if (strcmp(s, JOB_STATES[i]) == 0)
+			return true;
+	return false;
+}
 
 static bool all_digits(const char *s)
 {
@@ -68,10 +81,10 @@ static int cli_jobs_check(struct cli *cli)
 
 	if (limit != NULL && !all_digits(limit))
 		return cli_usage(cli);
-	if (state && strcmp(state, "pending") != 0 && strcmp(state, "running") != 0 &&
-	    strcmp(state, "succeeded") != 0 && strcmp(state, "dead") != 0) {
-		fprintf(stderr, "bayarhook: jobs: --state must be pending, running, succeeded or "
-		                "dead\n");
+	if (state && !known_state(state)) {
+		fprintf(stderr,
+		        "bayarhook: jobs: --state must be pending, running, succeeded, dead, "
+		        "held or cancelled\n");
 		return 2;
 	}
 	return 0;
@@ -90,14 +103,14 @@ static int cli_jobs(struct cli *cli)
 	params[0] = state;
 	params[1] = invoice;
 	params[2] = limit;
-	/* The newest N that match, oldest first; 'infinity' (held) shows as null. */
+	/* The newest N that match, oldest first; a held job is due at no time: null. */
 	res = PQexecParams(
 	    conn,
 	    "SELECT coalesce(json_agg(t ORDER BY t.id), '[]'::json) FROM ("
 	    " SELECT id, invoice_id, action, state, attempts,"
-	    "  CASE WHEN isfinite(next_attempt_at) THEN next_attempt_at END AS next_attempt_at,"
+	    "  CASE WHEN state <> 'held' THEN next_attempt_at END AS next_attempt_at,"
 	    "  last_error, created_at, finished_at, replay, source,"
-	    "  to_char(CASE WHEN isfinite(next_attempt_at) THEN next_attempt_at END,"
+	    "  to_char(CASE WHEN state <> 'held' THEN next_attempt_at END,"
 	    "   'YYYY-MM-DD HH24:MI:SS') AS next_at"
 	    " FROM bayarhook.jobs"
 	    " WHERE ($1::text IS NULL OR state = $1) AND ($2::text IS NULL OR invoice_id = $2)"
@@ -144,7 +157,7 @@ const struct cli_command cli_cmd_jobs = {
 
 /* ---- retry ---- */
 
-static int cli_retry_check(struct cli *cli)
+static int cli_job_id_check(struct cli *cli)
 {
 	return all_digits(cli->args[0]) ? 0 : cli_usage(cli);
 }
@@ -158,26 +171,8 @@ static int cli_retry(struct cli *cli)
 	int rc = 1;
 
 	params[0] = job;
-	/*
-	 * One statement decides and changes: a pending job becomes due now (its
-	 * attempts so far still count); a dead one starts over with a full
-	 * max_attempts and the first backoff. Running, succeeded and held jobs
-	 * are left alone and reported.
-	 */
-	res = PQexecParams(
-	    conn,
-	    "WITH cur AS (SELECT id, state, isfinite(next_attempt_at) AS due"
-	    "  FROM bayarhook.jobs WHERE id = $1::bigint FOR UPDATE),"
-	    " upd AS (UPDATE bayarhook.jobs j SET state = 'pending', next_attempt_at = now(),"
-	    "  finished_at = NULL,"
-	    "  attempts = CASE WHEN j.state = 'dead' THEN 0 ELSE j.attempts END"
-	    "  FROM cur WHERE j.id = cur.id AND (cur.state = 'dead' OR"
-	    "   (cur.state = 'pending' AND cur.due))"
-	    "  RETURNING j.id, j.invoice_id),"
-	    " n AS (SELECT pg_notify('bayarhook_jobs', invoice_id) FROM upd)"
-	    " SELECT cur.state, cur.due, (SELECT count(*) FROM upd), (SELECT count(*) FROM n)"
-	    " FROM cur",
-	    1, NULL, params, NULL, NULL, 0);
+	res = PQexecParams(conn, "SELECT was, queued FROM bayarhook.job_retry(p_job => $1)", 1,
+	                   NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		say_sql_error("retry", res);
 		goto out;
@@ -186,7 +181,7 @@ static int cli_retry(struct cli *cli)
 		fprintf(stderr, "bayarhook: retry: no job %s\n", job);
 		goto out;
 	}
-	if (strcmp(PQgetvalue(res, 0, 2), "1") != 0) {
+	if (strcmp(PQgetvalue(res, 0, 1), "t") != 0) {
 		const char *st = PQgetvalue(res, 0, 0);
 
 		if (strcmp(st, "succeeded") == 0)
@@ -194,13 +189,13 @@ static int cli_retry(struct cli *cli)
 			        "bayarhook: retry: job %s already succeeded (bayarhook replay "
 			        "runs the actions of an invoice again)\n",
 			        job);
-		else if (strcmp(st, "running") == 0)
-			fprintf(stderr, "bayarhook: retry: job %s is running\n", job);
-		else
+		else if (strcmp(st, "held") == 0)
 			fprintf(stderr,
 			        "bayarhook: retry: job %s waits for the gateway to confirm the "
 			        "payment (confirm_with_api)\n",
 			        job);
+		else
+			fprintf(stderr, "bayarhook: retry: job %s is %s\n", job, st);
 		goto out;
 	}
 	printf("job %s queued (was %s)\n", job, PQgetvalue(res, 0, 0));
@@ -218,11 +213,36 @@ const struct cli_command cli_cmd_retry = {
     .db = CLI_DB_CONNECT,
     .min_args = 1,
     .max_args = 1,
-    .check = cli_retry_check,
+    .check = cli_job_id_check,
     .run = cli_retry,
 };
 
 /* ---- replay ---- */
+
+/*
+ * {"status": ["action", ...], ...}: what runs on each payment status, as
+ * ingest() takes it; only that action when only is set.
+ */
+static char *replay_actions(const struct config *cfg, const char *only)
+{
+	cJSON *map = cJSON_CreateObject();
+	char *text;
+
+	for (enum pay_status st = STATUS_PENDING; st <= STATUS_CANCELLED; st++) {
+		cJSON *names = cJSON_AddArrayToObject(map, event_status_name(st));
+
+		for (size_t i = 0; i < cfg->nactions; i++) {
+			const struct action_conf *a = &cfg->actions[i];
+
+			if ((only == NULL || strcmp(a->name, only) == 0) &&
+			    (a->on_mask & STATUS_MASK(st)))
+				cJSON_AddItemToArray(names, cJSON_CreateString(a->name));
+		}
+	}
+	text = cJSON_PrintUnformatted(map);
+	cJSON_Delete(map);
+	return text;
+}
 
 static const struct option cli_replay_options[] = {
     {"action", required_argument, NULL, 'a'},
@@ -236,12 +256,10 @@ static int cli_replay_check(struct cli *cli)
 
 static int cli_replay(struct cli *cli)
 {
-	const char *only = cli_opt(cli, 'a'), *invoice = cli->args[0], *params[2];
+	const char *only = cli_opt(cli, 'a'), *invoice = cli->args[0], *outcome, *params[2];
 	struct config *cfg = cli->cfg;
 	PGconn *conn = cli->conn;
 	PGresult *res = NULL;
-	enum pay_status st;
-	cJSON *names = NULL;
 	char *names_text = NULL;
 	int rc = 1;
 
@@ -250,100 +268,48 @@ static int cli_replay(struct cli *cli)
 		        cli->config_path);
 		goto out;
 	}
-	res = PQexec(conn, "BEGIN");
-	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-		say_sql_error("replay", res);
-		goto out;
-	}
-	PQclear(res);
+	names_text = replay_actions(cfg, only);
 	params[0] = invoice;
-	/* The payment row lock orders us with ingest() and the confirmer. */
+	params[1] = names_text;
+	/* It decides on the payment's status under the payment's row lock. */
 	res = PQexecParams(conn,
-	                   "SELECT p.status, EXISTS (SELECT 1 FROM bayarhook.jobs j"
-	                   "  WHERE j.invoice_id = p.invoice_id AND j.state = 'pending'"
-	                   "    AND j.next_attempt_at = 'infinity')"
-	                   " FROM bayarhook.payments p WHERE p.invoice_id = $1 FOR UPDATE",
-	                   1, NULL, params, NULL, NULL, 0);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+	                   "SELECT outcome, status, job_id, action FROM"
+	                   " bayarhook.job_replay(p_invoice => $1, p_actions => $2)",
+	                   2, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) == 0) {
 		say_sql_error("replay", res);
 		goto out;
 	}
-	if (PQntuples(res) == 0) {
+	outcome = PQgetvalue(res, 0, 0);
+	if (strcmp(outcome, "no_payment") == 0) {
 		fprintf(stderr, "bayarhook: replay: no payment %s\n", invoice);
 		goto out;
 	}
-	if (strcmp(PQgetvalue(res, 0, 1), "t") == 0) {
+	if (strcmp(outcome, "held") == 0) {
 		fprintf(stderr,
 		        "bayarhook: replay: the jobs of %s wait for the gateway to confirm "
 		        "the payment (confirm_with_api)\n",
 		        invoice);
 		goto out;
 	}
-	st = event_status_parse(PQgetvalue(res, 0, 0));
-	if ((names = cJSON_CreateArray()) == NULL)
-		goto oom;
-	for (size_t i = 0; i < cfg->nactions; i++) {
-		const struct action_conf *a = &cfg->actions[i];
-
-		if (only && strcmp(a->name, only) != 0)
-			continue;
-		if (!(a->on_mask & STATUS_MASK(st))) {
-			if (only)
-				fprintf(stderr,
-				        "bayarhook: replay: action %s does not run on status %s "
-				        "(on =)\n",
-				        only, PQgetvalue(res, 0, 0));
-			continue;
-		}
-		cJSON_AddItemToArray(names, cJSON_CreateString(a->name));
-	}
-	if (cJSON_GetArraySize(names) == 0) {
-		if (!only)
+	if (strcmp(outcome, "no_action") == 0) {
+		if (only)
+			fprintf(stderr,
+			        "bayarhook: replay: action %s does not run on status %s (on =)\n",
+			        only, PQgetvalue(res, 0, 1));
+		else
 			fprintf(stderr, "bayarhook: replay: no action runs on status %s\n",
-			        PQgetvalue(res, 0, 0));
+			        PQgetvalue(res, 0, 1));
 		goto out;
-	}
-	if ((names_text = cJSON_PrintUnformatted(names)) == NULL)
-		goto oom;
-	PQclear(res);
-	params[1] = names_text;
-	res =
-	    PQexecParams(conn,
-	                 "WITH ins AS (INSERT INTO bayarhook.jobs"
-	                 "  (invoice_id, action, trigger_status, source, event, replay)"
-	                 " SELECT p.invoice_id, a.name, p.status, p.source, p.event, true"
-	                 "  FROM bayarhook.payments p,"
-	                 "   jsonb_array_elements_text($2::jsonb) WITH ORDINALITY AS a(name, n)"
-	                 "  WHERE p.invoice_id = $1 ORDER BY a.n"
-	                 " RETURNING id, action)"
-	                 " SELECT id, action, pg_notify('bayarhook_jobs', $1) FROM ins ORDER BY id",
-	                 2, NULL, params, NULL, NULL, 0);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		say_sql_error("replay", res);
-		goto out;
-	}
-	{
-		PGresult *commit = PQexec(conn, "COMMIT");
-
-		if (PQresultStatus(commit) != PGRES_COMMAND_OK) {
-			say_sql_error("replay", commit);
-			PQclear(commit);
-			goto out;
-		}
-		PQclear(commit);
 	}
 	for (int i = 0; i < PQntuples(res); i++)
-		printf("job %s queued: invoice %s action %s\n", PQgetvalue(res, i, 0), invoice,
-		       PQgetvalue(res, i, 1));
+		printf("job %s queued: invoice %s action %s\n", PQgetvalue(res, i, 2), invoice,
+		       PQgetvalue(res, i, 3));
 	rc = 0;
-	goto out;
-oom:
-	fprintf(stderr, "bayarhook: out of memory\n");
 out:
-	cJSON_Delete(names);
 	free(names_text);
 	PQclear(res);
-	return rc; /* the skeleton's PQfinish rolls back an open transaction */
+	return rc;
 }
 
 const struct cli_command cli_cmd_replay = {
@@ -358,4 +324,51 @@ const struct cli_command cli_cmd_replay = {
     .max_args = 1,
     .check = cli_replay_check,
     .run = cli_replay,
+};
+
+/* ---- cancel ---- */
+
+static int cli_cancel(struct cli *cli)
+{
+	const char *job = cli->args[0];
+	PGconn *conn = cli->conn;
+	PGresult *res = NULL;
+	const char *params[1];
+	int rc = 1;
+
+	params[0] = job;
+	res = PQexecParams(conn, "SELECT was, cancelled FROM bayarhook.job_cancel(p_job => $1)", 1,
+	                   NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		say_sql_error("cancel", res);
+		goto out;
+	}
+	if (PQntuples(res) == 0) {
+		fprintf(stderr, "bayarhook: cancel: no job %s\n", job);
+		goto out;
+	}
+	if (strcmp(PQgetvalue(res, 0, 1), "t") != 0) {
+		fprintf(stderr,
+		        "bayarhook: cancel: job %s is %s (only a pending, held or dead job can be "
+		        "cancelled)\n",
+		        job, PQgetvalue(res, 0, 0));
+		goto out;
+	}
+	printf("job %s cancelled (was %s)\n", job, PQgetvalue(res, 0, 0));
+	rc = 0;
+out:
+	PQclear(res);
+	return rc;
+}
+
+const struct cli_command cli_cmd_cancel = {
+    .name = "cancel",
+    .args = "JOB_ID",
+    .help = "end a pending, held or dead job (cancelled)",
+    .config = true,
+    .db = CLI_DB_CONNECT,
+    .min_args = 1,
+    .max_args = 1,
+    .check = cli_job_id_check,
+    .run = cli_cancel,
 };

@@ -17,6 +17,7 @@
 #include "confirm.h"
 #include "event.h"
 #include "log.h"
+#include "xmalloc.h"
 
 #define CONFIRM_SCAN_LIMIT "100"
 #define CONFIRM_BACKOFF_MAX 600.0 /* seconds between asks after gateway errors */
@@ -119,7 +120,7 @@ static void confirm_decided(PGresult *res, const char *err, const char *sqlstate
 
 static void confirm_decide(struct confirm *cf, struct centry *e, const struct pay_event *ev)
 {
-	struct decide_ctx *dc = calloc(1, sizeof(*dc));
+	struct decide_ctx *dc = xcalloc(1, sizeof(*dc));
 	char max[16];
 	const char *params[4];
 
@@ -128,15 +129,11 @@ static void confirm_decide(struct confirm *cf, struct centry *e, const struct pa
 	params[1] = ev ? ev->status_text : NULL; /* NULL: the gateway does not know it */
 	params[2] = ev ? ev->final_amount : NULL;
 	params[3] = max;
-	if (dc == NULL || (dc->invoice = strdup(e->invoice)) == NULL) {
-		free(dc);
-		entry_later(e, CONFIRM_RETRY_SEC);
-		return;
-	}
+	dc->invoice = xstrdup(e->invoice);
 	dc->cf = cf;
 	if (db_query(cf->pool,
-	             "SELECT outcome, jobs, reason FROM bayarhook.confirm_held($1, $2, $3, "
-	             "$4::integer)",
+	             "SELECT outcome, jobs, reason FROM bayarhook.confirm_held(inv => $1,"
+	             " gw_status => $2, gw_final_amount => $3, max_unconfirmed => $4)",
 	             4, params, confirm_decided, dc) < 0) {
 		free(dc->invoice);
 		free(dc);
@@ -186,8 +183,7 @@ static void confirm_scan(struct confirm *cf)
 		return;
 	}
 	if (db_query(cf->pool,
-	             "SELECT invoice_id FROM bayarhook.jobs"
-	             " WHERE state = 'pending' AND next_attempt_at = 'infinity'"
+	             "SELECT invoice_id FROM bayarhook.jobs WHERE state = 'held'"
 	             " GROUP BY invoice_id ORDER BY min(id) LIMIT " CONFIRM_SCAN_LIMIT,
 	             0, NULL, confirm_scanned, cf) == 0)
 		cf->scanning = true;
@@ -236,12 +232,8 @@ static void confirm_scanned(PGresult *res, const char *err, const char *sqlstate
 
 		e = entry_find(cf, inv);
 		if (e == NULL) {
-			e = calloc(1, sizeof(*e));
-			if (e == NULL || (e->invoice = strdup(inv)) == NULL) {
-				free(e);
-				log_errx("confirm: out of memory");
-				break;
-			}
+			e = xcalloc(1, sizeof(*e));
+			e->invoice = xstrdup(inv);
 			e->cf = cf;
 			e->next = cf->entries;
 			cf->entries = e;
@@ -270,10 +262,8 @@ static void confirm_scanned(PGresult *res, const char *err, const char *sqlstate
 
 struct confirm *confirm_new(struct event_base *base, struct db_pool *pool, struct gateway *gw)
 {
-	struct confirm *cf = calloc(1, sizeof(*cf));
+	struct confirm *cf = xcalloc(1, sizeof(*cf));
 
-	if (cf == NULL)
-		return NULL;
 	cf->base = base;
 	cf->pool = pool;
 	cf->gw = gw;

@@ -1,10 +1,10 @@
 /*
  * confirm.h: [security] confirm_with_api. A callback stored with "hold"
- * has its jobs queued but never due (next_attempt_at = 'infinity'); the
- * confirmer finds such jobs, asks check-payment about their invoice, and
- * lets bayarhook.confirm_held() (sql/002_reconciler.sql) release them when
- * status and final_amount agree, or kill them, flag the payment and say
- * why in bayarhook.confirmations when they do not.
+ * has its jobs created in state held; the confirmer finds such jobs, asks
+ * check-payment about their invoice, and lets bayarhook.confirm_held()
+ * (sql/functions/jobs.sql) make them pending when status and final_amount
+ * agree, or dead, with the payment flagged and the reason in
+ * bayarhook.confirmations, when they do not.
  */
 #ifndef BAYARHOOK_CONFIRM_H
 #define BAYARHOOK_CONFIRM_H

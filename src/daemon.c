@@ -17,17 +17,17 @@
 #include "daemon.h"
 #include "db.h"
 #include "log.h"
-#include "queue.h"
 #include "reconcile.h"
 #include "service.h"
 #include "server.h"
+#include "worker.h"
 #include "stats.h"
 #include "store.h"
 
 #define DAEMON_DB_CONNS 2 /* writers; the 2nd for a deep queue only (store.c) */
 #define DAEMON_STOP_GRACE_SEC 10
-/* Running jobs get QUEUE_STOP_GRACE_SEC, then are stopped; this bounds the rest. */
-#define DAEMON_STOP_JOBS_SEC (QUEUE_STOP_GRACE_SEC + 10)
+/* Running jobs get WORKER_STOP_GRACE_SEC, then are stopped; this bounds the rest. */
+#define DAEMON_STOP_JOBS_SEC (WORKER_STOP_GRACE_SEC + 10)
 /* How long the listener waits for the first database connection at start. */
 #define DAEMON_START_DB_WAIT_MS 3000
 
@@ -37,7 +37,7 @@ struct daemon {
 	struct db_pool *pool;
 	struct store *store;
 	struct server *server;
-	struct queue *queue;
+	struct worker *worker;
 	struct db_pool *rpool;   /* the reconciler's and the confirmer's */
 	struct gateway *gateway; /* one door to the API: one rate limit */
 	struct reconcile *reconcile;
@@ -92,7 +92,7 @@ static void daemon_reload(struct daemon *d)
 	/* The table's not-reloadable keys (listen, conninfo) keep their running values. */
 	if (config_keep_fixed(next, d->cfg, changed, sizeof(changed)) > 0)
 		log_warnx("reload: %s changed; that takes effect only after a restart", changed);
-	if (queue_set_config(d->queue, next, err, sizeof(err)) < 0) {
+	if (worker_set_config(d->worker, next, err, sizeof(err)) < 0) {
 		log_errx("reload failed, keeping the running config: %s", err);
 		config_free(next);
 		service_ready(NULL);
@@ -118,7 +118,7 @@ static void daemon_drain(evutil_socket_t fd, short what, void *arg)
 {
 	struct daemon *d = arg;
 	unsigned left = server_inflight(d->server) + store_outstanding(d->store);
-	bool jobs = !queue_idle(d->queue);
+	bool jobs = !worker_idle(d->worker);
 	bool recon = reconcile_busy(d->reconcile) || confirm_busy(d->confirm);
 	bool http = server_drained(d->server); /* listeners closed, no request half-sent */
 
@@ -147,7 +147,7 @@ static void daemon_stop(struct daemon *d)
 	service_stopping();
 	log_notice("stopping: no new connections, finishing in-flight requests");
 	server_stop_accepting(d->server);
-	queue_stop(d->queue);
+	worker_stop(d->worker);
 	reconcile_stop(d->reconcile);
 	confirm_stop(d->confirm);
 	d->ev_drain = event_new(d->base, -1, EV_PERSIST, daemon_drain, d);
@@ -224,7 +224,7 @@ static void daemon_free(struct daemon *d)
 		event_free(d->ev_hup);
 	service_watchdog_free(d->watchdog);
 	server_free(d->server);
-	queue_free(d->queue);
+	worker_free(d->worker);
 	action_exec_fini();
 	confirm_free(d->confirm);
 	reconcile_free(d->reconcile);
@@ -269,8 +269,8 @@ int daemon_serve(const char *config_path)
 		log_errx("cannot install the SIGCHLD handler");
 		goto out;
 	}
-	d.queue = queue_new(d.base, d.cfg, err, sizeof(err));
-	if (d.queue == NULL) {
+	d.worker = worker_new(d.base, d.cfg, err, sizeof(err));
+	if (d.worker == NULL) {
 		log_errx("%s", err);
 		goto out;
 	}

@@ -1,7 +1,7 @@
 /*
- * migrate.c: applies the embedded migrations. This runs from the command
- * line (bayarhook migrate), never inside the event loop, so blocking libpq
- * calls are fine here.
+ * migrate.c: applies the embedded migrations and functions (see migrate.h).
+ * This runs from the command line (bayarhook migrate), never inside the
+ * event loop, so blocking libpq calls are fine here.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +44,37 @@ int migrate_current(PGconn *conn)
 	return v;
 }
 
+/* Runs one embedded file; on failure err names it. */
+static int apply(PGconn *conn, const struct migration *m, char *err, size_t errlen)
+{
+	char why[512];
+
+	if (exec_ok(conn, m->sql, why, sizeof(why)) == 0)
+		return 0;
+	snprintf(err, errlen, "%s: %s", m->name, why);
+	return -1;
+}
+
+static int record_version(PGconn *conn, const struct migration *m, char *err, size_t errlen)
+{
+	char version[16];
+	const char *params[2] = {version, m->name};
+	PGresult *res;
+	int rc = 0;
+
+	snprintf(version, sizeof(version), "%d", m->version);
+	res = PQexecParams(conn,
+	                   "INSERT INTO bayarhook.schema_version (version, name) VALUES ($1, $2)",
+	                   2, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+		snprintf(err, errlen, "%s: %s", m->name, PQresultErrorMessage(res));
+		err[strcspn(err, "\n")] = '\0';
+		rc = -1;
+	}
+	PQclear(res);
+	return rc;
+}
+
 int migrate_run(PGconn *conn, FILE *out, char *err, size_t errlen)
 {
 	int current, applied = 0;
@@ -63,45 +94,32 @@ int migrate_run(PGconn *conn, FILE *out, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot read bayarhook.schema_version");
 		goto fail;
 	}
+	if (exec_ok(conn, "BEGIN", err, errlen) < 0)
+		goto fail;
 	for (size_t i = 0; i < migrations_count; i++) {
 		const struct migration *m = &migrations[i];
-		char version[16];
-		const char *params[2] = {version, m->name};
-		PGresult *res;
 
 		if (m->version <= current)
 			continue;
-		if (exec_ok(conn, "BEGIN", err, errlen) < 0)
-			goto fail;
-		if (exec_ok(conn, m->sql, err, errlen) < 0) {
-			char why[512];
-
-			snprintf(why, sizeof(why), "%s", err);
-			snprintf(err, errlen, "%s: %s", m->name, why);
-			PQclear(PQexec(conn, "ROLLBACK"));
-			goto fail;
-		}
-		snprintf(version, sizeof(version), "%d", m->version);
-		res = PQexecParams(
-		    conn, "INSERT INTO bayarhook.schema_version (version, name) VALUES ($1, $2)", 2,
-		    NULL, params, NULL, NULL, 0);
-		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-			snprintf(err, errlen, "%s: %s", m->name, PQresultErrorMessage(res));
-			err[strcspn(err, "\n")] = '\0';
-			PQclear(res);
-			PQclear(PQexec(conn, "ROLLBACK"));
-			goto fail;
-		}
-		PQclear(res);
-		if (exec_ok(conn, "COMMIT", err, errlen) < 0)
-			goto fail;
-		fprintf(out, "applied %s\n", m->name);
+		if (apply(conn, m, err, errlen) < 0 || record_version(conn, m, err, errlen) < 0)
+			goto rollback;
 		applied++;
 	}
+	/* After the tables they use; CREATE OR REPLACE, so the same every time. */
+	for (size_t i = 0; i < schema_functions_count; i++)
+		if (apply(conn, &schema_functions[i], err, errlen) < 0)
+			goto rollback;
+	if (exec_ok(conn, "COMMIT", err, errlen) < 0)
+		goto fail;
+	for (size_t i = 0; i < migrations_count; i++)
+		if (migrations[i].version > current)
+			fprintf(out, "applied %s\n", migrations[i].name);
 	if (applied == 0)
 		fprintf(out, "schema is up to date (version %d)\n", current);
 	PQclear(PQexec(conn, "SELECT pg_advisory_unlock(" MIGRATE_LOCK_KEY ")"));
 	return 0;
+rollback:
+	PQclear(PQexec(conn, "ROLLBACK"));
 fail:
 	PQclear(PQexec(conn, "SELECT pg_advisory_unlock(" MIGRATE_LOCK_KEY ")"));
 	return -1;

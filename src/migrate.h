@@ -1,4 +1,8 @@
-/* migrate.h: the schema migrations compiled into the binary (sql/NNN_*.sql). */
+/*
+ * migrate.h: the schema compiled into the binary: the numbered migrations
+ * (sql/NNN_*.sql, each applied once) and the functions (the files in
+ * sql/functions, CREATE OR REPLACE, applied by every run).
+ */
 #ifndef BAYARHOOK_MIGRATE_H
 #define BAYARHOOK_MIGRATE_H
 
@@ -7,19 +11,22 @@
 #include <libpq-fe.h>
 
 struct migration {
-	int version;
+	int version; /* 0 for a functions file */
 	const char *name;
 	const char *sql;
 };
 
 extern const struct migration migrations[];
 extern const size_t migrations_count;
+extern const struct migration schema_functions[];
+extern const size_t schema_functions_count;
 
 /*
- * Applies every migration newer than the recorded version, each in its own
- * transaction, under an advisory lock so that two processes cannot race.
- * Prints one line per applied migration to out. Returns 0 or -1 with the
- * reason in err.
+ * Applies every migration newer than the recorded version, then every
+ * functions file, all in one transaction (a daemon never sees a new table
+ * with the old functions), under an advisory lock so that two processes
+ * cannot race. Running it again changes nothing. Prints one line per
+ * applied migration to out. Returns 0 or -1 with the reason in err.
  */
 int migrate_run(PGconn *conn, FILE *out, char *err, size_t errlen);
 /* The newest version applied, 0 when none, -1 on error. */

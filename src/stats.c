@@ -11,7 +11,8 @@ static const char *const verdicts[] = {
     "accepted",  "duplicate", "out_of_order", "bad_signature", "stale_timestamp",
     "malformed", "forbidden", "too_large",    "unavailable",   NULL,
 };
-static const char *const job_states[] = {"pending", "running", "succeeded", "dead", NULL};
+static const char *const job_states[] = {"pending", "running",   "succeeded", "dead",
+                                         "held",    "cancelled", NULL};
 static const char *const attempt_outcomes[] = {"succeeded", "failed", "timeout", NULL};
 static const char *const pass_results[] = {"completed", "failed", NULL};
 

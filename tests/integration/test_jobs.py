@@ -752,21 +752,21 @@ def test_held_jobs_wait_and_cannot_be_forced(make_daemon, db, tmp_path):
     inv = bh.new_invoice("held")
     assert d.callback(inv).json == OK
     wait_jobs(db, inv, all_in("succeeded"))
-    # What confirm_with_api leaves until the gateway agrees: a job never due.
+    # What confirm_with_api leaves until the gateway agrees: a held job (SPEC §6).
     db.execute("INSERT INTO bayarhook.jobs (invoice_id, action, trigger_status, event, replay,"
-               " next_attempt_at) SELECT invoice_id, 'a', status, event, true, 'infinity'"
+               " state) SELECT invoice_id, 'a', status, event, true, 'held'"
                " FROM bayarhook.payments WHERE invoice_id = %s", [inv])
     db.execute("NOTIFY bayarhook_jobs")
     time.sleep(2)
     held = db.query("SELECT id, state, attempts FROM bayarhook.jobs WHERE invoice_id = %s"
                     " ORDER BY id DESC LIMIT 1", [inv])[0]
-    assert held["state"] == "pending" and held["attempts"] == 0
+    assert held["state"] == "held" and held["attempts"] == 0
     assert lines(out) == ["ran"]
     p = d.cli("retry", held["id"])
     assert p.returncode == 1 and "confirm" in p.stderr
     p = d.cli("replay", inv)
     assert p.returncode == 1 and "confirm" in p.stderr
-    listed = json.loads(d.cli("jobs", "--invoice", inv, "--state", "pending", "--json",
+    listed = json.loads(d.cli("jobs", "--invoice", inv, "--state", "held", "--json",
                               check=True).stdout)
     assert [j["id"] for j in listed] == [held["id"]] and listed[0]["next_attempt_at"] is None
 

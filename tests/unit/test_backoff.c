@@ -1,5 +1,5 @@
 /*
- * test_backoff.c: the retry schedule of queue.c and the :name -> $n
+ * test_backoff.c: the retry schedule of worker_outcome.c and the :name -> $n
  * rewriting of sql actions (action_sql.c), table-driven.
  */
 #include <stdarg.h>
@@ -12,7 +12,7 @@
 #include <cmocka.h>
 
 #include "action_int.h"
-#include "queue.h"
+#include "worker_outcome.h"
 
 /* ---- backoff ---- */
 
@@ -48,7 +48,7 @@ static void test_backoff_bounds(void **state)
 		const struct backoff_case *c = &backoff_cases[i];
 
 		for (size_t r = 0; r < sizeof(rnds) / sizeof(rnds[0]); r++) {
-			int64_t ms = queue_backoff_ms(c->initial, c->max, c->attempt, rnds[r]);
+			int64_t ms = worker_backoff_ms(c->initial, c->max, c->attempt, rnds[r]);
 
 			if (ms < c->nominal_ms / 2 || ms > c->nominal_ms) {
 				fprintf(stderr, "case %zu rnd %u: %lld not in [%lld, %lld]\n", i,
@@ -58,11 +58,11 @@ static void test_backoff_bounds(void **state)
 			}
 		}
 		/* rnd 0 is the floor of equal jitter, rnd = d/2 its ceiling. */
-		assert_int_equal(queue_backoff_ms(c->initial, c->max, c->attempt, 0),
+		assert_int_equal(worker_backoff_ms(c->initial, c->max, c->attempt, 0),
 		                 c->nominal_ms / 2);
-		assert_int_equal(
-		    queue_backoff_ms(c->initial, c->max, c->attempt, (uint32_t)(c->nominal_ms / 2)),
-		    c->nominal_ms);
+		assert_int_equal(worker_backoff_ms(c->initial, c->max, c->attempt,
+		                                   (uint32_t)(c->nominal_ms / 2)),
+		                 c->nominal_ms);
 	}
 }
 
@@ -70,14 +70,15 @@ static void test_backoff_grows(void **state)
 {
 	(void)state;
 	for (int a = 1; a < 30; a++) {
-		assert_true(queue_backoff_ms(5, 3600, a + 1, 0) >= queue_backoff_ms(5, 3600, a, 0));
-		assert_true(queue_backoff_ms(5, 3600, a + 1, UINT32_MAX) >=
-		            queue_backoff_ms(5, 3600, a, UINT32_MAX));
+		assert_true(worker_backoff_ms(5, 3600, a + 1, 0) >=
+		            worker_backoff_ms(5, 3600, a, 0));
+		assert_true(worker_backoff_ms(5, 3600, a + 1, UINT32_MAX) >=
+		            worker_backoff_ms(5, 3600, a, UINT32_MAX));
 	}
 	/* Until the cap, the next floor is the previous ceiling: delays never shrink. */
 	for (int a = 1; 5 << a <= 3600; a++)
-		assert_int_equal(queue_backoff_ms(5, 3600, a + 1, 0),
-		                 queue_backoff_ms(5, 3600, a, 2500u << (a - 1)));
+		assert_int_equal(worker_backoff_ms(5, 3600, a + 1, 0),
+		                 worker_backoff_ms(5, 3600, a, 2500u << (a - 1)));
 }
 
 static void test_backoff_spread(void **state)
@@ -87,7 +88,7 @@ static void test_backoff_spread(void **state)
 	(void)state;
 	/* Jitter uses the whole upper half, not a few points of it. */
 	for (uint32_t r = 0; r < 20000; r += 7) {
-		int64_t ms = queue_backoff_ms(10, 3600, 1, r * 2654435761u);
+		int64_t ms = worker_backoff_ms(10, 3600, 1, r * 2654435761u);
 
 		if (ms < seen_lo)
 			seen_lo = ms;

@@ -292,6 +292,8 @@ static void test_all_families_at_zero(void **state)
 	    {"bayarhook_jobs", "running"},
 	    {"bayarhook_jobs", "succeeded"},
 	    {"bayarhook_jobs", "dead"},
+	    {"bayarhook_jobs", "held"},
+	    {"bayarhook_jobs", "cancelled"},
 	    {"bayarhook_job_attempts_total", "succeeded"},
 	    {"bayarhook_job_attempts_total", "failed"},
 	    {"bayarhook_job_attempts_total", "timeout"},

@@ -1,0 +1,165 @@
+-- ingest(): records a batch of callbacks (or reconciler findings) in the
+-- caller's transaction: the audit rows, the payments' state machine, and the
+-- jobs each accepted item starts, pending or held (confirm_with_api). The
+-- design, and why it works by sets, is in sql/003_ingest_sets.sql, which
+-- first created it; bayarhook migrate applies this file every time, so this
+-- is the definition in force.
+--
+-- bodies[idx + 1] is the body of a verified callback, sent apart from the
+-- batch (binary text[], so neither side escapes it); its item then has
+-- neither "body" nor "event": the body is both. Items without one (refusals,
+-- the reconciler's) carry "body" and "event" in the batch as before.
+CREATE OR REPLACE FUNCTION bayarhook.ingest(batch jsonb, bodies text[], actions jsonb)
+RETURNS TABLE (idx integer, verdict text, callback_id bigint)
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    r       record;
+    f_idx   integer[];        -- items decided by step 1, their verdicts and audit ids
+    f_v     text[];
+    f_cid   bigint[];
+    slow    integer[];        -- items left to step 2
+    vs      text[] := '{}';   -- verdict of item idx, at idx + 1
+    old     text;
+    v       text;
+    njobs   integer;
+BEGIN
+    WITH items AS MATERIALIZED (
+        SELECT x.*,
+               x.verdict IS NULL
+               AND row_number() OVER (PARTITION BY x.verdict IS NULL, x.invoice_id
+                                      ORDER BY x.idx) = 1 AS lead
+          FROM jsonb_to_recordset(batch) AS x(idx integer, verdict text, invoice_id text,
+                   status text, amount numeric, final_amount numeric, paid_at text,
+                   paid_reff_num text, source text, event jsonb, remote_addr text,
+                   peer_addr text, event_name text, http_status integer, error text,
+                   method text, headers jsonb, body text, audit boolean)),
+    ins AS (
+        INSERT INTO bayarhook.payments AS p
+            (invoice_id, status, amount, final_amount, paid_at, paid_reff_num, source, event)
+        SELECT i.invoice_id, i.status, i.amount, i.final_amount, i.paid_at,
+               i.paid_reff_num, i.source, coalesce(i.event, bodies[i.idx + 1]::jsonb)
+          FROM items i
+         WHERE i.lead
+         ORDER BY i.invoice_id
+        ON CONFLICT (invoice_id) DO NOTHING
+        RETURNING p.invoice_id),
+    decided AS MATERIALIZED (
+        SELECT i.*, d.known,
+               CASE WHEN d.known IS NOT NULL AND coalesce(i.audit, true)
+                    THEN nextval('bayarhook.callbacks_id_seq') END AS cid
+          FROM items i
+          CROSS JOIN LATERAL (
+                SELECT coalesce(i.verdict,
+                                CASE WHEN i.lead AND i.invoice_id IN (SELECT new.invoice_id FROM ins new)
+                                     THEN 'accepted' END) AS known) AS d),
+    audited AS (
+        INSERT INTO bayarhook.callbacks
+            (id, remote_addr, peer_addr, invoice_id, event, status, verdict, http_status,
+             error, method, headers, body)
+        SELECT c.cid, c.remote_addr, c.peer_addr, c.invoice_id, c.event_name, c.status,
+               c.known, coalesce(c.http_status, 200), c.error, c.method,
+               coalesce(c.headers, '{}'), coalesce(bodies[c.idx + 1], c.body)
+          FROM decided c
+         WHERE c.cid IS NOT NULL
+         ORDER BY c.cid)
+    SELECT array_agg(c.idx ORDER BY c.idx) FILTER (WHERE c.known IS NOT NULL),
+           array_agg(c.known ORDER BY c.idx) FILTER (WHERE c.known IS NOT NULL),
+           array_agg(c.cid ORDER BY c.idx) FILTER (WHERE c.known IS NOT NULL),
+           array_agg(c.idx) FILTER (WHERE c.known IS NULL)
+      INTO f_idx, f_v, f_cid, slow
+      FROM decided c;
+
+    FOR n IN 1 .. coalesce(cardinality(f_idx), 0) LOOP
+        vs[f_idx[n] + 1] := f_v[n];
+        idx := f_idx[n];
+        verdict := f_v[n];
+        callback_id := f_cid[n];
+        RETURN NEXT;
+    END LOOP;
+
+    IF slow IS NOT NULL THEN
+        FOR r IN
+            SELECT (e ->> 'idx')::integer AS i, e ->> 'invoice_id' AS inv,
+                   e ->> 'status' AS st, e AS it
+              FROM jsonb_array_elements(batch) AS e
+             WHERE (e ->> 'idx')::integer = ANY (slow)
+             ORDER BY 2, 1
+        LOOP
+            SELECT p.status INTO old FROM bayarhook.payments p
+             WHERE p.invoice_id = r.inv FOR UPDATE;
+            IF old = r.st THEN
+                v := 'duplicate';
+            ELSIF r.st = 'pending' OR old = 'paid' OR r.st <> 'paid' AND old <> 'pending' THEN
+                v := 'out_of_order';
+            ELSE
+                UPDATE bayarhook.payments p SET
+                    status = r.st,
+                    amount = coalesce((r.it ->> 'amount')::numeric, p.amount),
+                    final_amount = (r.it ->> 'final_amount')::numeric,
+                    paid_at = coalesce(r.it ->> 'paid_at', p.paid_at),
+                    paid_reff_num = coalesce(r.it ->> 'paid_reff_num', p.paid_reff_num),
+                    updated_at = now(),
+                    event = coalesce(r.it -> 'event', bodies[r.i + 1]::jsonb),
+                    flagged = p.flagged OR old <> 'pending',
+                    flag_reason = CASE WHEN old <> 'pending'
+                                       THEN 'paid after ' || old ELSE p.flag_reason END
+                 WHERE p.invoice_id = r.inv;
+                v := 'accepted';
+            END IF;
+            vs[r.i + 1] := v;
+        END LOOP;
+
+        RETURN QUERY
+        WITH src AS MATERIALIZED (
+            SELECT x.*, vs[x.idx + 1] AS final_verdict,
+                   CASE WHEN coalesce(x.audit, true)
+                        THEN nextval('bayarhook.callbacks_id_seq') END AS cid
+              FROM jsonb_to_recordset(batch) AS x(idx integer, remote_addr text,
+                       peer_addr text, invoice_id text, event_name text, status text,
+                       http_status integer, error text, method text, headers jsonb,
+                       body text, audit boolean)
+             WHERE x.idx = ANY (slow)),
+        audited AS (
+            INSERT INTO bayarhook.callbacks
+                (id, remote_addr, peer_addr, invoice_id, event, status, verdict,
+                 http_status, error, method, headers, body)
+            SELECT s.cid, s.remote_addr, s.peer_addr, s.invoice_id, s.event_name, s.status,
+                   s.final_verdict, coalesce(s.http_status, 200), s.error, s.method,
+                   coalesce(s.headers, '{}'), coalesce(bodies[s.idx + 1], s.body)
+              FROM src s
+             WHERE s.cid IS NOT NULL
+             ORDER BY s.cid)
+        SELECT s.idx, s.final_verdict, s.cid FROM src s ORDER BY s.idx;
+    END IF;
+
+    -- "hold": confirm_with_api; the jobs are held until the gateway confirms
+    -- the payment (bayarhook.confirm_held() in jobs.sql).
+    IF jsonb_path_exists(actions, '$.*[0]') THEN
+        INSERT INTO bayarhook.jobs
+            (invoice_id, action, trigger_status, source, event, state)
+        SELECT e ->> 'invoice_id', a.name, e ->> 'status', e ->> 'source',
+               coalesce(e -> 'event', bodies[(e ->> 'idx')::integer + 1]::jsonb),
+               CASE WHEN coalesce((e ->> 'hold')::boolean, false)
+                    THEN 'held' ELSE 'pending' END
+          FROM jsonb_array_elements(batch) AS e
+          CROSS JOIN LATERAL jsonb_array_elements_text(
+                   CASE WHEN jsonb_typeof(actions -> (e ->> 'status')) = 'array'
+                        THEN actions -> (e ->> 'status') ELSE '[]' END) AS a(name)
+         WHERE vs[(e ->> 'idx')::integer + 1] = 'accepted'
+         ORDER BY 1, 2
+        ON CONFLICT (invoice_id, action) WHERE NOT replay DO NOTHING;
+        GET DIAGNOSTICS njobs = ROW_COUNT;
+        IF njobs > 0 THEN
+            PERFORM pg_notify('bayarhook_jobs', '');
+        END IF;
+    END IF;
+END
+$fn$;
+
+-- The two-argument form (001's), for a daemon not yet restarted on this
+-- schema and for hand-made batches: everything in the batch.
+CREATE OR REPLACE FUNCTION bayarhook.ingest(batch jsonb, actions jsonb)
+RETURNS TABLE (idx integer, verdict text, callback_id bigint)
+LANGUAGE sql AS $fn$
+    SELECT * FROM bayarhook.ingest(batch, NULL::text[], actions)
+$fn$;

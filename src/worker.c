@@ -1,0 +1,691 @@
+/*
+ * worker.c: the fulfillment worker of `serve` (see worker.h): claims jobs,
+ * runs their actions, records the outcomes. The state changes themselves
+ * are SQL functions (sql/functions/jobs.sql); this module decides when to
+ * call them and what to tell them.
+ *
+ * Wake-ups: LISTEN bayarhook_jobs (ingest() notifies when it inserts jobs),
+ * a one-shot timer for this process's own retries, and a 1 s tick for
+ * everything else (other processes' retries, expired leases). Each wake-up
+ * claims at most concurrency - running jobs with one job_claim(), which also
+ * closes the previous attempt of a job taken over and opens the new one.
+ *
+ * A job is held by its claim (lease_owner, attempts) until lease_until =
+ * now + the action's timeout + WORKER_LEASE_MARGIN. Every later write to it
+ * is fenced on that claim; a write that finds it gone changes nothing. A
+ * crashed process's jobs are taken over when their lease ends, or at once
+ * when the process was on this host and is gone (worker_reclaim).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <time.h>
+
+#include <event2/event.h>
+
+#include "action.h"
+#include "config.h"
+#include "db.h"
+#include "log.h"
+#include "stats.h"
+#include "worker.h"
+#include "worker_outcome.h"
+#include "worker_owner.h"
+#include "xmalloc.h"
+
+#define WORKER_POOL_SIZE 3
+#define WORKER_TICK_MS 1000
+#define WORKER_METRICS_TICKS 5  /* refresh the jobs gauges every 5 s */
+#define WORKER_RECLAIM_TICKS 30 /* look for jobs of dead local processes */
+#define WORKER_RECORD_TRIES 30  /* 2 s apart: about the lease margin */
+#define WORKER_UNKNOWN_LEASE 90 /* seconds, for a job whose action is unknown */
+
+enum worker_state {
+	WORKER_RUNNING,  /* claiming */
+	WORKER_STOPPING, /* no claims; running jobs get WORKER_STOP_GRACE_SEC */
+	WORKER_ABORTED,  /* grace over: exec and forward runs stopped, their jobs put back */
+};
+
+/* In this process; jobs.state is the database's. */
+enum job_phase {
+	JOB_RUNNING,   /* its action runs (job->run) */
+	JOB_RECORDING, /* the outcome is being written, or waits to be retried */
+};
+
+struct job {
+	LIST_ENTRY(job) link;
+	struct worker *w;
+	enum job_phase phase;
+	char id[24];
+	char attempt_id[24];
+	int attempts;     /* after the claim */
+	int max_attempts; /* of its action when claimed */
+	char *action;
+	char *invoice;
+	struct action_run *run;
+	struct worker_outcome out; /* of the attempt, for job_finish() */
+	char attempts_text[16], max_text[16];
+	bool release; /* put back (SIGTERM) rather than finished */
+	int record_tries;
+	struct event *retry;
+};
+
+struct worker {
+	struct event_base *base;
+	struct db_pool *pool;
+	struct action_ctx *actx;
+	struct action_set *actions;
+	char *leases; /* {"action": lease seconds} for the claim */
+	struct worker_owner owner;
+	int concurrency, max_attempts, backoff_initial, backoff_max;
+	enum worker_state state;
+	bool claiming;    /* a claim is in flight */
+	bool claim_again; /* something happened meanwhile: claim once more */
+	bool counting;
+	int njobs;
+	LIST_HEAD(, job) jobs;
+	struct event *tick, *wake, *grace, *connected;
+	int64_t wake_at; /* monotonic ms when wake fires */
+	int claim_n;     /* rows asked for by the claim in flight */
+	unsigned ticks;
+};
+
+/* Twice: from the pool, and inside a sql action's own transaction (job_tx). */
+static const char SQL_FINISH[] =
+    "SELECT state FROM bayarhook.job_finish(p_job => $1, p_owner => $2, p_attempts => $3,"
+    " p_attempt_id => $4, p_outcome => $5, p_exit_code => $6, p_http_status => $7,"
+    " p_row_count => $8, p_output => $9, p_error => $10, p_max_attempts => $11,"
+    " p_retry_in => $12)";
+
+static const char SQL_COUNTS[] =
+    "SELECT state, count(*),"
+    " count(*) FILTER (WHERE state = 'pending' AND next_attempt_at <= now())"
+    " FROM bayarhook.jobs GROUP BY state";
+
+static void worker_claim(struct worker *w);
+static void job_record(struct job *job);
+
+/* ---- jobs ---- */
+
+static void job_free(struct job *job)
+{
+	if (job == NULL)
+		return;
+	LIST_REMOVE(job, link);
+	job->w->njobs--;
+	if (job->retry)
+		event_free(job->retry);
+	free(job->action);
+	free(job->invoice);
+	worker_outcome_clear(&job->out);
+	free(job);
+}
+
+/* After a job is done with, there is room for another. */
+static void job_done(struct job *job)
+{
+	struct worker *w = job->w;
+
+	job_free(job);
+	worker_claim(w);
+}
+
+static void job_set_outcome(struct job *job, const struct action_result *res)
+{
+	worker_outcome_set(&job->out, res, job->attempts, job->w->backoff_initial,
+	                   job->w->backoff_max);
+}
+
+static void job_log_outcome(struct job *job, const char *state)
+{
+	if (strcmp(state, "succeeded") == 0)
+		log_info("job succeeded job=%s invoice=%s action=%s attempt=%d", job->id,
+		         job->invoice, job->action, job->attempts);
+	else if (strcmp(state, "dead") == 0)
+		log_errx("job dead job=%s invoice=%s action=%s attempt=%d error=\"%s\"", job->id,
+		         job->invoice, job->action, job->attempts,
+		         job->out.error ? job->out.error : "");
+	else
+		log_warnx("job failed job=%s invoice=%s action=%s attempt=%d retry_in=%ss "
+		          "error=\"%s\"",
+		          job->id, job->invoice, job->action, job->attempts, job->out.retry_in,
+		          job->out.error ? job->out.error : "");
+}
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * Arms the one-shot wake-up for this process's own retry of a job, so that
+ * a short backoff is kept to the millisecond. One timer serves the earliest
+ * retry; later ones are picked up by it or by the tick.
+ */
+static void worker_wake_in(struct worker *w, const char *delay)
+{
+	int64_t ms = (int64_t)(strtod(delay, NULL) * 1000) + 20, at = mono_ms() + ms;
+	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+
+	if (w->state != WORKER_RUNNING)
+		return;
+	if (evtimer_pending(w->wake, NULL) && w->wake_at <= at)
+		return;
+	w->wake_at = at;
+	evtimer_add(w->wake, &tv);
+}
+
+static void job_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	job_record(arg);
+}
+
+/* The write failed (database down): try again shortly, then leave it to the lease. */
+static void job_record_later(struct job *job, const char *err)
+{
+	struct timeval tv = {2, 0};
+
+	if (++job->record_tries >= WORKER_RECORD_TRIES) {
+		log_errx("job outcome not recorded, giving up job=%s action=%s: %s; it runs again "
+		         "once its lease ends",
+		         job->id, job->action, err);
+		job_done(job);
+		return;
+	}
+	if (job->record_tries == 1)
+		log_warnx("cannot record job outcome job=%s action=%s: %s; retrying", job->id,
+		          job->action, err);
+	if (job->retry == NULL &&
+	    (job->retry = evtimer_new(job->w->base, job_retry_cb, job)) == NULL) {
+		job_done(job);
+		return;
+	}
+	evtimer_add(job->retry, &tv);
+}
+
+static void job_recorded(PGresult *res, const char *err, const char *sqlstate, void *arg)
+{
+	struct job *job = arg;
+
+	(void)sqlstate;
+	if (res == NULL) {
+		job_record_later(job, err);
+		return;
+	}
+	if (job->release) {
+		log_notice("job put back job=%s action=%s (stopping)", job->id, job->action);
+	} else if (PQntuples(res) == 0) {
+		log_warnx("job outcome dropped job=%s action=%s: its claim was taken over "
+		          "(lease expired)",
+		          job->id, job->action);
+	} else {
+		const char *state = PQgetvalue(res, 0, 0);
+
+		metrics_inc(METRIC_JOB_ATTEMPTS, job->out.outcome);
+		job_log_outcome(job, state);
+		if (strcmp(state, "pending") == 0)
+			worker_wake_in(job->w, job->out.retry_in);
+	}
+	job_done(job);
+}
+
+/* The arguments of job_finish() for a job, in SQL_FINISH's order. */
+static void job_finish_params(struct job *job, const char *p[12])
+{
+	snprintf(job->attempts_text, sizeof(job->attempts_text), "%d", job->attempts);
+	snprintf(job->max_text, sizeof(job->max_text), "%d", job->max_attempts);
+	p[0] = job->id;
+	p[1] = job->w->owner.id;
+	p[2] = job->attempts_text;
+	p[3] = job->attempt_id;
+	p[4] = job->out.outcome;
+	p[5] = job->out.exit_code;
+	p[6] = job->out.http_status;
+	p[7] = job->out.row_count;
+	p[8] = job->out.output;
+	p[9] = job->out.error;
+	p[10] = job->max_text;
+	p[11] = job->out.retry_in;
+}
+
+static void job_record(struct job *job)
+{
+	struct worker *w = job->w;
+	const char *p[12];
+	int rc;
+
+	job->phase = JOB_RECORDING;
+	if (job->release) {
+		job_finish_params(job, p);
+		rc = db_query(w->pool,
+		              "SELECT job_id FROM bayarhook.job_release(p_job => $1, p_owner => $2,"
+		              " p_attempts => $3, p_attempt_id => $4)",
+		              4, p, job_recorded, job);
+	} else {
+		job_finish_params(job, p);
+		rc = db_query(w->pool, SQL_FINISH, 12, p, job_recorded, job);
+	}
+	if (rc < 0)
+		job_record_later(job, "database unavailable");
+}
+
+/* Records a failure that happened before the action could run. */
+static void job_fail_now(struct job *job, const char *error)
+{
+	struct action_result res;
+
+	memset(&res, 0, sizeof(res));
+	res.outcome = ACTION_FAILED;
+	res.exit_code = -1;
+	res.row_count = -1;
+	res.error = error;
+	res.output = "";
+	job_set_outcome(job, &res);
+	job_record(job);
+}
+
+static void job_action_done(struct action_run *run, const struct action_result *res, void *arg)
+{
+	struct job *job = arg;
+
+	(void)run;
+	job->run = NULL;
+	if (res->lease_lost) {
+		log_warnx("job outcome dropped job=%s action=%s: its claim was taken over "
+		          "(lease expired); the transaction was rolled back",
+		          job->id, job->action);
+		job_done(job);
+		return;
+	}
+	if (res->finished) {
+		/* sql on our own database: completed in the action's transaction. */
+		metrics_inc(METRIC_JOB_ATTEMPTS, "succeeded");
+		log_info("job succeeded job=%s invoice=%s action=%s attempt=%d rows=%lld", job->id,
+		         job->invoice, job->action, job->attempts, res->row_count);
+		job_done(job);
+		return;
+	}
+	job_set_outcome(job, res);
+	job_record(job);
+}
+
+/* The transaction of a sql action on our database: complete the job in it. */
+struct tx_step {
+	action_tx_next_fn next;
+	void *token;
+};
+
+static void job_tx_done(PGresult *res, const char *err, const char *sqlstate, void *arg)
+{
+	struct tx_step *st = arg;
+	action_tx_next_fn next = st->next;
+	void *token = st->token;
+
+	(void)sqlstate;
+	free(st);
+	if (res == NULL)
+		next(token, false, false, err);
+	else
+		next(token, PQntuples(res) == 1, PQntuples(res) == 0, NULL);
+}
+
+static void job_tx(struct db_session *s, const struct action_result *res, void *arg,
+                   action_tx_next_fn next, void *token)
+{
+	struct job *job = arg;
+	struct tx_step *st = xmalloc(sizeof(*st));
+	const char *p[12];
+
+	job_set_outcome(job, res);
+	st->next = next;
+	st->token = token;
+	job_finish_params(job, p);
+	db_session_query(s, SQL_FINISH, 12, p, job_tx_done, st);
+}
+
+static void job_start(struct worker *w, PGresult *res, int row)
+{
+	struct job *job = xcalloc(1, sizeof(*job));
+	struct action *a;
+	struct action_job aj;
+	char err[512];
+
+	job->w = w;
+	LIST_INSERT_HEAD(&w->jobs, job, link);
+	w->njobs++;
+	snprintf(job->id, sizeof(job->id), "%s", PQgetvalue(res, row, 0));
+	snprintf(job->attempt_id, sizeof(job->attempt_id), "%s", PQgetvalue(res, row, 7));
+	job->attempts = atoi(PQgetvalue(res, row, 3));
+	job->invoice = xstrdup(PQgetvalue(res, row, 1));
+	job->action = xstrdup(PQgetvalue(res, row, 2));
+	job->max_attempts = w->max_attempts;
+	if (w->state == WORKER_ABORTED) {
+		/* Claimed as the stop grace ran out: give it straight back. */
+		job->release = true;
+		job_record(job);
+		return;
+	}
+	a = action_set_find(w->actions, job->action);
+	if (a == NULL) {
+		job_fail_now(job, "unknown action");
+		return;
+	}
+	job->max_attempts = action_max_attempts(a);
+	if (job->attempts > job->max_attempts) {
+		/* Its earlier attempts were all cut short (crashes): do not loop on it. */
+		snprintf(err, sizeof(err),
+		         "attempt %d exceeds max_attempts (%d): earlier attempts were cut short",
+		         job->attempts, job->max_attempts);
+		job_fail_now(job, err);
+		return;
+	}
+	aj.id = job->id;
+	aj.attempt = job->attempts;
+	aj.source = PQgetvalue(res, row, 4);
+	aj.event = PQgetvalue(res, row, 5);
+	aj.event_bare = PQgetvalue(res, row, 6);
+	log_debug("job started job=%s invoice=%s action=%s attempt=%d", job->id, job->invoice,
+	          job->action, job->attempts);
+	job->phase = JOB_RUNNING;
+	job->run =
+	    action_start(w->actx, a, &aj, job_tx, job, job_action_done, job, err, sizeof(err));
+	if (job->run == NULL)
+		job_fail_now(job, err);
+}
+
+/* ---- claiming ---- */
+
+static void claim_done(PGresult *res, const char *err, const char *sqlstate, void *arg)
+{
+	struct worker *w = arg;
+	int rows = 0;
+
+	(void)sqlstate;
+	w->claiming = false;
+	if (res == NULL) {
+		log_warnx("claiming jobs failed: %s", err);
+		return;
+	}
+	rows = PQntuples(res);
+	/* Claimed even while stopping: they run (within the grace) rather than wait. */
+	for (int i = 0; i < rows; i++)
+		job_start(w, res, i);
+	/* A full batch may have left more behind. */
+	if (rows == w->claim_n || w->claim_again)
+		worker_claim(w);
+}
+
+static void worker_claim(struct worker *w)
+{
+	int room = w->concurrency - w->njobs;
+	char n[16], unknown[16];
+	const char *p[4] = {w->owner.id, n, w->leases, unknown};
+
+	if (w->state != WORKER_RUNNING || room <= 0 || db_pool_up(w->pool) == 0)
+		return;
+	if (w->claiming) {
+		w->claim_again = true;
+		return;
+	}
+	w->claim_again = false;
+	w->claim_n = room;
+	snprintf(n, sizeof(n), "%d", room);
+	snprintf(unknown, sizeof(unknown), "%d", WORKER_UNKNOWN_LEASE);
+	if (db_query(w->pool,
+	             "SELECT job_id, invoice_id, action, attempts, source, event, event_bare,"
+	             " attempt_id FROM bayarhook.job_claim(p_owner => $1, p_limit => $2,"
+	             " p_leases => $3, p_default_lease => $4)",
+	             4, p, claim_done, w) == 0)
+		w->claiming = true;
+}
+
+static void worker_notified(const char *channel, const char *payload, void *arg)
+{
+	(void)channel;
+	(void)payload;
+	worker_claim(arg);
+}
+
+/* worker_owner_reclaim() took jobs back: run them. */
+static void worker_taken(void *arg)
+{
+	worker_claim(arg);
+}
+
+static void worker_reclaim(struct worker *w)
+{
+	if (w->state == WORKER_RUNNING)
+		worker_owner_reclaim(&w->owner, w->pool);
+}
+
+/* ---- gauges ---- */
+
+static void counts_done(PGresult *res, const char *err, const char *sqlstate, void *arg)
+{
+	static const char *const states[] = {"pending", "running", "succeeded",
+	                                     "dead",    "held",    "cancelled"};
+	struct worker *w = arg;
+	double due = 0;
+
+	(void)sqlstate;
+	w->counting = false;
+	if (res == NULL) {
+		log_debug("counting jobs failed: %s", err);
+		return;
+	}
+	for (size_t s = 0; s < sizeof(states) / sizeof(states[0]); s++) {
+		double v = 0;
+
+		for (int i = 0; i < PQntuples(res); i++)
+			if (strcmp(PQgetvalue(res, i, 0), states[s]) == 0)
+				v = strtod(PQgetvalue(res, i, 1), NULL);
+		metrics_set(METRIC_JOBS, states[s], v);
+	}
+	for (int i = 0; i < PQntuples(res); i++)
+		due += strtod(PQgetvalue(res, i, 2), NULL);
+	metrics_set(METRIC_QUEUE_DEPTH, NULL, due);
+}
+
+static void worker_count(struct worker *w)
+{
+	if (w->counting)
+		return;
+	if (db_query(w->pool, SQL_COUNTS, 0, NULL, counts_done, w) == 0)
+		w->counting = true;
+}
+
+/* ---- timers ---- */
+
+static void worker_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+
+	(void)fd;
+	(void)what;
+	if (db_pool_up(w->pool) == 0)
+		return;
+	if (w->ticks % WORKER_RECLAIM_TICKS == 0)
+		worker_reclaim(w);
+	if (w->ticks % WORKER_METRICS_TICKS == 0)
+		worker_count(w);
+	w->ticks++;
+	worker_claim(w);
+}
+
+static void worker_wake(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	worker_claim(arg);
+}
+
+static void worker_connected(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+
+	(void)fd;
+	(void)what;
+	/* First thing once connected: jobs a crash here left behind. */
+	w->ticks = 0;
+	worker_reclaim(w);
+	worker_claim(w);
+}
+
+static void worker_pool_state(bool up, void *arg)
+{
+	struct worker *w = arg;
+	struct timeval now = {0, 0};
+
+	/*
+	 * From the loop, not from inside the pool's callback: the pool is in
+	 * the middle of setting the connection up when it calls us.
+	 */
+	if (up)
+		evtimer_add(w->connected, &now);
+}
+
+/* ---- life ---- */
+
+static int worker_apply(struct worker *w, const struct config *cfg, char *err, size_t errlen)
+{
+	struct action_set *set;
+	char *leases;
+
+	action_ctx_set_pool_size(w->actx, cfg->concurrency);
+	set = action_set_new(w->actx, cfg, err, errlen);
+	if (set == NULL)
+		return -1;
+	leases = action_set_leases(set, WORKER_LEASE_MARGIN);
+	if (leases == NULL) { /* cJSON's allocation */
+		action_set_free(set);
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	action_set_free(w->actions);
+	free(w->leases);
+	w->actions = set;
+	w->leases = leases;
+	w->concurrency = cfg->concurrency;
+	w->max_attempts = cfg->max_attempts;
+	w->backoff_initial = cfg->backoff_initial;
+	w->backoff_max = cfg->backoff_max;
+	return 0;
+}
+
+struct worker *worker_new(struct event_base *base, const struct config *cfg, char *err,
+                          size_t errlen)
+{
+	struct worker *w = xcalloc(1, sizeof(*w));
+	struct timeval tick = {WORKER_TICK_MS / 1000, (WORKER_TICK_MS % 1000) * 1000};
+
+	w->base = base;
+	LIST_INIT(&w->jobs);
+	worker_owner_init(&w->owner, worker_taken, w);
+	w->tick = event_new(base, -1, EV_PERSIST, worker_tick, w);
+	w->wake = evtimer_new(base, worker_wake, w);
+	w->connected = evtimer_new(base, worker_connected, w);
+	w->pool = db_pool_new(base, cfg->conninfo, WORKER_POOL_SIZE, "queue");
+	w->actx = action_ctx_new(base, cfg->conninfo);
+	if (w->tick == NULL || w->wake == NULL || w->connected == NULL || w->pool == NULL ||
+	    w->actx == NULL) {
+		snprintf(err, errlen, "cannot set up the worker's events");
+		goto fail;
+	}
+	if (worker_apply(w, cfg, err, errlen) < 0)
+		goto fail;
+	db_pool_listen(w->pool, "bayarhook_jobs", worker_notified, w);
+	db_pool_on_state(w->pool, worker_pool_state, w);
+	event_add(w->tick, &tick);
+	log_info("fulfillment worker owner=%s concurrency=%d actions=%zu", w->owner.id,
+	         w->concurrency, cfg->nactions);
+	return w;
+fail:
+	worker_free(w);
+	return NULL;
+}
+
+int worker_set_config(struct worker *w, const struct config *cfg, char *err, size_t errlen)
+{
+	if (worker_apply(w, cfg, err, errlen) < 0)
+		return -1;
+	worker_claim(w);
+	return 0;
+}
+
+static void worker_abort(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+	struct job *job, *next;
+	int n = 0;
+
+	(void)fd;
+	(void)what;
+	w->state = WORKER_ABORTED;
+	for (job = LIST_FIRST(&w->jobs); job; job = next) {
+		next = LIST_NEXT(job, link);
+		if (job->phase != JOB_RUNNING || job->run == NULL || !action_cancel(job->run))
+			continue;
+		job->run = NULL;
+		job->release = true;
+		n++;
+		job_record(job);
+	}
+	if (n)
+		log_warnx("stopping: %d job(s) still running after %d s were stopped and put back",
+		          n, WORKER_STOP_GRACE_SEC);
+}
+
+void worker_stop(struct worker *w)
+{
+	struct timeval grace = {WORKER_STOP_GRACE_SEC, 0};
+
+	if (w == NULL || w->state != WORKER_RUNNING)
+		return;
+	w->state = WORKER_STOPPING;
+	event_del(w->tick);
+	event_del(w->wake);
+	if (w->njobs)
+		log_notice("stopping: waiting up to %d s for %d running job(s)",
+		           WORKER_STOP_GRACE_SEC, w->njobs);
+	w->grace = evtimer_new(w->base, worker_abort, w);
+	if (w->grace == NULL || evtimer_add(w->grace, &grace) < 0)
+		worker_abort(-1, 0, w);
+}
+
+bool worker_idle(const struct worker *w)
+{
+	return w == NULL || (w->njobs == 0 && !w->claiming);
+}
+
+void worker_free(struct worker *w)
+{
+	struct job *job;
+
+	if (w == NULL)
+		return;
+	if (w->njobs)
+		log_warnx("exiting with %d job(s) unfinished; they run again once their lease ends",
+		          w->njobs);
+	if (w->tick)
+		event_free(w->tick);
+	if (w->wake)
+		event_free(w->wake);
+	if (w->grace)
+		event_free(w->grace);
+	if (w->connected)
+		event_free(w->connected);
+	/* The set first: runs hold the only other references to its actions. */
+	action_set_free(w->actions);
+	action_ctx_free(w->actx); /* no callbacks from here on */
+	db_pool_free(w->pool);
+	while ((job = LIST_FIRST(&w->jobs)) != NULL)
+		job_free(job);
+	free(w->leases);
+	free(w);
+}
