@@ -399,7 +399,7 @@ struct store_ctx {
 	char what[120];
 };
 
-static void pass_stored(enum store_outcome outcome, const char *verdict, void *arg)
+static void pass_stored(enum store_outcome outcome, enum verdict verdict, void *arg)
 {
 	struct store_ctx *sc = arg;
 	struct pass *p = sc->p;
@@ -410,14 +410,14 @@ static void pass_stored(enum store_outcome outcome, const char *verdict, void *a
 		pass_note(p, "could not record %s: database unavailable", sc->invoice);
 		pass_say(p, RECONCILE_ERROR, sc->invoice,
 		         "could not record it: database unavailable");
-	} else if (strcmp(verdict, "accepted") == 0) {
+	} else if (verdict == VERDICT_ACCEPTED) {
 		p->found++;
 		metrics_inc(METRIC_RECONCILER_FOUND, NULL);
 		pass_say(p, RECONCILE_FOUND, sc->invoice, "%s", sc->what);
 	} else {
 		/* A callback (or another process) got there first. */
 		pass_say(p, RECONCILE_CHECKED, sc->invoice, "%s: already recorded (%s)", sc->what,
-		         verdict);
+		         verdict_name(verdict));
 	}
 	free(sc->invoice);
 	free(sc);
