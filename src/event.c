@@ -7,6 +7,7 @@
  */
 #include "event.h"
 
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -118,11 +119,10 @@ static bool is_str(const cJSON *item)
 	return item != NULL && cJSON_IsString(item) && item->valuestring != NULL;
 }
 
-/* False for the INF text of a literal too large for a double. */
-static bool finite_text(const char *t)
+/* False for a literal too large for a double, whose PHP text is INF. */
+static bool finite_number(const cJSON *item)
 {
-	return t != NULL && strcmp(t, "INF") != 0 && strcmp(t, "-INF") != 0 &&
-	       strcmp(t, "NAN") != 0;
+	return cJSON_IsNumber(item) && isfinite(item->valuedouble);
 }
 
 /* PHP's text of member i, or NULL for arrays and objects. */
@@ -278,14 +278,14 @@ static int event_fill(struct pay_event *ev, const char *body, const struct phpjs
 	if (item == NULL)
 		return event_fail(ev, REASON_MISSING_AMOUNT, err);
 	text = member_text(ev, idx, item);
-	if (is_str(item) ? !decimal_text(text) : !cJSON_IsNumber(item) || !finite_text(text))
+	if (is_str(item) ? !decimal_text(text) : !finite_number(item))
 		return event_fail(ev, REASON_AMOUNT_TYPE, err);
 	if (copy_field(ev->final_amount, sizeof(ev->final_amount), text) < 0)
 		return event_fail(ev, REASON_AMOUNT_TYPE, err);
 
 	/* Optional fields: keep "" / NULL when absent or unusable. */
 	item = member_find(ev, "amount", &idx);
-	if (is_str(item) || (cJSON_IsNumber(item) && finite_text(member_text(ev, idx, item))))
+	if (is_str(item) || finite_number(item))
 		(void)copy_field(ev->amount, sizeof(ev->amount), member_text(ev, idx, item));
 	item = member_find(ev, "timestamp", &idx);
 	if (is_str(item) || cJSON_IsNumber(item))
