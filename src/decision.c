@@ -25,7 +25,8 @@ static enum verdict_reason decide_envelope(const struct config *cfg,
 {
 	if (req->refused != REASON_NONE)
 		return req->refused;
-	if (cfg->allow_from.n > 0 && !cidr_list_match(&cfg->allow_from, req->remote_addr))
+	if (cfg->allow_from.n > 0 &&
+	    (req->remote_addr == NULL || !cidr_list_match(&cfg->allow_from, req->remote_addr)))
 		return REASON_FORBIDDEN;
 	if (req->method == NULL || strcmp(req->method, "POST") != 0)
 		return REASON_METHOD;
