@@ -1,14 +1,13 @@
 /*
  * fuzz_callback.c: libFuzzer target for everything a stranger's callback
- * body reaches before a signature is checked: event_parse, event_field,
- * the amount text, verify_signature and verify_timestamp; and jsonw, which
+ * body reaches before a signature is checked: the whole decision
+ * (decision_make: event_parse, the PHP JSON rules, verify_signature,
+ * verify_timestamp), event_field and the amount text; and jsonw, which
  * writes any body and header into the audit item: whatever the bytes, the
  * item must parse as JSON and hold valid UTF-8 without NUL.
  *
- *   clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Isrc \
- *     src/event.c src/verify.c src/jsonw.c fuzz/fuzz_callback.c -lcjson -lcrypto -lm \
- *     -o fuzz_callback
- *   ./fuzz_callback fuzz/corpus/callback
+ *   scripts/fuzz 60 fuzz_callback   (its source list is the link line)
+ *   ./build-fuzz/fuzz_callback fuzz/corpus/callback
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -16,9 +15,11 @@
 
 #include <cjson/cJSON.h>
 
+#include "decision.h"
 #include "event.h"
 #include "jsonw.h"
 #include "phpnum.h"
+#include "utf8.h"
 #include "verify.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -61,6 +62,39 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	memcpy(text, data, size);
 	text[size] = '\0';
+	{
+		struct config cfg;
+		struct decision d;
+		struct decision_request req = {.method = "POST",
+		                               .remote_addr = "127.0.0.1",
+		                               .body = (const char *)data,
+		                               .body_len = size};
+
+		static char current[] = "whsec_test_secret", older[] = "whsec_rotated_2";
+		char *cfg_secrets[] = {current, older};
+
+		memset(&cfg, 0, sizeof(cfg));
+		cfg.secrets = cfg_secrets;
+		cfg.nsecrets = 2;
+		cfg.replay_window = 300;
+		cfg.max_body_bytes = 65536;
+		/* The body alone (its own signature and timestamp), then the bytes as headers. */
+		for (int round = 0; round < 2; round++) {
+			if (round == 1) {
+				req.content_type = text;
+				req.x_invoice_id = text;
+				req.x_webhook_signature = text;
+				req.x_webhook_timestamp = text;
+			}
+			decision_make(&d, &cfg, &req, 1705312530);
+			if (d.reason == REASON_NONE
+			        ? d.ev.invoice_id == NULL || d.message[0] != '\0'
+			        : d.message[0] == '\0' ||
+			              verdict_answer(decision_verdict(&d)) != NULL)
+				abort();
+			decision_release(&d);
+		}
+	}
 	(void)verify_timestamp(text, 1705312530, 300);
 	(void)verify_signature(secrets, 2, "INV", "paid", "1", "2", text);
 	if (size == sizeof(double)) {

@@ -1,6 +1,8 @@
 /*
- * callback.h: turns one request to the callback path into a verdict: parse
- * (event.c), verify (verify.c), record (store.c), then answer as SPEC §4.
+ * callback.h: one request to the callback path, from the HTTP layer's view
+ * to its answer: decide (decision.c), record (store.c), then answer as
+ * SPEC §4 once the audit row (and for a verified event, the payment) is
+ * durable.
  */
 #ifndef BAYARHOOK_CALLBACK_H
 #define BAYARHOOK_CALLBACK_H
@@ -11,6 +13,7 @@
 
 #include "config.h"
 #include "store.h"
+#include "verdict.h"
 
 /* What the HTTP layer knows about a request. */
 struct callback_request {
@@ -20,7 +23,8 @@ struct callback_request {
 	const struct evkeyvalq *headers; /* request headers */
 	const char *body;
 	size_t body_len;
-	const char *refused; /* set by the HTTP layer: "forbidden", "too_large", "method" */
+	/* REASON_TOO_LARGE when the HTTP layer refuses the body unread; else REASON_NONE. */
+	enum verdict_reason refused;
 };
 
 /* status 0 never happens; retry_after > 0 adds Retry-After; allow adds Allow: POST. */
@@ -40,8 +44,12 @@ typedef void (*callback_reply_cb)(const struct callback_answer *ans, void *arg);
 void callback_handle(const struct config *cfg, struct store *st, const struct callback_request *req,
                      callback_reply_cb reply, void *arg);
 
-/* The answer for a verdict (exposed for tests). */
-void callback_answer_for(const char *verdict, const char *error, struct callback_answer *ans,
-                         char *buf, size_t buflen);
+/*
+ * The answer for verdict v: a success's fixed body, or for a refusal
+ * {"success":false,"error":message} with the status of its reason (why) or
+ * else of v. body points into buf. Exposed for tests.
+ */
+void callback_answer_for(enum verdict v, enum verdict_reason why, const char *message,
+                         struct callback_answer *ans, char *buf, size_t buflen);
 
 #endif

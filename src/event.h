@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <cjson/cJSON.h>
 
+#include "verdict.h"
+
 enum pay_status {
 	STATUS_UNKNOWN = 0, /* not one of the four below */
 	STATUS_PENDING,     /* created, not paid yet */
@@ -36,12 +38,14 @@ struct pay_event {
 	const char *body_signature; /* body "signature" or NULL */
 	char **field_text;          /* PHP text of each top-level number, by member index */
 	size_t nfields;             /* members of json, the length of field_text */
+	enum verdict_reason why;    /* after a failed parse: why it is not an event */
 	char errbuf[96];            /* holds *err when it names a key */
 };
 
 /*
- * Parses a callback body. Returns 0, or -1 with a short client-facing
- * reason in *err ("body is not valid JSON", "missing field: invoice_id", ...).
+ * Parses a callback body. Returns 0, or -1 with the reason in ev->why and
+ * its client-facing text in *err ("body is not valid JSON", "duplicate key:
+ * amount", ...): decide on ev->why, print *err.
  * Rejects: NUL bytes, invalid UTF-8, non-object JSON, duplicate top-level
  * keys, \u0000 escapes, invoice_id/status not strings, final_amount not a
  * number or numeric string, numbers out of range. Also rejects what cJSON

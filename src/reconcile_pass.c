@@ -261,7 +261,7 @@ static void pass_store_failed(struct reconcile_pass *p, const char *invoice, con
 	pass_say(p, RECONCILE_ERROR, invoice, "could not record it: %s", why);
 }
 
-static void pass_stored(enum store_outcome outcome, const char *verdict, void *arg)
+static void pass_stored(enum store_outcome outcome, enum verdict verdict, void *arg)
 {
 	struct store_ctx *sc = arg;
 	struct reconcile_pass *p = sc->p;
@@ -269,14 +269,14 @@ static void pass_stored(enum store_outcome outcome, const char *verdict, void *a
 	p->stores_out--;
 	if (outcome != STORE_COMMITTED) {
 		pass_store_failed(p, sc->invoice, "database unavailable");
-	} else if (strcmp(verdict, "accepted") == 0) {
+	} else if (verdict == VERDICT_ACCEPTED) {
 		p->found++;
 		metrics_inc(METRIC_RECONCILER_FOUND, NULL);
 		pass_say(p, RECONCILE_FOUND, sc->invoice, "%s", sc->what);
 	} else {
 		/* A callback (or another process) got there first. */
 		pass_say(p, RECONCILE_CHECKED, sc->invoice, "%s: already recorded (%s)", sc->what,
-		         verdict);
+		         verdict_name(verdict));
 	}
 	free(sc->invoice);
 	free(sc);

@@ -29,6 +29,7 @@
 #include "log.h"
 #include "server.h"
 #include "stats.h"
+#include "xmalloc.h"
 
 #define SERVER_MAX_HEADERS 16384
 #define SERVER_MAX_LISTENERS 16
@@ -203,14 +204,10 @@ static void handle_callback(struct server *srv, struct evhttp_request *req)
 {
 	struct evbuffer *in = evhttp_request_get_input_buffer(req);
 	struct callback_request cr;
-	struct reply_ctx *rc = calloc(1, sizeof(*rc));
+	struct reply_ctx *rc = xcalloc(1, sizeof(*rc));
 	char peer[64], real[64];
 	size_t len = evbuffer_get_length(in);
 
-	if (rc == NULL) {
-		send_json(srv, req, 503, "{\"success\":false,\"error\":\"out of memory\"}");
-		return;
-	}
 	rc->srv = srv;
 	rc->req = req;
 	client_of(srv, req, peer, sizeof(peer), real, sizeof(real));
@@ -221,12 +218,7 @@ static void handle_callback(struct server *srv, struct evhttp_request *req)
 	cr.headers = evhttp_request_get_input_headers(req);
 	cr.body = len ? (const char *)evbuffer_pullup(in, (ev_ssize_t)len) : "";
 	cr.body_len = len;
-	if (srv->cfg->allow_from.n > 0 && !cidr_list_match(&srv->cfg->allow_from, real))
-		cr.refused = "forbidden";
-	else if (evhttp_request_get_command(req) != EVHTTP_REQ_POST)
-		cr.refused = "method";
-	else if ((long)len > srv->cfg->max_body_bytes)
-		cr.refused = "too_large";
+	/* allow_from, the method and the size are the decision's (decision.c). */
 	srv->inflight++;
 	callback_handle(srv->cfg, srv->store, &cr, callback_replied, rc);
 }
@@ -360,7 +352,7 @@ static void server_peek_audit(struct server *srv, struct bufferevent *bev, const
 	n = cl ? strtoll(cl, &end, 10) : -1;
 	if (cl && *end == '\0' && n > srv->cfg->max_body_bytes) {
 		struct callback_request cr;
-		struct reply_ctx *rc = calloc(1, sizeof(*rc));
+		struct reply_ctx *rc = xcalloc(1, sizeof(*rc));
 
 		if (getpeername(bufferevent_getfd(bev), (struct sockaddr *)&ss, &sl) == 0) {
 			void *a = ss.ss_family == AF_INET6
@@ -372,18 +364,17 @@ static void server_peek_audit(struct server *srv, struct bufferevent *bev, const
 		server_real_client(&srv->cfg->trusted_proxies, peer,
 		                   evhttp_find_header(&headers, "X-Forwarded-For"),
 		                   evhttp_find_header(&headers, "X-Real-IP"), real, sizeof(real));
-		if (rc) {
-			memset(&cr, 0, sizeof(cr));
-			rc->srv = srv;
-			cr.method = method;
-			cr.peer_addr = peer;
-			cr.remote_addr = real;
-			cr.headers = &headers;
-			cr.body = "";
-			cr.refused = "too_large";
-			srv->inflight++;
-			callback_handle(srv->cfg, srv->store, &cr, callback_replied, rc);
-		}
+		memset(&cr, 0, sizeof(cr));
+		rc->srv = srv;
+		cr.method = method;
+		cr.peer_addr = peer;
+		cr.remote_addr = real;
+		cr.headers = &headers;
+		cr.body = "";
+		/* evhttp answers 413 itself, whatever else is wrong with the request. */
+		cr.refused = REASON_TOO_LARGE;
+		srv->inflight++;
+		callback_handle(srv->cfg, srv->store, &cr, callback_replied, rc);
 	}
 	evhttp_clear_headers(&headers);
 }
@@ -522,10 +513,10 @@ struct server *server_new(struct event_base *base, const struct config *cfg, str
                           const int *fds, int nfds, const struct server_hooks *hooks, char *err,
                           size_t errlen)
 {
-	struct server *srv = calloc(1, sizeof(*srv));
+	struct server *srv = xcalloc(1, sizeof(*srv));
 
-	if (srv == NULL || (srv->http = evhttp_new(base)) == NULL) {
-		snprintf(err, errlen, "out of memory");
+	if ((srv->http = evhttp_new(base)) == NULL) {
+		snprintf(err, errlen, "cannot create the HTTP server");
 		goto fail;
 	}
 	srv->base = base;
@@ -545,7 +536,7 @@ struct server *server_new(struct event_base *base, const struct config *cfg, str
 
 		srv->sweep = event_new(base, -1, EV_PERSIST, deadline_sweep, srv);
 		if (srv->sweep == NULL || event_add(srv->sweep, &second) < 0) {
-			snprintf(err, errlen, "out of memory");
+			snprintf(err, errlen, "cannot start the request deadline timer");
 			goto fail;
 		}
 	}
@@ -572,7 +563,8 @@ struct server *server_new(struct event_base *base, const struct config *cfg, str
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
 
-		srv->listeners[0] = evhttp_bind_socket_with_handle(srv->http, cfg->listen.host, port);
+		srv->listeners[0] =
+		    evhttp_bind_socket_with_handle(srv->http, cfg->listen.host, port);
 		if (srv->listeners[0] == NULL) {
 			snprintf(err, errlen, "cannot listen on %s: %s", cfg->listen.text,
 			         strerror(errno));

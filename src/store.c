@@ -17,6 +17,7 @@
 #include "log.h"
 #include "stats.h"
 #include "store.h"
+#include "xmalloc.h"
 
 #define STORE_MAX_BATCH 256
 #define STORE_MAX_RETRIES 3
@@ -68,7 +69,7 @@ static void item_free(struct store_item *it)
 }
 
 static void item_finish(struct store *st, struct store_item *it, enum store_outcome o,
-                        const char *verdict)
+                        enum verdict verdict)
 {
 	st->outstanding--;
 	it->cb(o, verdict, it->arg);
@@ -101,17 +102,25 @@ static void batch_done(PGresult *res, const char *err, const char *sqlstate, voi
 
 		for (int i = 0; i < rows; i++) {
 			int idx = atoi(PQgetvalue(res, i, 0));
+			enum verdict v;
 
-			if (idx >= 0 && idx < b->n && b->items[idx]) {
-				item_finish(st, b->items[idx], STORE_COMMITTED,
-				            PQgetvalue(res, i, 1));
-				b->items[idx] = NULL;
+			if (idx < 0 || idx >= b->n || b->items[idx] == NULL)
+				continue;
+			/*
+			 * A name this build does not know (a newer migration): the
+			 * item is answered 503 below; its resend finds it recorded.
+			 */
+			if (!verdict_from_name(PQgetvalue(res, i, 1), &v)) {
+				log_errx("store: unknown verdict \"%s\"", PQgetvalue(res, i, 1));
+				continue;
 			}
+			item_finish(st, b->items[idx], STORE_COMMITTED, v);
+			b->items[idx] = NULL;
 		}
 		for (int i = 0; i < b->n; i++) {
 			if (b->items[i]) {
 				log_errx("store: no verdict for item %d of %d", i, b->n);
-				item_finish(st, b->items[i], STORE_FAILED, NULL);
+				item_finish(st, b->items[i], STORE_FAILED, VERDICT_UNAVAILABLE);
 			}
 		}
 		metrics_inc(METRIC_STORE_BATCHES, NULL);
@@ -141,7 +150,7 @@ static void batch_done(PGresult *res, const char *err, const char *sqlstate, voi
 			queue_front(st, it);
 		} else {
 			log_warnx("store: item not recorded: %s", err ? err : "unknown error");
-			item_finish(st, it, STORE_FAILED, NULL);
+			item_finish(st, it, STORE_FAILED, VERDICT_UNAVAILABLE);
 		}
 	}
 	if (b->n > 1 || !(sqlstate && db_sqlstate_retryable(sqlstate)))
@@ -189,17 +198,16 @@ static void store_flush(struct store *st)
 {
 	while (st->head && st->inflight < db_pool_up(st->pool) &&
 	       (st->inflight == 0 || st->waiting >= STORE_SPILL_MIN)) {
-		struct store_batch *b = calloc(1, sizeof(*b));
+		struct store_batch *b = xcalloc(1, sizeof(*b));
 		struct jsonw w = {0}, bw = {0};
 		const char *params[3];
 		int binlen[3] = {-1, -1, -1};
 		char *text = NULL, *bodies = NULL;
-		int max = STORE_MAX_BATCH, rc;
+		int max = STORE_MAX_BATCH, rc = -1;
 
 		if (st->head->solo)
 			max = 1;
-		if (b == NULL || (b->items = calloc((size_t)max, sizeof(*b->items))) == NULL)
-			goto oom;
+		b->items = xcalloc((size_t)max, sizeof(*b->items));
 		b->st = st;
 		jsonw_put(&w, "[", 1);
 		while (st->head && b->n < max && (b->n == 0 || !st->head->solo)) {
@@ -222,52 +230,36 @@ static void store_flush(struct store *st)
 		jsonw_put(&w, "]", 1);
 		put_bodies(&bw, b->items, b->n);
 		binlen[1] = (int)bw.len;
-		if ((text = jsonw_take(&w)) == NULL || (bodies = jsonw_take(&bw)) == NULL)
-			goto oom;
-		params[0] = text;
-		params[1] = bodies;
-		params[2] = st->actions_json;
-		rc = db_query_bin(
-		    st->pool,
-		    "SELECT idx, verdict, callback_id FROM bayarhook.ingest($1::jsonb, "
-		    "$2::text[], $3::jsonb)",
-		    3, params, binlen, batch_done, b);
+		text = jsonw_take(&w);
+		bodies = jsonw_take(&bw);
+		/* NULL: jsonw could not grow a buffer; a 503 beats a stalled queue. */
+		if (text != NULL && bodies != NULL) {
+			params[0] = text;
+			params[1] = bodies;
+			params[2] = st->actions_json;
+			rc = db_query_bin(st->pool,
+			                  "SELECT idx, verdict, callback_id FROM "
+			                  "bayarhook.ingest($1::jsonb, $2::text[], $3::jsonb)",
+			                  3, params, binlen, batch_done, b);
+		}
 		free(text);
 		free(bodies);
 		if (rc < 0) {
 			for (int i = 0; i < b->n; i++)
-				item_finish(st, b->items[i], STORE_FAILED, NULL);
+				item_finish(st, b->items[i], STORE_FAILED, VERDICT_UNAVAILABLE);
 			batch_free(b);
 			continue;
 		}
 		st->inflight++;
-		continue;
-	oom:
-		free(text);
-		free(jsonw_take(&w));
-		free(jsonw_take(&bw));
-		if (b) {
-			for (int i = b->n - 1; i >= 0; i--)
-				queue_front(st, b->items[i]);
-			batch_free(b);
-		}
-		log_errx("store: out of memory");
-		return;
 	}
 }
 
 struct store *store_new(struct db_pool *pool)
 {
-	struct store *st = calloc(1, sizeof(*st));
+	struct store *st = xcalloc(1, sizeof(*st));
 
-	if (st == NULL)
-		return NULL;
 	st->pool = pool;
-	st->actions_json = strdup("{}");
-	if (st->actions_json == NULL) {
-		free(st);
-		return NULL;
-	}
+	st->actions_json = xstrdup("{}");
 	return st;
 }
 
@@ -315,12 +307,12 @@ int store_submit(struct store *st, char *item, char *body, size_t body_len, stor
 {
 	struct store_item *it;
 
-	if (item == NULL || item[0] != '{' || body_len > INT32_MAX || db_pool_up(st->pool) == 0 ||
-	    (it = calloc(1, sizeof(*it))) == NULL) {
+	if (item == NULL || item[0] != '{' || body_len > INT32_MAX || db_pool_up(st->pool) == 0) {
 		free(item);
 		free(body);
 		return -1;
 	}
+	it = xcalloc(1, sizeof(*it));
 	it->text = item;
 	it->body = body;
 	it->body_len = body_len;

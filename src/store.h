@@ -12,6 +12,7 @@
 
 #include "config.h"
 #include "db.h"
+#include "verdict.h"
 
 struct store;
 
@@ -20,7 +21,8 @@ enum store_outcome {
 	STORE_FAILED,    /* not known to be durable: answer 503 */
 };
 
-typedef void (*store_done_cb)(enum store_outcome outcome, const char *verdict, void *arg);
+/* verdict: what bayarhook.ingest() recorded; VERDICT_UNAVAILABLE when not committed. */
+typedef void (*store_done_cb)(enum store_outcome outcome, enum verdict verdict, void *arg);
 
 struct store *store_new(struct db_pool *pool);
 void store_free(struct store *st);

@@ -7,6 +7,7 @@
 #include "verify.h"
 
 #include "phpnum.h"
+#include "xmalloc.h"
 
 #include <ctype.h>
 #include <inttypes.h>
@@ -202,11 +203,8 @@ void verify_sign(const char *secret, const char *invoice_id, const char *status,
 	if (secret == NULL)
 		secret = "";
 	/* Invoice ids are short; only a hostile one needs the heap. */
-	if (total > sizeof(stackbuf)) {
-		msg = malloc(total);
-		if (msg == NULL)
-			return;
-	}
+	if (total > sizeof(stackbuf))
+		msg = xmalloc(total);
 	for (int i = 0; i < 4; i++) {
 		if (i > 0)
 			msg[pos++] = '|';
