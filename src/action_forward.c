@@ -24,7 +24,6 @@ static void forward_done(const struct http_client_resp *resp, void *arg)
 	struct action_result res;
 	char msg[512];
 
-	run->http_pending = false;
 	memset(&res, 0, sizeof(res));
 	res.exit_code = -1;
 	res.row_count = -1;
@@ -35,7 +34,7 @@ static void forward_done(const struct http_client_resp *resp, void *arg)
 		res.output_len = FORWARD_OUTPUT_MAX;
 	if (resp->error != NULL) {
 		res.outcome =
-		    strncmp(resp->error, "timed out", 9) == 0 ? ACTION_TIMEOUT : ACTION_FAILED;
+		    resp->kind == HTTP_CLIENT_ERR_TIMEOUT ? ACTION_TIMEOUT : ACTION_FAILED;
 		snprintf(msg, sizeof(msg), "%s", resp->error);
 		res.error = msg;
 	} else if (resp->status >= 200 && resp->status <= 299) {
@@ -75,7 +74,7 @@ int action_forward_start(struct action_run *run, char *err, size_t errlen)
 	const char *headers[16];
 	char ts[32], sig[65], event_name[128], *body = NULL;
 	size_t h = 0;
-	int rc;
+	bool started;
 
 	if (ctx->http == NULL && (ctx->http = http_client_new(ctx->base, NULL)) == NULL) {
 		snprintf(err, errlen, "out of memory");
@@ -118,12 +117,11 @@ int action_forward_start(struct action_run *run, char *err, size_t errlen)
 	req.body_len = strlen(req.body);
 	req.timeout_sec = a->timeout;
 	req.max_response = 1024 * 1024;
-	rc = http_client_request(ctx->http, &req, forward_done, run);
+	started = http_client_request(ctx->http, &req, forward_done, run) != NULL;
 	free(body);
-	if (rc < 0) {
-		snprintf(err, errlen, "out of memory");
+	if (!started) {
+		snprintf(err, errlen, "cannot start the request");
 		return -1;
 	}
-	run->http_pending = true;
 	return 0;
 }

@@ -81,8 +81,6 @@ struct action_run {
 	char **params; /* bound values, NULL for SQL NULL */
 	long long rows;
 	char status[64]; /* the statement's command tag ("UPDATE 1") */
-	/* forward */
-	bool http_pending;
 };
 
 struct action_ctx {
