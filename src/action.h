@@ -2,7 +2,9 @@
  * action.h: what one attempt of a job does (SPEC §5). The queue hands a
  * claimed job to action_start(); the action runs it on the event loop (a
  * child process, a SQL statement, an HTTP POST) and reports one
- * action_result. Nothing here knows about leases or retries.
+ * action_result. Nothing here knows about leases or retries. The types
+ * themselves are behind struct action_ops (action_run.h); action.c holds
+ * their registry.
  *
  * Configured actions are prepared once per (re)load into an action_set:
  * commands are split, statements rewritten from :name to $n, pools and
@@ -105,21 +107,22 @@ int action_max_attempts(const struct action *a);
 /*
  * Starts one attempt. tx is used only by sql actions on the receiver's
  * own database (NULL: such an action commits on its own, at least once).
- * Returns NULL (cb never called) only when out of memory or when nothing
- * could be started; *err then says why. Otherwise cb is called exactly once,
- * from the loop, unless the run is cancelled first.
+ * Returns NULL (cb never called) when nothing could be started; *err then
+ * says why. Otherwise cb is called exactly once, always from the loop and
+ * never before this returns, unless the run is cancelled first. The run is
+ * freed when cb returns.
  */
 struct action_run *action_start(struct action_ctx *ctx, struct action *a,
                                 const struct action_job *job, action_tx_fn tx, void *tx_arg,
                                 action_done_cb cb, void *arg, char *err, size_t errlen);
 /*
  * Stops an exec run (its process group is killed) or a forward (the
- * request is abandoned) and drops the callback; returns true. A sql run
- * cannot be stopped once its statement is sent (it is bounded by
+ * request is abandoned), frees it and drops the callback; returns true. A
+ * sql run cannot be stopped once its statement is sent (it is bounded by
  * statement_timeout instead): returns false and changes nothing.
  */
 bool action_cancel(struct action_run *run);
-/* Runs started and not yet freed, cancelled ones included. */
+/* Runs started and not yet finished or cancelled. */
 size_t action_running(const struct action_ctx *ctx);
 
 #endif

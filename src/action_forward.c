@@ -7,42 +7,84 @@
  * signed are the ones PHP's json_decode makes of the body sent, since the
  * body keeps the stored literals of every other field.
  */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "action_int.h"
+#include "action_forward.h"
+
+#include "action_run.h"
 #include "http_client.h"
 #include "verify.h"
+#include "xmalloc.h"
 
 #define FORWARD_OUTPUT_MAX 8192 /* bytes of the answer kept */
+
+struct forward_action {
+	char *url;
+	bool sign_bayar;
+	char *secret; /* the action's, or the current webhook secret at load */
+};
+
+static int forward_prepare(struct action *a, const struct config *cfg, const struct action_conf *ac,
+                           char *err, size_t errlen)
+{
+	struct forward_action *f = xcalloc(1, sizeof(*f));
+	const char *secret = ac->secret;
+
+	a->priv = f;
+	if (secret == NULL && cfg->nsecrets > 0)
+		secret = cfg->secrets[0];
+	if (ac->sign_bayar && (secret == NULL || *secret == '\0')) {
+		snprintf(err, errlen, "secret_file: no secret to sign with");
+		return -1;
+	}
+	f->sign_bayar = ac->sign_bayar;
+	f->url = xstrdup(ac->url);
+	if (secret != NULL)
+		f->secret = xstrdup(secret);
+	return 0;
+}
+
+static void forward_release(struct action *a)
+{
+	struct forward_action *f = a->priv;
+
+	if (f == NULL)
+		return;
+	free(f->url);
+	if (f->secret) {
+		explicit_bzero(f->secret, strlen(f->secret));
+		free(f->secret);
+	}
+	free(f);
+}
 
 static void forward_done(const struct http_client_resp *resp, void *arg)
 {
 	struct action_run *run = arg;
+	struct forward_action *f = run->action->priv;
 	struct action_result res;
 	char msg[512];
 
-	run->http_pending = false;
-	memset(&res, 0, sizeof(res));
-	res.exit_code = -1;
-	res.row_count = -1;
+	run->priv = NULL; /* the call ends with this callback */
+	action_result_init(&res, ACTION_FAILED);
 	res.http_status = resp->status;
 	res.output = resp->body ? resp->body : "";
 	res.output_len = resp->body ? resp->body_len : 0;
 	if (res.output_len > FORWARD_OUTPUT_MAX)
 		res.output_len = FORWARD_OUTPUT_MAX;
 	if (resp->error != NULL) {
-		res.outcome =
-		    strncmp(resp->error, "timed out", 9) == 0 ? ACTION_TIMEOUT : ACTION_FAILED;
+		if (resp->kind == HTTP_CLIENT_ERR_TIMEOUT)
+			res.outcome = ACTION_TIMEOUT;
 		snprintf(msg, sizeof(msg), "%s", resp->error);
 		res.error = msg;
 	} else if (resp->status >= 200 && resp->status <= 299) {
 		res.outcome = ACTION_SUCCEEDED;
 	} else {
-		res.outcome = ACTION_FAILED;
-		snprintf(msg, sizeof(msg), "HTTP %d from %s", resp->status, run->action->url);
+		snprintf(msg, sizeof(msg), "HTTP %d from %s", resp->status, f->url);
 		res.error = msg;
 	}
 	action_run_finish(run, &res);
@@ -61,26 +103,20 @@ static char *signed_body(const char *bare, const char *ts, const char *sig)
 		return NULL;
 	n--; /* the closing brace */
 	empty = strspn(bare, "{ \t\r\n") >= n;
-	if (asprintf(&out, "%.*s%s\"timestamp\": %s, \"signature\": \"%s\"}", (int)n, bare,
-	             empty ? "" : ", ", ts, sig) < 0)
+	if (xasprintf(&out, "%.*s%s\"timestamp\": %s, \"signature\": \"%s\"}", (int)n, bare,
+	              empty ? "" : ", ", ts, sig) < 0)
 		return NULL;
 	return out;
 }
 
-int action_forward_start(struct action_run *run, char *err, size_t errlen)
+static int forward_start(struct action_run *run, char *err, size_t errlen)
 {
-	struct action *a = run->action;
-	struct action_ctx *ctx = run->ctx;
+	struct forward_action *f = run->action->priv;
 	struct http_client_req req;
 	const char *headers[16];
 	char ts[32], sig[65], event_name[128], *body = NULL;
 	size_t h = 0;
-	int rc;
 
-	if (ctx->http == NULL && (ctx->http = http_client_new(ctx->base, NULL)) == NULL) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
-	}
 	if (run->ev.event_name != NULL)
 		snprintf(event_name, sizeof(event_name), "%s", run->ev.event_name);
 	else
@@ -89,13 +125,13 @@ int action_forward_start(struct action_run *run, char *err, size_t errlen)
 	headers[h++] = "application/json";
 	headers[h++] = "X-Webhook-Event";
 	headers[h++] = event_name;
-	if (a->sign_bayar) {
+	if (f->sign_bayar) {
 		snprintf(ts, sizeof(ts), "%lld", (long long)time(NULL));
-		verify_sign(a->secret, run->ev.invoice_id, run->ev.status_text,
+		verify_sign(f->secret, run->ev.invoice_id, run->ev.status_text,
 		            run->ev.final_amount, ts, sig);
 		body = signed_body(run->event_bare, ts, sig);
 		if (body == NULL) {
-			snprintf(err, errlen, "out of memory");
+			snprintf(err, errlen, "stored event unusable: not a JSON object");
 			return -1;
 		}
 		headers[h++] = "X-Webhook-Signature";
@@ -112,18 +148,34 @@ int action_forward_start(struct action_run *run, char *err, size_t errlen)
 
 	memset(&req, 0, sizeof(req));
 	req.method = "POST";
-	req.url = a->url;
+	req.url = f->url;
 	req.headers = headers;
 	req.body = body ? body : run->event;
 	req.body_len = strlen(req.body);
-	req.timeout_sec = a->timeout;
+	req.timeout_sec = run->action->timeout;
 	req.max_response = 1024 * 1024;
-	rc = http_client_request(ctx->http, &req, forward_done, run);
+	/* Bad URLs and the like come back through forward_done, from the loop. */
+	run->priv = http_client_request(action_ctx_http(run->ctx), &req, forward_done, run);
 	free(body);
-	if (rc < 0) {
-		snprintf(err, errlen, "out of memory");
+	if (run->priv == NULL) {
+		snprintf(err, errlen, "cannot start the request");
 		return -1;
 	}
-	run->http_pending = true;
 	return 0;
 }
+
+/* The request is abandoned: its connection closed, its callback dropped. */
+static void forward_stop(struct action_run *run)
+{
+	http_client_cancel(run->priv);
+	run->priv = NULL;
+}
+
+const struct action_ops action_forward_ops = {
+    .name = "forward",
+    .prepare = forward_prepare,
+    .release = forward_release,
+    .start = forward_start,
+    .stop = forward_stop,
+    .cancellable = true,
+};

@@ -13,19 +13,22 @@
  * the job is completed afterwards: at least once.
  */
 #include <ctype.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <cjson/cJSON.h>
-#include <event2/event.h>
 
-#include "action_int.h"
+#include "action_sql.h"
+
+#include "action_run.h"
 #include "db.h"
-#include "log.h"
+#include "xmalloc.h"
 
 #define SQL_NAME_MAX 63
 #define SQL_PARAMS_MAX 65535
+#define SQLSTATE_QUERY_CANCELED "57014"
 
 /* ---- :name -> $n ---- */
 
@@ -100,10 +103,8 @@ static size_t dollar_end(const char *s, size_t i)
 		return i + 1;
 	{
 		size_t taglen = j - i + 1;
-		char *tag = strndup(s + i, taglen);
+		char *tag = xstrndup(s + i, taglen);
 
-		if (tag == NULL)
-			return 0;
 		close = strstr(s + j + 1, tag);
 		free(tag);
 		return close ? (size_t)(close - s) + taglen : 0;
@@ -122,13 +123,9 @@ int action_sql_placeholders(const char *stmt, char **out, char ***names_out, cha
                             size_t errlen)
 {
 	size_t len = strlen(stmt), i = 0, o = 0, end;
-	char *buf = malloc(len * 3 + 1), **names = calloc(1, sizeof(char *));
+	char *buf = xmalloc(len * 3 + 1), **names = xcalloc(1, sizeof(char *));
 	int n = 0;
 
-	if (buf == NULL || names == NULL) {
-		snprintf(err, errlen, "out of memory");
-		goto fail;
-	}
 	while (stmt[i] != '\0') {
 		unsigned char c = (unsigned char)stmt[i];
 
@@ -183,24 +180,14 @@ int action_sql_placeholders(const char *stmt, char **out, char ***names_out, cha
 			}
 			idx = name_index(names, n, stmt + i + 1, nl);
 			if (idx < 0) {
-				char **v;
-
 				if (n == SQL_PARAMS_MAX) {
 					snprintf(err, errlen, "more than %d placeholders",
 					         SQL_PARAMS_MAX);
 					goto fail;
 				}
-				v = realloc(names, (size_t)(n + 2) * sizeof(*v));
-				if (v == NULL) {
-					snprintf(err, errlen, "out of memory");
-					goto fail;
-				}
-				names = v;
+				names = xreallocarray(names, (size_t)n + 2, sizeof(*names));
 				names[n + 1] = NULL;
-				if ((names[n] = strndup(stmt + i + 1, nl)) == NULL) {
-					snprintf(err, errlen, "out of memory");
-					goto fail;
-				}
+				names[n] = xstrndup(stmt + i + 1, nl);
 				idx = n++;
 			}
 			o += (size_t)sprintf(buf + o, "$%d", idx + 1);
@@ -217,254 +204,214 @@ int action_sql_placeholders(const char *stmt, char **out, char ***names_out, cha
 	return 0;
 fail:
 	free(buf);
-	for (int k = 0; names && k < n; k++)
+	for (int k = 0; k < n; k++)
 		free(names[k]);
 	free(names);
 	return -1;
 }
 
-/* ---- pools ---- */
+/* ---- prepared ---- */
 
-static struct action_pool *pool_get(struct action_ctx *ctx, const char *conninfo, bool own)
+struct sql_action {
+	char *sql;    /* the statement with $1..$n */
+	char **names; /* field of $i+1, NULL-terminated */
+	int nparams;
+	int expect_rows;      /* 0 = any */
+	bool own_db;          /* the receiver's database: exactly once */
+	struct db_pool *pool; /* NULL when only checked */
+};
+
+static void names_free(char **names)
 {
-	struct action_pool *p;
-
-	for (p = ctx->pools; p; p = p->next) {
-		if (strcmp(p->conninfo, conninfo) == 0) {
-			p->refs++;
-			return p;
-		}
-	}
-	if ((p = calloc(1, sizeof(*p))) == NULL || (p->conninfo = strdup(conninfo)) == NULL) {
-		free(p);
-		return NULL;
-	}
-	p->pool = db_pool_new(ctx->base, conninfo, ctx->pool_size, own ? "sql" : "sql-action");
-	if (p->pool == NULL) {
-		free(p->conninfo);
-		free(p);
-		return NULL;
-	}
-	p->refs = 1;
-	p->next = ctx->pools;
-	ctx->pools = p;
-	return p;
+	for (int i = 0; names && names[i]; i++)
+		free(names[i]);
+	free(names);
 }
 
-static void pool_destroy(struct action_pool *p)
-{
-	db_pool_free(p->pool);
-	free(p->conninfo);
-	free(p);
-}
-
-static void pool_unref(struct action_ctx *ctx, struct action_pool *p)
-{
-	struct action_pool **pp;
-
-	if (p == NULL || --p->refs > 0)
-		return;
-	for (pp = &ctx->pools; *pp; pp = &(*pp)->next) {
-		if (*pp == p) {
-			*pp = p->next;
-			break;
-		}
-	}
-	pool_destroy(p);
-}
-
-void action_pools_free(struct action_ctx *ctx)
-{
-	struct action_pool *p;
-
-	while ((p = ctx->pools) != NULL) {
-		ctx->pools = p->next;
-		pool_destroy(p);
-	}
-}
-
-int action_sql_prepare(struct action *a, const struct action_conf *ac, const char *own_conninfo,
+static int sql_prepare(struct action *a, const struct config *cfg, const struct action_conf *ac,
                        char *err, size_t errlen)
 {
-	const char *conninfo = ac->conninfo && *ac->conninfo ? ac->conninfo : own_conninfo;
+	struct sql_action *q = xcalloc(1, sizeof(*q));
+	const char *own, *conninfo;
+	char msg[200];
 
-	if (action_sql_placeholders(ac->statement, &a->sql, &a->sql_names, err, errlen) < 0)
-		return -1;
-	for (a->sql_nparams = 0; a->sql_names[a->sql_nparams]; a->sql_nparams++)
-		;
-	a->expect_rows = ac->expect_rows;
-	a->own_db = strcmp(conninfo, own_conninfo) == 0;
-	if ((a->pool = pool_get(a->ctx, conninfo, a->own_db)) == NULL) {
-		snprintf(err, errlen, "out of memory");
+	a->priv = q;
+	if (action_sql_placeholders(ac->statement, &q->sql, &q->names, msg, sizeof(msg)) < 0) {
+		snprintf(err, errlen, "statement: %s", msg);
 		return -1;
 	}
+	action_warn_fields(cfg, ac, q->names, "statement");
+	for (q->nparams = 0; q->names[q->nparams]; q->nparams++)
+		;
+	q->expect_rows = ac->expect_rows;
+	if (a->ctx == NULL)
+		return 0;
+	own = action_ctx_own_conninfo(a->ctx);
+	conninfo = ac->conninfo && *ac->conninfo ? ac->conninfo : own;
+	q->own_db = strcmp(conninfo, own) == 0;
+	q->pool = action_ctx_pool_get(a->ctx, conninfo, q->own_db);
 	return 0;
 }
 
-void action_sql_release(struct action *a)
+static void sql_release(struct action *a)
 {
-	if (a->sql_names) {
-		for (int i = 0; a->sql_names[i]; i++)
-			free(a->sql_names[i]);
-		free(a->sql_names);
-	}
-	free(a->sql);
-	if (a->pool && a->ctx)
-		pool_unref(a->ctx, a->pool);
-	a->pool = NULL;
+	struct sql_action *q = a->priv;
+
+	if (q == NULL)
+		return;
+	names_free(q->names);
+	free(q->sql);
+	if (q->pool != NULL)
+		action_ctx_pool_put(a->ctx, q->pool);
+	free(q);
 }
 
 /* ---- a run ---- */
 
+struct sql_run {
+	struct db_session *session;
+	char **params; /* bound values, NULL for SQL NULL */
+	int nparams;
+	long long rows;
+	char status[64]; /* the statement's command tag ("UPDATE 1") */
+};
+
+static struct sql_run *sql_state(struct action_run *run)
+{
+	return run->priv;
+}
+
 static void sql_close(struct action_run *run)
 {
-	db_session_close(run->session);
-	run->session = NULL;
+	db_session_close(sql_state(run)->session);
+	sql_state(run)->session = NULL;
 }
 
-void action_sql_abort(struct action_run *run)
+/* A result carrying what the statement did so far. */
+static void sql_result_init(struct action_run *run, struct action_result *res,
+                            enum action_outcome o)
 {
-	if (run->session)
-		sql_close(run);
+	struct sql_run *r = sql_state(run);
+
+	action_result_init(res, o);
+	res->row_count = r->rows;
+	res->output = r->status;
+	res->output_len = strlen(r->status);
 }
 
-static void sql_fail(struct action_run *run, const char *what, const char *err)
+static void sql_fail(struct action_run *run, const char *what, const char *err,
+                     const char *sqlstate)
 {
 	struct action_result res;
 	char msg[512];
 
 	sql_close(run);
 	snprintf(msg, sizeof(msg), "%s%s%s", what, err && *err ? ": " : "", err ? err : "");
-	memset(&res, 0, sizeof(res));
-	res.outcome = ACTION_FAILED;
-	/* A statement cut off by statement_timeout: SQLSTATE 57014 (query_canceled). */
-	if (strstr(msg, "statement timeout") != NULL)
+	sql_result_init(run, &res, ACTION_FAILED);
+	/* The statement_timeout set after BEGIN cut it off. */
+	if (sqlstate != NULL && strcmp(sqlstate, SQLSTATE_QUERY_CANCELED) == 0)
 		res.outcome = ACTION_TIMEOUT;
-	res.exit_code = -1;
-	res.row_count = run->rows;
 	res.error = msg;
-	res.output = run->status;
-	res.output_len = strlen(run->status);
 	action_run_finish(run, &res);
 }
 
-static void sql_result(struct action_run *run, bool finished)
-{
-	struct action_result res;
-
-	sql_close(run);
-	memset(&res, 0, sizeof(res));
-	res.outcome = ACTION_SUCCEEDED;
-	res.exit_code = -1;
-	res.row_count = run->rows;
-	res.output = run->status;
-	res.output_len = strlen(run->status);
-	res.finished = finished;
-	action_run_finish(run, &res);
-}
-
-static void sql_committed(PGresult *res, const char *err, const char *sqlstate, void *arg)
+static void sql_committed(PGresult *pgres, const char *err, const char *sqlstate, void *arg)
 {
 	struct action_run *run = arg;
+	struct sql_action *q = run->action->priv;
+	struct action_result res;
 
-	(void)sqlstate;
-	if (res == NULL) {
-		sql_fail(run, "commit failed", err);
+	if (pgres == NULL) {
+		sql_fail(run, "commit failed", err, sqlstate);
 		return;
 	}
-	sql_result(run, run->tx != NULL && run->action->own_db);
+	sql_close(run);
+	sql_result_init(run, &res, ACTION_SUCCEEDED);
+	res.finished = run->tx != NULL && q->own_db;
+	action_run_finish(run, &res);
 }
 
 static void sql_tx_next(void *token, bool ok, bool lease_lost, const char *err)
 {
 	struct action_run *run = token;
+	struct action_result res;
 
-	if (!ok) {
-		struct action_result res;
-
-		if (!lease_lost) {
-			sql_fail(run, "recording the job's completion failed", err);
-			return;
-		}
-		/* Someone else holds the job now: undo, report nothing. */
-		sql_close(run);
-		memset(&res, 0, sizeof(res));
-		res.outcome = ACTION_FAILED;
-		res.exit_code = -1;
-		res.row_count = run->rows;
-		res.error = "lease lost";
-		res.output = "";
-		res.lease_lost = true;
-		action_run_finish(run, &res);
+	if (ok) {
+		db_session_query(sql_state(run)->session, "COMMIT", 0, NULL, sql_committed, run);
 		return;
 	}
-	db_session_query(run->session, "COMMIT", 0, NULL, sql_committed, run);
+	if (!lease_lost) {
+		sql_fail(run, "recording the job's completion failed", err, NULL);
+		return;
+	}
+	/* Someone else holds the job now: undo, report nothing. */
+	sql_close(run);
+	action_result_init(&res, ACTION_FAILED);
+	res.row_count = sql_state(run)->rows;
+	res.error = "lease lost";
+	res.lease_lost = true;
+	action_run_finish(run, &res);
 }
 
-static void sql_done(PGresult *res, const char *err, const char *sqlstate, void *arg)
+static void sql_done(PGresult *pgres, const char *err, const char *sqlstate, void *arg)
 {
 	struct action_run *run = arg;
-	struct action *a = run->action;
+	struct sql_action *q = run->action->priv;
+	struct sql_run *r = sql_state(run);
 	const char *tuples;
 	char msg[128];
 
-	(void)sqlstate;
-	if (res == NULL) {
-		sql_fail(run, "statement failed", err);
+	if (pgres == NULL) {
+		sql_fail(run, "statement failed", err, sqlstate);
 		return;
 	}
-	tuples = PQcmdTuples(res);
-	run->rows = tuples && *tuples ? strtoll(tuples, NULL, 10) : 0;
-	snprintf(run->status, sizeof(run->status), "%s", PQcmdStatus(res));
-	if (a->expect_rows != 0 && run->rows != a->expect_rows) {
+	tuples = PQcmdTuples(pgres);
+	r->rows = tuples && *tuples ? strtoll(tuples, NULL, 10) : 0;
+	snprintf(r->status, sizeof(r->status), "%s", PQcmdStatus(pgres));
+	if (q->expect_rows != 0 && r->rows != q->expect_rows) {
 		snprintf(msg, sizeof(msg), "expected %d row(s), the statement changed %lld",
-		         a->expect_rows, run->rows);
-		sql_fail(run, msg, NULL);
+		         q->expect_rows, r->rows);
+		sql_fail(run, msg, NULL, NULL);
 		return;
 	}
-	if (run->tx != NULL && a->own_db) {
-		struct action_result r;
+	if (run->tx != NULL && q->own_db) {
+		struct action_result res;
 
-		memset(&r, 0, sizeof(r));
-		r.outcome = ACTION_SUCCEEDED;
-		r.exit_code = -1;
-		r.row_count = run->rows;
-		r.output = run->status;
-		r.output_len = strlen(run->status);
-		run->tx(run->session, &r, run->tx_arg, sql_tx_next, run);
+		sql_result_init(run, &res, ACTION_SUCCEEDED);
+		run->tx(r->session, &res, run->tx_arg, sql_tx_next, run);
 		return;
 	}
-	db_session_query(run->session, "COMMIT", 0, NULL, sql_committed, run);
+	db_session_query(r->session, "COMMIT", 0, NULL, sql_committed, run);
 }
 
-static void sql_timeout_set(PGresult *res, const char *err, const char *sqlstate, void *arg)
+static void sql_timeout_set(PGresult *pgres, const char *err, const char *sqlstate, void *arg)
 {
 	struct action_run *run = arg;
-	struct action *a = run->action;
+	struct sql_action *q = run->action->priv;
+	struct sql_run *r = sql_state(run);
 
-	(void)sqlstate;
-	if (res == NULL) {
-		sql_fail(run, "cannot set statement_timeout", err);
+	if (pgres == NULL) {
+		sql_fail(run, "cannot set statement_timeout", err, sqlstate);
 		return;
 	}
-	db_session_query(run->session, a->sql, a->sql_nparams, (const char *const *)run->params,
-	                 sql_done, run);
+	db_session_query(r->session, q->sql, q->nparams, (const char *const *)r->params, sql_done,
+	                 run);
 }
 
-static void sql_begun(PGresult *res, const char *err, const char *sqlstate, void *arg)
+static void sql_begun(PGresult *pgres, const char *err, const char *sqlstate, void *arg)
 {
 	struct action_run *run = arg;
 	char ms[32];
 	const char *params[1] = {ms};
 
-	(void)sqlstate;
-	if (res == NULL) {
-		sql_fail(run, "BEGIN failed", err);
+	if (pgres == NULL) {
+		sql_fail(run, "BEGIN failed", err, sqlstate);
 		return;
 	}
 	snprintf(ms, sizeof(ms), "%lld", (long long)run->action->timeout * 1000);
-	db_session_query(run->session, "SELECT set_config('statement_timeout', $1, true)", 1,
-	                 params, sql_timeout_set, run);
+	db_session_query(sql_state(run)->session,
+	                 "SELECT set_config('statement_timeout', $1, true)", 1, params,
+	                 sql_timeout_set, run);
 }
 
 static void sql_opened(struct db_session *s, void *arg)
@@ -472,10 +419,10 @@ static void sql_opened(struct db_session *s, void *arg)
 	struct action_run *run = arg;
 
 	if (s == NULL) {
-		sql_fail(run, "database unavailable", NULL);
+		sql_fail(run, "database unavailable", NULL, NULL);
 		return;
 	}
-	run->session = s;
+	sql_state(run)->session = s;
 	db_session_query(s, "BEGIN", 0, NULL, sql_begun, run);
 }
 
@@ -505,46 +452,54 @@ static int bind_field(struct action_run *run, const char *name, char **out, char
 		snprintf(err, errlen, "field %s is not a scalar", name);
 		return -1;
 	}
-	if ((*out = strdup(v)) == NULL) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
-	}
+	*out = xstrdup(v);
 	return 0;
 }
 
-static void sql_open(evutil_socket_t fd, short what, void *arg)
+static int sql_start(struct action_run *run, char *err, size_t errlen)
 {
-	struct action_run *run = arg;
+	struct sql_action *q = run->action->priv;
+	struct sql_run *r = xcalloc(1, sizeof(*r));
 
-	(void)fd;
-	(void)what;
-	if (db_session_open(run->action->pool->pool, sql_opened, run) < 0)
-		sql_fail(run, "database unavailable", NULL);
-}
-
-int action_sql_start(struct action_run *run, char *err, size_t errlen)
-{
-	struct action *a = run->action;
-	struct timeval now = {0, 0};
-
-	run->rows = -1;
-	run->params = calloc((size_t)a->sql_nparams + 1, sizeof(char *));
-	if (run->params == NULL) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
-	}
-	for (int i = 0; i < a->sql_nparams; i++)
-		if (bind_field(run, a->sql_names[i], &run->params[i], err, errlen) < 0)
+	run->priv = r;
+	r->rows = -1;
+	r->params = xcalloc((size_t)q->nparams + 1, sizeof(char *));
+	r->nparams = q->nparams;
+	for (int i = 0; i < q->nparams; i++)
+		if (bind_field(run, q->names[i], &r->params[i], err, errlen) < 0)
 			return -1;
-	/*
-	 * The pool may hand over a connection (and fail it) before
-	 * db_session_open returns: start from the loop, so that the outcome is
-	 * never reported before action_start has returned.
-	 */
-	run->defer = evtimer_new(run->ctx->base, sql_open, run);
-	if (run->defer == NULL || evtimer_add(run->defer, &now) < 0) {
-		snprintf(err, errlen, "out of memory");
+	/* The pool hands the session over from the loop, never from in here. */
+	if (db_session_open(q->pool, sql_opened, run) < 0) {
+		snprintf(err, errlen, "database unavailable");
 		return -1;
 	}
 	return 0;
 }
+
+/* Shutdown only: the session goes back to the pool, rolled back. */
+static void sql_stop(struct action_run *run)
+{
+	if (sql_state(run) != NULL && sql_state(run)->session != NULL)
+		sql_close(run);
+}
+
+static void sql_run_release(struct action_run *run)
+{
+	struct sql_run *r = sql_state(run);
+
+	for (int i = 0; i < r->nparams; i++)
+		free(r->params[i]);
+	free(r->params);
+	free(r);
+}
+
+const struct action_ops action_sql_ops = {
+    .name = "sql",
+    .prepare = sql_prepare,
+    .release = sql_release,
+    .start = sql_start,
+    .stop = sql_stop,
+    .run_release = sql_run_release,
+    /* A statement already sent is bounded by statement_timeout instead. */
+    .cancellable = false,
+};

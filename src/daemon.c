@@ -11,7 +11,7 @@
 #include <sys/resource.h>
 #include <event2/event.h>
 
-#include "action_exec.h"
+#include "proc.h"
 #include "config.h"
 #include "confirm.h"
 #include "daemon.h"
@@ -225,7 +225,7 @@ static void daemon_free(struct daemon *d)
 	service_watchdog_free(d->watchdog);
 	server_free(d->server);
 	worker_free(d->worker);
-	action_exec_fini();
+	proc_fini();
 	confirm_free(d->confirm);
 	reconcile_free(d->reconcile);
 	gateway_free(d->gateway);
@@ -265,7 +265,7 @@ int daemon_serve(const char *config_path)
 		goto out;
 	}
 	db_pool_on_state(d.pool, daemon_db_state, &d);
-	if (action_exec_init(d.base) < 0) {
+	if (proc_init(d.base) < 0) {
 		log_errx("cannot install the SIGCHLD handler");
 		goto out;
 	}

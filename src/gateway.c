@@ -292,7 +292,7 @@ static void call_send(struct gw_call *c, double now)
 	/* The token is spent when the request leaves, whatever comes back. */
 	gw->sent[(gw->head + gw->count) % gw->rpm] = now;
 	gw->count++;
-	if (http_client_request(gw->http, &req, gw_on_response, c) < 0) {
+	if (http_client_request(gw->http, &req, gw_on_response, c) == NULL) {
 		free(url);
 		call_finish(c, GATEWAY_ERR_CONFIG, "the HTTP client could not start the request");
 		return;

@@ -77,6 +77,7 @@ struct db_pool {
 	void *notify_arg;
 	db_state_cb state_cb;
 	void *state_arg;
+	struct event handover; /* gives queued sessions their connection from the loop */
 };
 
 static void conn_event(evutil_socket_t fd, short what, void *arg);
@@ -427,6 +428,13 @@ static void pool_dispatch(struct db_pool *pool)
 	}
 }
 
+static void pool_handover(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	pool_dispatch(arg);
+}
+
 struct db_pool *db_pool_new(struct event_base *base, const char *conninfo, int size,
                             const char *name)
 {
@@ -435,6 +443,7 @@ struct db_pool *db_pool_new(struct event_base *base, const char *conninfo, int s
 	pool->base = base;
 	pool->size = size;
 	TAILQ_INIT(&pool->queue);
+	event_assign(&pool->handover, base, -1, 0, pool_handover, pool);
 	pool->conninfo = xstrdup(conninfo);
 	pool->name = xstrdup(name);
 	pool->conns = xcalloc((size_t)size, sizeof(*pool->conns));
@@ -456,6 +465,7 @@ void db_pool_free(struct db_pool *pool)
 
 	if (pool == NULL)
 		return;
+	event_del(&pool->handover);
 	for (int i = 0; pool->conns && i < pool->size; i++) {
 		struct db_conn *c = &pool->conns[i];
 
@@ -472,6 +482,7 @@ void db_pool_free(struct db_pool *pool)
 	}
 	while ((q = TAILQ_FIRST(&pool->queue)) != NULL) {
 		TAILQ_REMOVE(&pool->queue, q, link);
+		free(q->session_open); /* its owner is gone: no callback */
 		query_free(q);
 	}
 	free(pool->conns);
@@ -577,7 +588,8 @@ int db_session_open(struct db_pool *pool, db_session_cb cb, void *arg)
 	s->open_arg = arg;
 	q->session_open = s;
 	TAILQ_INSERT_TAIL(&pool->queue, q, link);
-	pool_dispatch(pool);
+	/* Not pool_dispatch(): cb must not run before this returns. */
+	event_active(&pool->handover, EV_TIMEOUT, 1);
 	return 0;
 }
 

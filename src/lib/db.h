@@ -56,8 +56,9 @@ int db_query_bin(struct db_pool *pool, const char *sql, int nparams, const char 
 /*
  * A session holds one connection of the pool for a sequence of queries
  * (BEGIN ... COMMIT). cb gets the session once a connection is free, or
- * NULL when the pool went down meanwhile. Returns -1 when no connection is
- * up (cb never called).
+ * NULL when the pool went down meanwhile, always from the loop (never
+ * before this returns). Returns -1 when no connection is up (cb never
+ * called).
  */
 struct db_session;
 typedef void (*db_session_cb)(struct db_session *s, void *arg);

@@ -14,6 +14,7 @@
 
 struct event_base;
 struct http_client;
+struct http_client_call; /* one request in flight */
 
 #define HTTP_CLIENT_DEFAULT_TIMEOUT 30                 /* seconds, when timeout_sec <= 0 */
 #define HTTP_CLIENT_DEFAULT_MAX_RESPONSE (1024 * 1024) /* body bytes, when max_response == 0 */
@@ -33,13 +34,31 @@ struct http_client_header {
 	const char *value;
 };
 
+/* Why a request got no HTTP answer; callers decide on this, never on the text. */
+enum http_client_err {
+	HTTP_CLIENT_OK,            /* an answer arrived (any status) */
+	HTTP_CLIENT_ERR_REQUEST,   /* the request itself is unusable: URL, method, header */
+	HTTP_CLIENT_ERR_RESOLVE,   /* the host name did not resolve */
+	HTTP_CLIENT_ERR_CONNECT,   /* no connection: refused, unreachable, reset */
+	HTTP_CLIENT_ERR_TLS,       /* handshake, certificate or CA file */
+	HTTP_CLIENT_ERR_TIMEOUT,   /* timeout_sec passed first */
+	HTTP_CLIENT_ERR_TOO_LARGE, /* the answer exceeds max_response */
+	HTTP_CLIENT_ERR_PROTOCOL,  /* not HTTP, or closed before a complete answer */
+	HTTP_CLIENT_ERR_INTERNAL,  /* the event loop failed us */
+};
+
+/* "ok", "request", "resolve", "connect", "tls", ...: for logs and metric labels. */
+const char *http_client_err_name(enum http_client_err kind);
+
 /*
  * Everything points into memory owned by the client and is valid only
  * during the callback (or until http_client_resp_owned_free()).
- * Invariant: error == NULL exactly when status != 0.
+ * Invariant: error == NULL exactly when status != 0 exactly when kind ==
+ * HTTP_CLIENT_OK.
  */
 struct http_client_resp {
-	int status;        /* HTTP status (3xx included), 0 on any error */
+	int status; /* HTTP status (3xx included), 0 on any error */
+	enum http_client_err kind;
 	const char *error; /* NULL on success, else a one-line reason */
 	const char *body;  /* never NULL, NUL-terminated after body_len bytes */
 	size_t body_len;
@@ -52,7 +71,7 @@ typedef void (*http_client_cb)(const struct http_client_resp *resp, void *arg);
 
 /*
  * ca_file: extra trusted CA certificates (PEM) on top of the system store,
- * or NULL. Returns NULL only when out of memory. A CA file that cannot be
+ * or NULL. Returns NULL only when base is NULL. A CA file that cannot be
  * loaded makes every https:// request fail with the reason.
  */
 struct http_client *http_client_new(struct event_base *base, const char *ca_file);
@@ -63,12 +82,20 @@ struct http_client *http_client_new(struct event_base *base, const char *ca_file
  * and Content-Length; a caller's Content-Length, Transfer-Encoding or
  * Connection header is an error. The URL must already be percent-encoded.
  * The callback runs exactly once, always later from the event loop (never
- * before this returns), with the response or the error. Returns -1 (and
- * never calls cb) only when an argument is NULL or the request cannot even
- * be allocated.
+ * before this returns), with the response or the error, unless the call is
+ * cancelled first. Returns NULL (and never calls cb) only when an argument
+ * is NULL. The handle is valid until the callback returns or the call is
+ * cancelled.
  */
-int http_client_request(struct http_client *client, const struct http_client_req *req,
-                        http_client_cb cb, void *arg) __attribute__((warn_unused_result));
+struct http_client_call *http_client_request(struct http_client *client,
+                                             const struct http_client_req *req, http_client_cb cb,
+                                             void *arg) __attribute__((warn_unused_result));
+
+/*
+ * Abandons a call: its connection or lookup is dropped and its callback
+ * never runs. Accepts NULL; not from the call's own callback.
+ */
+void http_client_cancel(struct http_client_call *call);
 
 /*
  * Cancels outstanding requests without calling their callbacks and frees

@@ -11,7 +11,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "action_int.h"
+#include "action_sql.h"
 #include "worker_outcome.h"
 
 /* ---- backoff ---- */

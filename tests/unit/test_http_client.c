@@ -44,6 +44,7 @@ struct result {
 	bool done;
 	int calls;
 	int status;
+	enum http_client_err kind;
 	char *error;
 	char *body;
 	size_t body_len;
@@ -342,6 +343,7 @@ static void client_cb(const struct http_client_resp *resp, void *arg)
 	r->calls++;
 	r->done = true;
 	r->status = resp->status;
+	r->kind = resp->kind;
 	r->error = dup_or_null(resp->error);
 	assert_non_null(resp->body);
 	assert_int_equal(resp->body[resp->body_len], '\0');
@@ -354,6 +356,7 @@ static void client_cb(const struct http_client_resp *resp, void *arg)
 	r->nheaders = resp->nheaders;
 	/* The invariant callers rely on. */
 	assert_true((resp->error == NULL) == (resp->status != 0));
+	assert_true((resp->kind == HTTP_CLIENT_OK) == (resp->status != 0));
 	if (fx->free_in_cb != NULL) {
 		http_client_free(fx->free_in_cb);
 		fx->free_in_cb = NULL;
@@ -396,7 +399,7 @@ static void request(struct fx *fx, const struct http_client_req *req)
 		fx->client = http_client_new(fx->base, CA_FILE);
 		assert_non_null(fx->client);
 	}
-	assert_int_equal(http_client_request(fx->client, req, client_cb, fx), 0);
+	assert_non_null(http_client_request(fx->client, req, client_cb, fx));
 	/* Never re-entrant: nothing is delivered before the loop runs. */
 	assert_int_equal(fx->res.calls, calls);
 }
@@ -417,6 +420,14 @@ static char *url_of(struct fx *fx, const char *scheme, const char *host, const c
 
 	snprintf(buf, sizeof(buf), "%s://%s:%d%s", scheme, host, fx->port, path);
 	return buf;
+}
+
+/* Callers decide on the kind; the words are for people. */
+static void assert_kind(struct fx *fx, enum http_client_err kind)
+{
+	if (fx->res.kind != kind)
+		fail_msg("error kind %s, want %s (%s)", http_client_err_name(fx->res.kind),
+		         http_client_err_name(kind), fx->res.error ? fx->res.error : "no error");
 }
 
 static void assert_error_contains(struct fx *fx, const char *needle)
@@ -540,6 +551,7 @@ static void test_response_too_large(void **state)
 	request(fx, &req);
 	run(fx, 5000);
 	assert_error_contains(fx, "too large");
+	assert_kind(fx, HTTP_CLIENT_ERR_TOO_LARGE);
 	assert_int_equal(fx->res.body_len, 0);
 }
 
@@ -568,6 +580,7 @@ static void test_timeout_silent_server(void **state)
 	request(fx, &req);
 	t = run(fx, 5000);
 	assert_error_contains(fx, "timed out after 1 s");
+	assert_kind(fx, HTTP_CLIENT_ERR_TIMEOUT);
 	if (t < 0.9 || t > 2.5)
 		fail_msg("timeout took %.2f s", t);
 }
@@ -579,6 +592,7 @@ static void test_garbage_answer(void **state)
 	start_raw_server(fx, "SSH-2.0-OpenSSH_9.2\r\nthis is not http\r\n\r\n");
 	get_ok(fx, url_of(fx, "http", "127.0.0.1", "/"), 5000);
 	assert_error_contains(fx, "invalid HTTP response");
+	assert_kind(fx, HTTP_CLIENT_ERR_PROTOCOL);
 }
 
 static void test_hang_up_without_answer(void **state)
@@ -588,6 +602,7 @@ static void test_hang_up_without_answer(void **state)
 	start_raw_server(fx, NULL);
 	get_ok(fx, url_of(fx, "http", "127.0.0.1", "/"), 5000);
 	assert_error_contains(fx, "closed before a complete response");
+	assert_kind(fx, HTTP_CLIENT_ERR_PROTOCOL);
 }
 
 static void test_truncated_body(void **state)
@@ -597,6 +612,7 @@ static void test_truncated_body(void **state)
 	start_raw_server(fx, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort");
 	get_ok(fx, url_of(fx, "http", "127.0.0.1", "/"), 5000);
 	assert_error_contains(fx, "closed before a complete response");
+	assert_kind(fx, HTTP_CLIENT_ERR_PROTOCOL);
 }
 
 static void test_close_delimited_body(void **state)
@@ -617,6 +633,7 @@ static void test_connection_refused(void **state)
 	fx->port = refused_port(fx);
 	get_ok(fx, url_of(fx, "http", "127.0.0.1", "/"), 5000);
 	assert_error_contains(fx, "refused");
+	assert_kind(fx, HTTP_CLIENT_ERR_CONNECT);
 }
 
 static void test_unresolvable_host(void **state)
@@ -631,6 +648,8 @@ static void test_unresolvable_host(void **state)
 	assert_int_equal(fx->res.status, 0);
 	assert_non_null(fx->res.error);
 	assert_non_null(strstr(fx->res.error, "no-such-host.invalid"));
+	assert_true(fx->res.kind == HTTP_CLIENT_ERR_RESOLVE ||
+	            fx->res.kind == HTTP_CLIENT_ERR_TIMEOUT);
 }
 
 static void test_bad_requests(void **state)
@@ -661,6 +680,7 @@ static void test_bad_requests(void **state)
 		request(fx, &cases[i].req);
 		run(fx, 2000);
 		assert_error_contains(fx, cases[i].error);
+		assert_kind(fx, HTTP_CLIENT_ERR_REQUEST);
 	}
 }
 
@@ -681,6 +701,46 @@ static void test_free_cancels_outstanding(void **state)
 	fx->client = NULL;
 	run(fx, 200);
 	assert_int_equal(fx->res.calls, 0);
+}
+
+/* A cancelled call never calls back; the others go on. */
+static void test_cancel_one(void **state)
+{
+	struct fx *fx = *state;
+	struct http_client_req req = {.timeout_sec = 5};
+	struct http_client_call *silent, *resolving;
+
+	start_silent_server(fx);
+	fx->client = http_client_new(fx->base, CA_FILE);
+	assert_non_null(fx->client);
+	req.url = url_of(fx, "http", "127.0.0.1", "/");
+	silent = http_client_request(fx->client, &req, client_cb, fx);
+	assert_non_null(silent);
+	req.url = url_of(fx, "http", "localhost", "/"); /* through the resolver */
+	resolving = http_client_request(fx->client, &req, client_cb, fx);
+	assert_non_null(resolving);
+	req.url = "ftp://127.0.0.1/"; /* fails at once, delivered from the loop */
+	assert_non_null(http_client_request(fx->client, &req, client_cb, fx));
+	assert_int_equal(fx->res.calls, 0);
+	http_client_cancel(silent);
+	http_client_cancel(resolving);
+	http_client_cancel(NULL);
+	run(fx, 1000);
+	assert_int_equal(fx->res.calls, 1);
+	assert_kind(fx, HTTP_CLIENT_ERR_REQUEST);
+	clear_result(&fx->res);
+	run(fx, 300);
+	assert_int_equal(fx->res.calls, 1);
+}
+
+static void test_err_names(void **state)
+{
+	(void)state;
+	assert_string_equal(http_client_err_name(HTTP_CLIENT_OK), "ok");
+	assert_string_equal(http_client_err_name(HTTP_CLIENT_ERR_TIMEOUT), "timeout");
+	assert_string_equal(http_client_err_name(HTTP_CLIENT_ERR_TOO_LARGE), "too_large");
+	assert_string_equal(http_client_err_name(HTTP_CLIENT_ERR_INTERNAL), "internal");
+	assert_string_equal(http_client_err_name((enum http_client_err)99), "unknown");
 }
 
 static void test_free_from_callback(void **state)
@@ -756,6 +816,7 @@ static void test_tls_wrong_hostname(void **state)
 	start_server(fx, "wrong");
 	get_ok(fx, url_of(fx, "https", "localhost", "/"), 5000);
 	assert_error_contains(fx, "TLS: certificate verify failed: hostname mismatch");
+	assert_kind(fx, HTTP_CLIENT_ERR_TLS);
 	assert_int_equal(fx->seen.hits, 0);
 }
 
@@ -766,6 +827,7 @@ static void test_tls_wrong_ip(void **state)
 	start_server(fx, "wrong");
 	get_ok(fx, url_of(fx, "https", "127.0.0.1", "/"), 5000);
 	assert_error_contains(fx, "TLS: certificate verify failed: IP address mismatch");
+	assert_kind(fx, HTTP_CLIENT_ERR_TLS);
 	assert_int_equal(fx->seen.hits, 0);
 }
 
@@ -778,6 +840,7 @@ static void test_tls_without_ca(void **state)
 	assert_non_null(fx->client);
 	get_ok(fx, url_of(fx, "https", "localhost", "/"), 5000);
 	assert_error_contains(fx, "TLS: certificate verify failed: ");
+	assert_kind(fx, HTTP_CLIENT_ERR_TLS);
 	assert_int_equal(fx->seen.hits, 0);
 }
 
@@ -788,6 +851,7 @@ static void test_tls_to_plain_server(void **state)
 	start_server(fx, NULL);
 	get_ok(fx, url_of(fx, "https", "127.0.0.1", "/"), 5000);
 	assert_error_contains(fx, "TLS: ");
+	assert_kind(fx, HTTP_CLIENT_ERR_TLS);
 }
 
 static void test_tls_connection_refused(void **state)
@@ -797,6 +861,7 @@ static void test_tls_connection_refused(void **state)
 	fx->port = refused_port(fx);
 	get_ok(fx, url_of(fx, "https", "localhost", "/"), 5000);
 	assert_error_contains(fx, "Connection refused");
+	assert_kind(fx, HTTP_CLIENT_ERR_CONNECT);
 }
 
 static void test_tls_hang_up_in_handshake(void **state)
@@ -808,6 +873,7 @@ static void test_tls_hang_up_in_handshake(void **state)
 	get_ok(fx, url_of(fx, "https", "localhost", "/"), 5000);
 	assert_error_contains(fx, "TLS: connection to 127.0.0.1:");
 	assert_error_contains(fx, "closed during the handshake");
+	assert_kind(fx, HTTP_CLIENT_ERR_TLS);
 }
 
 static void test_tls_bad_ca_file(void **state)
@@ -820,6 +886,7 @@ static void test_tls_bad_ca_file(void **state)
 	get_ok(fx, url_of(fx, "https", "localhost", "/"), 5000);
 	assert_error_contains(fx, "TLS: cannot load CA file " CERTS
 	                          "missing.crt: No such file or directory");
+	assert_kind(fx, HTTP_CLIENT_ERR_TLS);
 }
 
 /* ---- blocking fetch ---- */
@@ -906,6 +973,7 @@ static void test_fetch_refused(void **state)
 	assert_int_equal(out.resp.status, 0);
 	assert_non_null(out.resp.error);
 	assert_non_null(strstr(out.resp.error, "refused"));
+	assert_int_equal(out.resp.kind, HTTP_CLIENT_ERR_CONNECT);
 	assert_string_equal(out.resp.body, "");
 	http_client_resp_owned_free(&out);
 }
@@ -931,6 +999,8 @@ int main(void)
 	    T(test_unresolvable_host),
 	    T(test_bad_requests),
 	    T(test_free_cancels_outstanding),
+	    T(test_cancel_one),
+	    T(test_err_names),
 	    T(test_free_from_callback),
 	    T(test_many_concurrent),
 	    T(test_tls_ok_hostname),
