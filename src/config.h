@@ -109,11 +109,6 @@ int config_keep_fixed(struct config *next, const struct config *cur, char *chang
  */
 int config_split_listen(const char *listen, char *host, size_t hostlen, int *port)
     __attribute__((warn_unused_result));
-/*
- * Copies a conninfo or URL with its passwords masked ("password=***",
- * "postgresql://user:***@host"), for logs and summaries.
- */
-void config_redact(const char *text, char *buf, size_t len);
 /* Default path: $BAYARHOOK_CONFIG, else /etc/bayarhook/receiver.conf. */
 const char *config_default_path(void);
 /* The effective max_attempts of an action. */

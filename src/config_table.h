@@ -7,6 +7,7 @@
 #ifndef BAYARHOOK_CONFIG_TABLE_H
 #define BAYARHOOK_CONFIG_TABLE_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -57,6 +58,9 @@ struct conf_key {
 };
 
 /* config.c: the rows. */
+/* Rows of the two tables (config_keys.c checks them at compile time). */
+#define N_CONFIG_KEYS 24
+#define N_ACTION_KEYS 12
 extern const struct conf_key config_keys[];
 extern const size_t config_nkeys;
 extern const struct conf_key action_keys[];
@@ -86,7 +90,17 @@ void config_key_print(FILE *out, const struct config *cfg, const struct conf_key
                       const void *base);
 const char *config_action_type_name(enum action_type t);
 /* Fills cx->reason; returns -1. */
-int config_bad(struct conf_ctx *cx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static inline int config_bad(struct conf_ctx *cx, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static inline int config_bad(struct conf_ctx *cx, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(cx->reason, sizeof(cx->reason), fmt, ap);
+	va_end(ap);
+	return -1;
+}
 
 /* config_secret.c */
 

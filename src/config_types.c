@@ -13,6 +13,7 @@
 #include <strings.h>
 
 #include "config_table.h"
+#include "redact.h"
 #include "event.h" /* enum pay_status and STATUS_MASK only; nothing to link */
 #include "xmalloc.h"
 
@@ -51,16 +52,6 @@ static const struct {
 const char *config_action_type_name(enum action_type t)
 {
 	return action_type_names[t];
-}
-
-int config_bad(struct conf_ctx *cx, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(cx->reason, sizeof(cx->reason), fmt, ap);
-	va_end(ap);
-	return -1;
 }
 
 static void *field(const struct conf_key *k, void *base)
@@ -289,7 +280,7 @@ static void str_print(FILE *out, const struct config *cfg, const struct conf_key
 
 	(void)cfg;
 	if (s != NULL && (k->flags & K_REDACT)) {
-		config_redact(s, buf, sizeof(buf));
+		redact_passwords(s, buf, sizeof(buf));
 		s = buf;
 	}
 	if (s != NULL)

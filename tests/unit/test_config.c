@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "redact.h"
 #include "event.h"
 
 static char dir[PATH_MAX];
@@ -779,10 +780,10 @@ static void test_redact(void **state)
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		config_redact(cases[i].in, buf, sizeof(buf));
+		redact_passwords(cases[i].in, buf, sizeof(buf));
 		assert_string_equal(buf, cases[i].out);
 	}
-	config_redact("password=abcdef", buf, 12);
+	redact_passwords("password=abcdef", buf, 12);
 	assert_string_equal(buf, "password=**");
 }
 

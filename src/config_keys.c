@@ -1,0 +1,93 @@
+/*
+ * config_keys.c: every key of receiver.conf as one row: section, name,
+ * value type, default, bounds, and whether SIGHUP may change it. The
+ * loader (config.c), the reload copy and check-config's summary
+ * (config_print.c) all walk these two tables.
+ */
+#include <limits.h>
+#include <stddef.h>
+
+#include "config_table.h"
+
+#define ALL_TYPES (TYPE_BIT(ACTION_EXEC) | TYPE_BIT(ACTION_SQL) | TYPE_BIT(ACTION_FORWARD))
+
+#define CFG(f) offsetof(struct config, f)
+#define ACT(f) offsetof(struct action_conf, f)
+/* The columns every row has; the optional ones follow as designated fields. */
+#define KEY(sec, key, typ, dflt, field)                                                            \
+	.section = (sec), .name = (key), .type = (typ), .def = (dflt), .off = CFG(field)
+#define AKEY(key, typ, dflt, field, valid)                                                         \
+	.name = (key), .type = (typ), .def = (dflt), .off = ACT(field), .types = (valid)
+#define RANGE(lo, hi) .min = (lo), .max = (hi)
+
+/*
+ * Durations are T_INT seconds with RANGE(1, ...), counts T_INT with
+ * RANGE(1, ...). Everything may change on SIGHUP unless K_RESTART.
+ */
+/* clang-format off */
+const struct conf_key config_keys[] = {
+	{KEY("server", "listen", T_LISTEN, "127.0.0.1:8080", listen), .flags = K_RESTART},
+	{KEY("server", "callback_path", T_PATH, "/callback", callback_path)},
+	{KEY("server", "max_body_bytes", T_LONG, "65536", max_body_bytes), RANGE(1, 16777216)},
+	{KEY("server", "request_timeout", T_INT, "10", request_timeout), RANGE(1, 3600)},
+	{KEY("server", "trusted_proxies", T_CIDRS, "127.0.0.1/32, ::1/128", trusted_proxies)},
+	{KEY("server", "allow_from", T_CIDRS, "", allow_from), .unset = "everyone"},
+
+	{KEY("security", "webhook_secret_file", T_SECRETS_FILE, NULL, secrets), .off_n = CFG(nsecrets),
+	 .flags = K_REQUIRED, .excl = "webhook_secret"},
+	{KEY("security", "webhook_secret", T_SECRETS, NULL, secrets), .off_n = CFG(nsecrets),
+	 .flags = K_REQUIRED, .excl = "webhook_secret_file"},
+	{KEY("security", "replay_window", T_INT, "300", replay_window), RANGE(1, 86400)},
+	{KEY("security", "confirm_with_api", T_BOOL, "false", confirm_with_api)},
+
+	{KEY("database", "conninfo", T_STRING, "postgresql:///bayarhook", conninfo),
+	 .flags = K_RESTART | K_REDACT},
+
+	{KEY("gateway", "base_url", T_URL, "https://www.bayar.gg/api", gateway_base_url),
+	 .flags = K_NOSLASH | K_REDACT},
+	{KEY("gateway", "api_key_file", T_SECRET_FILE, NULL, api_key), .excl = "api_key",
+	 .unset = "none; the reconciler and confirm_with_api need one"},
+	{KEY("gateway", "api_key", T_SECRET, NULL, api_key), .excl = "api_key_file"},
+	{KEY("gateway", "timeout", T_INT, "10", gateway_timeout), RANGE(1, 3600)},
+
+	{KEY("reconciler", "enabled", T_BOOL, "true", reconciler_enabled)},
+	{KEY("reconciler", "interval", T_INT, "300", reconciler_interval), RANGE(1, 86400)},
+	{KEY("reconciler", "lookback", T_INT, "172800", reconciler_lookback), RANGE(1, 7776000)},
+	{KEY("reconciler", "min_age", T_INT, "120", reconciler_min_age), RANGE(1, 86400)},
+	{KEY("reconciler", "max_requests_per_minute", T_INT, "30", reconciler_max_rpm), RANGE(1, 6000)},
+
+	{KEY("fulfillment", "max_attempts", T_INT, "10", max_attempts), RANGE(1, 1000)},
+	{KEY("fulfillment", "backoff_initial", T_INT, "5", backoff_initial), RANGE(1, 86400)},
+	{KEY("fulfillment", "backoff_max", T_INT, "3600", backoff_max), RANGE(1, 604800)},
+	{KEY("fulfillment", "concurrency", T_INT, "4", concurrency), RANGE(1, 256)},
+};
+
+#define EXEC TYPE_BIT(ACTION_EXEC)
+#define SQL TYPE_BIT(ACTION_SQL)
+#define FORWARD TYPE_BIT(ACTION_FORWARD)
+
+/* [action.NAME]: the last column says which types take the key. */
+const struct conf_key action_keys[] = {
+	{AKEY("type", T_ACTION_TYPE, NULL, type, ALL_TYPES), .flags = K_REQUIRED | K_NONEMPTY},
+	{AKEY("on", T_STATUSES, "paid", on_mask, ALL_TYPES)},
+	{AKEY("timeout", T_INT, "30", timeout, ALL_TYPES), RANGE(1, 86400)},
+	{AKEY("max_attempts", T_INT, NULL, max_attempts, ALL_TYPES), RANGE(1, 1000)}, /* NULL: inherit */
+	{AKEY("command", T_STRING, NULL, command, EXEC), .flags = K_REQUIRED | K_NONEMPTY},
+	{AKEY("conninfo", T_STRING, NULL, conninfo, SQL), .flags = K_REDACT,
+	 .unset = "[database] conninfo"},
+	{AKEY("statement", T_STRING, NULL, statement, SQL), .flags = K_REQUIRED | K_NONEMPTY},
+	{AKEY("expect_rows", T_INT, "1", expect_rows, SQL), RANGE(0, INT_MAX)},
+	{AKEY("url", T_URL, NULL, url, FORWARD), .flags = K_REQUIRED | K_NONEMPTY | K_REDACT},
+	{AKEY("sign", T_SIGN, "bayar", sign_bayar, FORWARD)},
+	{AKEY("secret_file", T_SECRET_FILE, NULL, secret, FORWARD), .excl = "secret",
+	 .unset = "the current webhook secret"},
+	{AKEY("secret", T_SECRET, NULL, secret, FORWARD), .excl = "secret_file"},
+};
+/* clang-format on */
+
+_Static_assert(sizeof(config_keys) / sizeof(config_keys[0]) == N_CONFIG_KEYS,
+               "N_CONFIG_KEYS in config_table.h counts the rows of config_keys");
+_Static_assert(sizeof(action_keys) / sizeof(action_keys[0]) == N_ACTION_KEYS,
+               "N_ACTION_KEYS in config_table.h counts the rows of action_keys");
+const size_t config_nkeys = N_CONFIG_KEYS;
+const size_t action_nkeys = N_ACTION_KEYS;
