@@ -162,25 +162,36 @@ static int cli_job_id_check(struct cli *cli)
 	return all_digits(cli->args[0]) ? 0 : cli_usage(cli);
 }
 
+/*
+ * Calls one job function of sql/functions/jobs.sql on the job named by the
+ * command's operand: its (was, changed) row, or NULL after saying why (an
+ * error, or no such job).
+ */
+static PGresult *job_change(struct cli *cli, const char *what, const char *sql)
+{
+	const char *params[1] = {cli->args[0]};
+	PGresult *res = PQexecParams(cli->conn, sql, 1, NULL, params, NULL, NULL, 0);
+
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		say_sql_error(what, res);
+	} else if (PQntuples(res) == 0) {
+		fprintf(stderr, "bayarhook: %s: no job %s\n", what, cli->args[0]);
+	} else {
+		return res;
+	}
+	PQclear(res);
+	return NULL;
+}
+
 static int cli_retry(struct cli *cli)
 {
 	const char *job = cli->args[0];
-	PGconn *conn = cli->conn;
-	PGresult *res = NULL;
-	const char *params[1];
+	PGresult *res;
 	int rc = 1;
 
-	params[0] = job;
-	res = PQexecParams(conn, "SELECT was, queued FROM bayarhook.job_retry(p_job => $1)", 1,
-	                   NULL, params, NULL, NULL, 0);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		say_sql_error("retry", res);
-		goto out;
-	}
-	if (PQntuples(res) == 0) {
-		fprintf(stderr, "bayarhook: retry: no job %s\n", job);
-		goto out;
-	}
+	if ((res = job_change(cli, "retry",
+	                      "SELECT was, queued FROM bayarhook.job_retry(p_job => $1)")) == NULL)
+		return 1;
 	if (strcmp(PQgetvalue(res, 0, 1), "t") != 0) {
 		const char *st = PQgetvalue(res, 0, 0);
 
@@ -331,22 +342,13 @@ const struct cli_command cli_cmd_replay = {
 static int cli_cancel(struct cli *cli)
 {
 	const char *job = cli->args[0];
-	PGconn *conn = cli->conn;
-	PGresult *res = NULL;
-	const char *params[1];
+	PGresult *res;
 	int rc = 1;
 
-	params[0] = job;
-	res = PQexecParams(conn, "SELECT was, cancelled FROM bayarhook.job_cancel(p_job => $1)", 1,
-	                   NULL, params, NULL, NULL, 0);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		say_sql_error("cancel", res);
-		goto out;
-	}
-	if (PQntuples(res) == 0) {
-		fprintf(stderr, "bayarhook: cancel: no job %s\n", job);
-		goto out;
-	}
+	if ((res = job_change(cli, "cancel",
+	                      "SELECT was, cancelled FROM bayarhook.job_cancel(p_job => $1)")) ==
+	    NULL)
+		return 1;
 	if (strcmp(PQgetvalue(res, 0, 1), "t") != 0) {
 		fprintf(stderr,
 		        "bayarhook: cancel: job %s is %s (only a pending, held or dead job can be "

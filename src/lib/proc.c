@@ -92,29 +92,31 @@ static void kill_group(struct proc *run, int sig)
 		(void)kill(-run->pid, sig);
 }
 
+static void bev_drop(struct bufferevent **b)
+{
+	if (*b != NULL)
+		bufferevent_free(*b);
+	*b = NULL;
+}
+
+static void ev_drop(struct event **e)
+{
+	if (*e != NULL)
+		event_free(*e);
+	*e = NULL;
+}
+
 /* Closes the pipes and events; the run stays in the list. */
 static void run_close(struct proc *run)
 {
-	if (run->in != NULL) {
-		bufferevent_free(run->in);
-		run->in = NULL;
-	}
-	if (run->out != NULL) {
-		bufferevent_free(run->out);
-		run->out = NULL;
-	}
+	bev_drop(&run->in);
+	bev_drop(&run->out);
 	if (run->err_fd != -1) {
 		close(run->err_fd);
 		run->err_fd = -1;
 	}
-	if (run->timer != NULL) {
-		event_free(run->timer);
-		run->timer = NULL;
-	}
-	if (run->step != NULL) {
-		event_free(run->step);
-		run->step = NULL;
-	}
+	ev_drop(&run->timer);
+	ev_drop(&run->step);
 }
 
 /* Reaps the leader, which must have exited; returns its wait status. */

@@ -93,11 +93,31 @@ static bool is_blank(char c)
 	return c == ' ' || c == '\t' || c == '\n';
 }
 
+/*
+ * The end of a split or an expansion (ok: no error so far): *argv_out when
+ * there is at least one word, else everything freed.
+ */
+static int words_done(struct strvec *sv, struct sbuf *word, bool ok, char ***argv_out, char *err,
+                      size_t errlen)
+{
+	free(word->s);
+	if (ok && sv->n == 0) {
+		seterr(err, errlen, "empty command");
+		ok = false;
+	}
+	if (!ok) {
+		strvec_clear(sv);
+		return -1;
+	}
+	*argv_out = sv->v;
+	return 0;
+}
+
 int words_split(const char *cmd, char ***argv_out, char *err, size_t errlen)
 {
 	struct strvec sv = {0};
 	struct sbuf word = {0};
-	bool in_word = false;
+	bool in_word = false, ok = false;
 	size_t i = 0, start;
 	char c;
 
@@ -170,16 +190,9 @@ int words_split(const char *cmd, char ***argv_out, char *err, size_t errlen)
 	}
 	if (in_word)
 		strvec_push(&sv, sbuf_take(&word));
-	if (sv.n == 0) {
-		seterr(err, errlen, "empty command");
-		goto fail;
-	}
-	*argv_out = sv.v;
-	return 0;
+	ok = true;
 fail:
-	free(word.s);
-	strvec_clear(&sv);
-	return -1;
+	return words_done(&sv, &word, ok, argv_out, err, errlen);
 }
 
 static bool is_name_char(char c)
@@ -294,6 +307,7 @@ int words_expand(char *const *tmpl, words_lookup_fn lookup, void *arg, char ***a
 {
 	struct strvec sv = {0};
 	struct sbuf word = {0};
+	bool ok = false;
 
 	*argv_out = NULL;
 	for (size_t k = 0; tmpl[k] != NULL; k++) {
@@ -301,14 +315,7 @@ int words_expand(char *const *tmpl, words_lookup_fn lookup, void *arg, char ***a
 			goto fail;
 		strvec_push(&sv, sbuf_take(&word));
 	}
-	if (sv.n == 0) {
-		seterr(err, errlen, "empty command");
-		goto fail;
-	}
-	*argv_out = sv.v;
-	return 0;
+	ok = true;
 fail:
-	free(word.s);
-	strvec_clear(&sv);
-	return -1;
+	return words_done(&sv, &word, ok, argv_out, err, errlen);
 }
