@@ -13,6 +13,7 @@
 #include "action_forward.h"
 #include "action_run.h"
 #include "action_sql.h"
+#include "jsonw.h"
 #include "xmalloc.h"
 
 /* Indexed by config.h's enum action_type (the config parser names the types). */
@@ -107,19 +108,10 @@ struct action *action_set_find(const struct action_set *set, const char *name)
 
 char *action_set_leases(const struct action_set *set, int margin)
 {
-	cJSON *obj = cJSON_CreateObject();
-	char *text;
+	struct jsonw w;
 
-	if (obj == NULL)
-		return NULL;
-	for (size_t i = 0; i < set->n; i++) {
-		if (cJSON_AddNumberToObject(obj, set->v[i]->name,
-		                            (double)set->v[i]->timeout + margin) == NULL) {
-			cJSON_Delete(obj);
-			return NULL;
-		}
-	}
-	text = cJSON_PrintUnformatted(obj);
-	cJSON_Delete(obj);
-	return text;
+	jsonw_begin(&w);
+	for (size_t i = 0; i < set->n; i++)
+		jsonw_int(&w, set->v[i]->name, (long long)set->v[i]->timeout + margin);
+	return jsonw_finish(&w);
 }

@@ -230,31 +230,6 @@ const struct cli_command cli_cmd_retry = {
 
 /* ---- replay ---- */
 
-/*
- * {"status": ["action", ...], ...}: what runs on each payment status, as
- * ingest() takes it; only that action when only is set.
- */
-static char *replay_actions(const struct config *cfg, const char *only)
-{
-	cJSON *map = cJSON_CreateObject();
-	char *text;
-
-	for (enum pay_status st = STATUS_PENDING; st <= STATUS_CANCELLED; st++) {
-		cJSON *names = cJSON_AddArrayToObject(map, event_status_name(st));
-
-		for (size_t i = 0; i < cfg->nactions; i++) {
-			const struct action_conf *a = &cfg->actions[i];
-
-			if ((only == NULL || strcmp(a->name, only) == 0) &&
-			    (a->on_mask & STATUS_MASK(st)))
-				cJSON_AddItemToArray(names, cJSON_CreateString(a->name));
-		}
-	}
-	text = cJSON_PrintUnformatted(map);
-	cJSON_Delete(map);
-	return text;
-}
-
 static const struct option cli_replay_options[] = {
     {"action", required_argument, NULL, 'a'},
     {NULL, 0, NULL, 0},
@@ -279,7 +254,7 @@ static int cli_replay(struct cli *cli)
 		        cli->config_path);
 		goto out;
 	}
-	names_text = replay_actions(cfg, only);
+	names_text = config_actions_by_status(cfg, only);
 	params[0] = invoice;
 	params[1] = names_text;
 	/* It decides on the payment's status under the payment's row lock. */

@@ -79,7 +79,7 @@ static void cli_start(struct cli_run *r)
 		return;
 	r->started = true;
 	if (reconcile_run(r->rc, cli_report, cli_done, r) < 0) {
-		snprintf(r->why, sizeof(r->why), "out of memory");
+		snprintf(r->why, sizeof(r->why), "a pass is already running");
 		event_base_loopbreak(r->base);
 	}
 }
@@ -164,15 +164,19 @@ static int cli_reconcile(struct cli *cli)
 		goto out;
 	signal(SIGPIPE, SIG_IGN);
 	/* Two connections: the pass's lock session, and its queries and stores. */
-	if ((r.base = event_base_new()) == NULL ||
-	    (r.pool = db_pool_new(r.base, cfg->conninfo, 2, "reconcile")) == NULL ||
-	    (store = store_new(r.pool)) == NULL || store_set_actions(store, cfg) < 0 ||
-	    (gw = gateway_new(r.base, cfg)) == NULL ||
+	if ((r.base = event_base_new()) == NULL) {
+		snprintf(r.why, sizeof(r.why), "cannot create the event loop");
+		goto out;
+	}
+	r.pool = db_pool_new(r.base, cfg->conninfo, 2, "reconcile");
+	store = store_new(r.pool);
+	store_set_actions(store, cfg);
+	if ((gw = gateway_new(r.base, cfg)) == NULL ||
 	    (r.rc = reconcile_new(r.base, cfg, r.pool, store, gw, "cli")) == NULL ||
 	    (ev_wait = evtimer_new(r.base, cli_db_timeout, &r)) == NULL ||
 	    (ev_int = evsignal_new(r.base, SIGINT, cli_signal, &r)) == NULL ||
 	    (ev_term = evsignal_new(r.base, SIGTERM, cli_signal, &r)) == NULL) {
-		snprintf(r.why, sizeof(r.why), "out of memory");
+		snprintf(r.why, sizeof(r.why), "cannot create the reconciler's timers");
 		goto out;
 	}
 	evsignal_add(ev_int, NULL);

@@ -29,6 +29,8 @@
 #include <unistd.h>
 
 #include "config_table.h"
+#include "event.h"
+#include "jsonw.h"
 #include "xmalloc.h"
 
 #define CONFIG_FILE_MAX ((size_t)1024 * 1024) /* bytes of receiver.conf */
@@ -599,6 +601,25 @@ const struct action_conf *config_action(const struct config *cfg, const char *na
 		if (strcmp(cfg->actions[i].name, name) == 0)
 			return &cfg->actions[i];
 	return NULL;
+}
+
+char *config_actions_by_status(const struct config *cfg, const char *only)
+{
+	struct jsonw w;
+
+	jsonw_begin(&w);
+	for (enum pay_status st = STATUS_PENDING; st <= STATUS_CANCELLED; st++) {
+		jsonw_begin_list(&w, event_status_name(st));
+		for (size_t i = 0; i < cfg->nactions; i++) {
+			const struct action_conf *a = &cfg->actions[i];
+
+			if ((only == NULL || strcmp(a->name, only) == 0) &&
+			    (a->on_mask & STATUS_MASK(st)))
+				jsonw_cstr(&w, NULL, a->name);
+		}
+		jsonw_end_list(&w);
+	}
+	return jsonw_finish(&w);
 }
 
 int config_keep_fixed(struct config *next, const struct config *cur, char *changed, size_t len)

@@ -114,6 +114,12 @@ const char *config_default_path(void);
 /* The effective max_attempts of an action. */
 int config_action_max_attempts(const struct config *cfg, const struct action_conf *a);
 const struct action_conf *config_action(const struct config *cfg, const char *name);
+/*
+ * {"pending":["name",...],"paid":[...],...}: the actions each payment status
+ * triggers, as bayarhook.ingest() and job_replay() take them; only the action
+ * named only when it is not NULL. malloc'd, never NULL.
+ */
+char *config_actions_by_status(const struct config *cfg, const char *only);
 /* Prints a summary (no secrets) for check-config. */
 void config_print_summary(const struct config *cfg, FILE *out);
 

@@ -98,12 +98,7 @@ static void daemon_reload(struct daemon *d)
 		service_ready(NULL);
 		return;
 	}
-	if (store_set_actions(d->store, next) < 0) {
-		log_errx("reload failed (out of memory), keeping the running config");
-		config_free(next);
-		service_ready(NULL);
-		return;
-	}
+	store_set_actions(d->store, next);
 	gateway_configure(d->gateway, next);
 	reconcile_configure(d->reconcile, next);
 	server_set_config(d->server, next);
@@ -260,10 +255,7 @@ int daemon_serve(const char *config_path)
 	}
 	d.pool = db_pool_new(d.base, d.cfg->conninfo, DAEMON_DB_CONNS, "ingest");
 	d.store = store_new(d.pool);
-	if (d.store == NULL || store_set_actions(d.store, d.cfg) < 0) {
-		log_errx("out of memory");
-		goto out;
-	}
+	store_set_actions(d.store, d.cfg);
 	db_pool_on_state(d.pool, daemon_db_state, &d);
 	if (proc_init(d.base) < 0) {
 		log_errx("cannot install the SIGCHLD handler");
@@ -281,7 +273,7 @@ int daemon_serve(const char *config_path)
 	    d.gateway ? reconcile_new(d.base, d.cfg, d.rpool, d.store, d.gateway, "serve") : NULL;
 	d.confirm = d.reconcile ? confirm_new(d.base, d.rpool, d.gateway) : NULL;
 	if (d.confirm == NULL) {
-		log_errx("out of memory");
+		log_errx("cannot create the reconciler's timers");
 		goto out;
 	}
 	reconcile_start(d.reconcile);

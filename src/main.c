@@ -9,10 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "cli.h"
 #include "config.h"
 #include "daemon.h"
 #include "log.h"
+#include "xmalloc.h"
 
 static int main_serve(struct cli *cli)
 {
@@ -116,8 +119,12 @@ int main(int argc, char **argv)
 	};
 	const char *config_path = NULL, *cmd;
 	const struct cli_command *entry;
+	cJSON_Hooks hooks = {.malloc_fn = xmalloc, .free_fn = free};
 	bool debug = false;
 	int c;
+
+	/* cJSON allocates like the rest of the program: abort on out-of-memory. */
+	cJSON_InitHooks(&hooks);
 
 	while ((c = getopt_long(argc, argv, "+c:dhV", opts, NULL)) != -1) {
 		switch (c) {

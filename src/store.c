@@ -277,29 +277,10 @@ void store_free(struct store *st)
 	free(st);
 }
 
-int store_set_actions(struct store *st, const struct config *cfg)
+void store_set_actions(struct store *st, const struct config *cfg)
 {
-	cJSON *map = cJSON_CreateObject();
-	char *text;
-
-	if (map == NULL)
-		return -1;
-	for (int s = STATUS_PENDING; s <= STATUS_CANCELLED; s++) {
-		cJSON *list = cJSON_AddArrayToObject(map, event_status_name(s));
-
-		for (size_t i = 0; list && i < cfg->nactions; i++) {
-			if (cfg->actions[i].on_mask & STATUS_MASK(s))
-				cJSON_AddItemToArray(list,
-				                     cJSON_CreateString(cfg->actions[i].name));
-		}
-	}
-	text = cJSON_PrintUnformatted(map);
-	cJSON_Delete(map);
-	if (text == NULL)
-		return -1;
 	free(st->actions_json);
-	st->actions_json = text;
-	return 0;
+	st->actions_json = config_actions_by_status(cfg, NULL);
 }
 
 int store_submit(struct store *st, char *item, char *body, size_t body_len, store_done_cb cb,

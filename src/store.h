@@ -27,8 +27,7 @@ typedef void (*store_done_cb)(enum store_outcome outcome, enum verdict verdict, 
 struct store *store_new(struct db_pool *pool);
 void store_free(struct store *st);
 /* Which actions each status triggers (from [action.*] on =); call on every (re)load. */
-int store_set_actions(struct store *st, const struct config *cfg)
-    __attribute__((warn_unused_result));
+void store_set_actions(struct store *st, const struct config *cfg);
 
 /*
  * Submits one item: the text of a JSON object (see the keys

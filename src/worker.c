@@ -562,11 +562,6 @@ static int worker_apply(struct worker *w, const struct config *cfg, char *err, s
 	if (set == NULL)
 		return -1;
 	leases = action_set_leases(set, WORKER_LEASE_MARGIN);
-	if (leases == NULL) { /* cJSON's allocation */
-		action_set_free(set);
-		snprintf(err, errlen, "out of memory");
-		return -1;
-	}
 	action_set_free(w->actions);
 	free(w->leases);
 	w->actions = set;

@@ -147,6 +147,19 @@ void jsonw_end_object(struct jsonw *w)
 	w->first = false;
 }
 
+void jsonw_begin_list(struct jsonw *w, const char *key)
+{
+	put_key(w, key);
+	jsonw_put(w, "[", 1);
+	w->first = true;
+}
+
+void jsonw_end_list(struct jsonw *w)
+{
+	jsonw_put(w, "]", 1);
+	w->first = false;
+}
+
 char *jsonw_take(struct jsonw *w)
 {
 	char *out = w->buf;

@@ -31,6 +31,9 @@ void jsonw_raw(struct jsonw *w, const char *key, const char *raw, size_t n);
 /* "key":{ ... jsonw_end_object() closes it. */
 void jsonw_begin_object(struct jsonw *w, const char *key);
 void jsonw_end_object(struct jsonw *w);
+/* "key":[ ... (elements written with key NULL); jsonw_end_list() closes it. */
+void jsonw_begin_list(struct jsonw *w, const char *key);
+void jsonw_end_list(struct jsonw *w);
 /*
  * Starts a buffer holding "[" instead: the writers above then take key NULL
  * and write array elements; jsonw_finish_array() closes it.

@@ -817,6 +817,29 @@ static void test_split_listen(void **state)
 	assert_int_equal(config_split_listen("[::1]9000", host, sizeof(host), &port), -1);
 }
 
+/* What ingest() and job_replay() are told runs on each status. */
+static void test_actions_by_status(void **state)
+{
+	char err[512], *text;
+	struct config *cfg;
+
+	(void)state;
+	cfg = load_text(SECRET "[action.ship]\ntype = exec\ncommand = /bin/true\non = paid\n"
+	                       "[action.release]\ntype = exec\ncommand = /bin/true\n"
+	                       "on = expired, cancelled, paid\n",
+	                err, sizeof(err));
+	assert_non_null(cfg);
+	text = config_actions_by_status(cfg, NULL);
+	assert_string_equal(text, "{\"pending\":[],\"paid\":[\"ship\",\"release\"],"
+	                          "\"expired\":[\"release\"],\"cancelled\":[\"release\"]}");
+	free(text);
+	text = config_actions_by_status(cfg, "ship");
+	assert_string_equal(text, "{\"pending\":[],\"paid\":[\"ship\"],\"expired\":[],"
+	                          "\"cancelled\":[]}");
+	free(text);
+	config_free(cfg);
+}
+
 static void test_keep_fixed(void **state)
 {
 	char err[512], changed[128];
@@ -891,6 +914,7 @@ int main(void)
 	    cmocka_unit_test(test_redact),
 	    cmocka_unit_test(test_split_listen),
 	    cmocka_unit_test_setup_teardown(test_keep_fixed, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_actions_by_status, setup, teardown),
 	    cmocka_unit_test(test_default_path),
 	    cmocka_unit_test(test_buffer_and_free_null),
 	};

@@ -145,13 +145,32 @@ static void test_array(void **state)
 	free(text);
 }
 
+/* A list inside an object, and members after it. */
+static void test_list_in_object(void **state)
+{
+	struct jsonw w;
+	char *text;
+
+	(void)state;
+	jsonw_begin(&w);
+	jsonw_begin_list(&w, "paid");
+	jsonw_cstr(&w, NULL, "ship");
+	jsonw_cstr(&w, NULL, "mail");
+	jsonw_end_list(&w);
+	jsonw_begin_list(&w, "expired");
+	jsonw_end_list(&w);
+	jsonw_int(&w, "n", 2);
+	text = jsonw_finish(&w);
+	assert_string_equal(text, "{\"paid\":[\"ship\",\"mail\"],\"expired\":[],\"n\":2}");
+	free(text);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_strings),
-	    cmocka_unit_test(test_round_trip),
-	    cmocka_unit_test(test_growth_and_take),
-	    cmocka_unit_test(test_array),
+	    cmocka_unit_test(test_strings),         cmocka_unit_test(test_round_trip),
+	    cmocka_unit_test(test_growth_and_take), cmocka_unit_test(test_array),
+	    cmocka_unit_test(test_list_in_object),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
