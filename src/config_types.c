@@ -111,7 +111,7 @@ static int parse_long(struct conf_ctx *cx, const char *v, long min, long max, lo
 
 static int int_set(struct conf_ctx *cx, const struct conf_key *k, void *base, const char *v)
 {
-	long n;
+	long n = 0; /* set by parse_long on success; -O2 cannot see through config_bad */
 
 	if (parse_long(cx, v, k->min, k->max, &n) < 0)
 		return -1;
