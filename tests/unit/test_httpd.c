@@ -27,30 +27,29 @@
 
 /* What the owner saw. */
 struct seen {
-	int requests, refusals;
-	bool in_handler;
-	bool hold; /* keep requests for a later reply */
+	int requests, refusals, nheld;
+	bool in_handler, hold; /* hold: keep requests for a later reply */
 	struct httpd_req *held[64];
-	int nheld;
 	size_t reply_size; /* answer body size, 0: echo the path */
 	/* the last request */
 	enum httpd_method method;
 	char method_name[32], path[256], query[256], body[4096], peer[64];
 	size_t body_len, nheaders;
-	char ctype[64], dup2[64];
+	char ctype[64], dup2[64]; /* Content-Type, the second X-Dup */
 	/* the last refusal */
 	enum httpd_refusal reason;
 	int status;
 	char r_method[32], r_path[256], r_body[8192], r_xtest[64];
 	size_t r_body_len;
 	uint64_t r_received;
-	int64_t r_declared;
+	int64_t r_declared; /* -1: none */
 };
 
 static struct event_base *base;
 static struct httpd *srv;
 static struct seen seen;
 static unsigned short port;
+static bool inherited; /* listen on a socket passed in */
 
 static void on_request(struct httpd_req *req, void *arg)
 {
@@ -120,7 +119,17 @@ static void start(const struct httpd_limits *lim)
 	memset(&seen, 0, sizeof(seen));
 	base = event_base_new();
 	srv = httpd_new(base, lim, &hd);
-	assert_int_equal(httpd_listen(srv, "127.0.0.1:0", err, sizeof(err)), 0);
+	if (inherited) { /* a socket made by someone else, as systemd's */
+		struct sockaddr_in sin = {.sin_family = AF_INET};
+		int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+		sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+		assert_int_equal(listen(fd, 16), 0);
+		assert_int_equal(httpd_listen_fd(srv, fd, err, sizeof(err)), 0);
+	} else {
+		assert_int_equal(httpd_listen(srv, "127.0.0.1:0", err, sizeof(err)), 0);
+	}
 	snprintf(addr, sizeof(addr), "%s", httpd_address(srv));
 	port = (unsigned short)atoi(strrchr(addr, ':') + 1);
 }
@@ -541,16 +550,6 @@ static void test_too_large(void **state)
 	close(fd);
 	stop();
 
-	/* chunked within the cap is a request */
-	start_default();
-	fd = cli_connect();
-	cli_sends(fd, "POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"
-	              "6;x=y\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n");
-	assert_non_null(strstr(cli_answer(fd, 2000), "200 OK"));
-	assert_int_equal(seen.body_len, 11);
-	assert_memory_equal(seen.body, "hello world", 11);
-	close(fd);
-	stop();
 	free(body);
 }
 
@@ -591,12 +590,10 @@ static void test_timeouts(void **state)
 	assert_true(cli_closed(fd, 2000));
 	assert_true(now_ms() - t0 >= 150);
 	close(fd);
-
 	/* connected, sent nothing: closed at the request deadline, nothing reported */
 	fd = cli_connect();
 	assert_true(cli_closed(fd, 2000));
 	close(fd);
-	pump(10);
 	assert_int_equal(seen.refusals, 1);
 	httpd_get_stats(srv, &st);
 	assert_int_equal(st.connections, 0);
@@ -651,7 +648,9 @@ static void test_max_conns(void **state)
 	int a, b, c;
 
 	(void)state;
+	inherited = true;
 	start(&lim);
+	inherited = false;
 	a = cli_connect();
 	b = cli_connect();
 	c = cli_connect();
@@ -663,6 +662,8 @@ static void test_max_conns(void **state)
 	assert_int_equal(st.over_capacity, 1);
 	cli_sends(a, "GET / HTTP/1.1\r\n\r\n");
 	assert_non_null(strstr(cli_answer(a, 2000), "200 OK"));
+	httpd_stop_accepting(srv); /* an inherited listener is closed at once */
+	assert_int_equal(cli_connect(), -1);
 	close(a);
 	close(b);
 	close(c);
