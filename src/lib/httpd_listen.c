@@ -105,8 +105,7 @@ static void address_of(struct httpd *h, evutil_socket_t fd)
 	}
 }
 
-static int add_listener(struct httpd *h, struct evconnlistener *l, bool inherited, char *err,
-                        size_t errlen)
+static int add_listener(struct httpd *h, struct evconnlistener *l, bool inherited)
 {
 	if (h->nls == 0)
 		address_of(h, evconnlistener_get_fd(l));
@@ -114,8 +113,6 @@ static int add_listener(struct httpd *h, struct evconnlistener *l, bool inherite
 	h->ls[h->nls].l = l;
 	h->ls[h->nls].inherited = inherited;
 	h->nls++;
-	(void)err;
-	(void)errlen;
 	return 0;
 }
 
@@ -179,7 +176,7 @@ int httpd_listen(struct httpd *h, const char *hostport, char *err, size_t errlen
 		snprintf(err, errlen, "cannot listen on %s: %s", hostport, strerror(errno));
 		return -1;
 	}
-	return add_listener(h, l, false, err, errlen);
+	return add_listener(h, l, false);
 }
 
 int httpd_listen_fd(struct httpd *h, int fd, char *err, size_t errlen)
@@ -198,7 +195,7 @@ int httpd_listen_fd(struct httpd *h, int fd, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot accept on socket fd %d: %s", fd, strerror(errno));
 		return -1;
 	}
-	return add_listener(h, l, true, err, errlen);
+	return add_listener(h, l, true);
 }
 
 const char *httpd_address(const struct httpd *h)
