@@ -292,7 +292,8 @@ static void peer_text(const struct sockaddr *sa, char *out, size_t outlen)
 		snprintf(out, outlen, "unix");
 }
 
-void httpd_conn_new(struct httpd *h, evutil_socket_t fd, const struct sockaddr *sa, int salen)
+static void httpd_conn_new(struct httpd *h, evutil_socket_t fd, const struct sockaddr *sa,
+                           int salen)
 {
 	struct httpd_conn *c;
 
@@ -406,9 +407,51 @@ struct httpd *httpd_new(struct event_base *base, const struct httpd_limits *lim,
 
 	h->base = base;
 	h->on = *handlers;
+	h->accepted = httpd_conn_new;
 	limits_apply(h, lim);
 	TAILQ_INIT(&h->conns);
 	return h;
+}
+
+static long ms_since(const struct timespec *t)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (long)(now.tv_sec - t->tv_sec) * 1000 + (now.tv_nsec - t->tv_nsec) / 1000000;
+}
+
+/*
+ * Closing a listening socket resets the connections in its accept queue,
+ * though their clients may have sent a whole request: see
+ * httpd_listeners_stop(). Idle keep-alive connections that were served
+ * are closed now; the others finish their request.
+ */
+void httpd_stop_accepting(struct httpd *h)
+{
+	struct httpd_conn *c, *next;
+
+	httpd_listeners_stop(h);
+	for (c = TAILQ_FIRST(&h->conns); c != NULL; c = next) {
+		next = TAILQ_NEXT(c, link);
+		if (c->state == HTTPD_C_IDLE && c->served > 0)
+			httpd_conn_free(c);
+	}
+}
+
+bool httpd_drained(struct httpd *h)
+{
+	struct httpd_conn *c, *next;
+	bool listening = !httpd_listeners_drained(h);
+
+	/* A client that connected and sent nothing for a moment is not about to. */
+	for (c = TAILQ_FIRST(&h->conns); c != NULL; c = next) {
+		next = TAILQ_NEXT(c, link);
+		if (c->state == HTTPD_C_IDLE &&
+		    (c->served > 0 || ms_since(&c->since) >= HTTPD_QUIET_MS))
+			httpd_conn_free(c);
+	}
+	return !listening && TAILQ_EMPTY(&h->conns);
 }
 
 void httpd_set_limits(struct httpd *h, const struct httpd_limits *lim)

@@ -71,6 +71,8 @@ struct httpd {
 	struct httpd_listener ls[HTTPD_MAX_LISTENERS];
 	int nls;
 	struct event *resume; /* re-enables accepting after a lack of descriptors */
+	/* httpd.c's connection constructor, so that the listeners need not link to it. */
+	void (*accepted)(struct httpd *h, evutil_socket_t fd, const struct sockaddr *sa, int salen);
 	TAILQ_HEAD(, httpd_conn) conns;
 	bool stopping;
 	struct httpd_stats st;
@@ -78,9 +80,11 @@ struct httpd {
 	char address[128];
 };
 
-void httpd_conn_new(struct httpd *h, evutil_socket_t fd, const struct sockaddr *sa, int salen);
 void httpd_conn_free(struct httpd_conn *c);
-/* Listener side of httpd_free(). */
+/* The listener side of httpd_stop_accepting(), httpd_drained() and httpd_free(). */
+void httpd_listeners_stop(struct httpd *h);
+/* Closes listeners whose accept queue is empty; true once none is left. */
+bool httpd_listeners_drained(struct httpd *h);
 void httpd_listeners_free(struct httpd *h);
 
 #endif

@@ -43,8 +43,10 @@ void httpd_ratelog(struct httpd_ratelog *r, const char *what)
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
                       void *arg)
 {
+	struct httpd *h = arg;
+
 	(void)l;
-	httpd_conn_new(arg, fd, sa, salen);
+	h->accepted(h, fd, sa, salen);
 }
 
 static void resume_cb(evutil_socket_t fd, short what, void *arg)
@@ -231,14 +233,6 @@ static void close_listener(struct httpd *h, int i)
 	h->ls[i].l = NULL;
 }
 
-static long ms_since(const struct timespec *t)
-{
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (long)(now.tv_sec - t->tv_sec) * 1000 + (now.tv_nsec - t->tv_nsec) / 1000000;
-}
-
 /*
  * Closing a listening socket resets the connections in its accept queue,
  * though their clients may have sent a whole request. systemd's sockets
@@ -246,10 +240,8 @@ static long ms_since(const struct timespec *t)
  * own first stop taking new connections and are closed by httpd_drained()
  * once their queue is empty.
  */
-void httpd_stop_accepting(struct httpd *h)
+void httpd_listeners_stop(struct httpd *h)
 {
-	struct httpd_conn *c, *next;
-
 	h->stopping = true;
 	for (int i = 0; i < h->nls; i++) {
 		if (h->ls[i].l == NULL)
@@ -258,16 +250,10 @@ void httpd_stop_accepting(struct httpd *h)
 			continue;
 		close_listener(h, i);
 	}
-	for (c = TAILQ_FIRST(&h->conns); c != NULL; c = next) {
-		next = TAILQ_NEXT(c, link);
-		if (c->state == HTTPD_C_IDLE && c->served > 0)
-			httpd_conn_free(c);
-	}
 }
 
-bool httpd_drained(struct httpd *h)
+bool httpd_listeners_drained(struct httpd *h)
 {
-	struct httpd_conn *c, *next;
 	bool open = false;
 
 	for (int i = 0; i < h->nls; i++) {
@@ -281,14 +267,7 @@ bool httpd_drained(struct httpd *h)
 		else
 			open = true; /* accepted on the next turn of the loop */
 	}
-	/* A client that connected and sent nothing for a moment is not about to. */
-	for (c = TAILQ_FIRST(&h->conns); c != NULL; c = next) {
-		next = TAILQ_NEXT(c, link);
-		if (c->state == HTTPD_C_IDLE &&
-		    (c->served > 0 || ms_since(&c->since) >= HTTPD_QUIET_MS))
-			httpd_conn_free(c);
-	}
-	return !open && TAILQ_EMPTY(&h->conns);
+	return !open;
 }
 
 void httpd_listeners_free(struct httpd *h)
