@@ -38,6 +38,26 @@ struct callback_answer {
 typedef void (*callback_reply_cb)(const struct callback_answer *ans, void *arg);
 
 /*
+ * SPEC §7: callbacks the gateway should be asked about, once their audit row
+ * is durable. Neither changed a payment; the receiver of the hook (the
+ * reconciler) asks check-payment and records what the gateway answers.
+ */
+enum callback_followup {
+	CALLBACK_FOLLOWUP_STALE,    /* stale_timestamp, but its signature verified */
+	CALLBACK_FOLLOWUP_UNSIGNED, /* unsigned = confirm: it carried no signature at all */
+};
+
+/* invoice_id is only valid during the call. */
+typedef void (*callback_followup_cb)(const char *invoice_id, enum callback_followup kind,
+                                     void *arg);
+
+/*
+ * Sets the follow-up hook (NULL: none). It is called from the event loop,
+ * after the answer, for each such callback whose audit row committed.
+ */
+void callback_set_followup(callback_followup_cb cb, void *arg);
+
+/*
  * Handles a request; reply is called exactly once, possibly before this
  * returns. cfg is only read during the call.
  */
