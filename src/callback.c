@@ -20,13 +20,14 @@
 struct pending {
 	callback_reply_cb reply;
 	void *arg;
-	enum verdict_reason
-	    refused;          /* REASON_NONE: a verified (or unsigned) event went to the store */
+	/* REASON_NONE: a verified (or unsigned) event went to the store */
+	enum verdict_reason refused;
 	bool is_unsigned;     /* unsigned = confirm, no signature: audited only */
 	bool signature_valid; /* the signature verified (also when then stale) */
 	int secret_index;     /* which secret verified it; -1: none */
 	char message[128];    /* the refusal's public text; "" when verified */
-	char invoice[128];
+	/* Whole (the follow-up hook asks about it), so as long as event.c allows. */
+	char invoice[EVENT_MAX_INVOICE_ID + 1];
 	struct timespec started;
 };
 
@@ -81,7 +82,7 @@ static void finish(struct pending *p, enum verdict v)
 	struct callback_answer ans;
 	char buf[512];
 	const char *fields[3];
-	char f_inv[160], f_verdict[48];
+	char f_inv[sizeof("INVOICE_ID=") + EVENT_MAX_INVOICE_ID], f_verdict[48];
 
 	callback_answer_for(v, p->refused, p->message, &ans, buf, sizeof(buf));
 	snprintf(f_inv, sizeof(f_inv), "INVOICE_ID=%s", p->invoice);
@@ -119,8 +120,7 @@ static void stored(enum store_outcome outcome, enum verdict v, void *arg)
 
 	if (outcome == STORE_COMMITTED && followup_cb != NULL && p->invoice[0] != '\0' &&
 	    callback_followup_for(v, p->is_unsigned, p->signature_valid, &kind)) {
-		/* finish() frees p: the invoice outlives it for the hook, called after the answer.
-		 */
+		/* The hook runs after the answer, and finish() frees p. */
 		memcpy(invoice, p->invoice, sizeof(invoice));
 		finish(p, v);
 		followup_cb(invoice, kind, followup_arg);
@@ -163,7 +163,6 @@ static void submit(const struct config *cfg, struct store *st, const struct call
                    struct pending *p, const struct pay_event *ev)
 {
 	bool verified = p->refused == REASON_NONE && !p->is_unsigned;
-	bool audited_only = !verified;
 	struct jsonw w;
 	char *body = NULL;
 
@@ -200,7 +199,7 @@ static void submit(const struct config *cfg, struct store *st, const struct call
 	jsonw_cstr(&w, "peer_addr", req->peer_addr);
 	jsonw_cstr(&w, "method", req->method);
 	write_headers(&w, req->headers);
-	if (audited_only)
+	if (!verified)
 		jsonw_str(&w, "body", req->body ? req->body : "", req->body ? req->body_len : 0);
 	if (store_submit(st, jsonw_finish(&w), body, verified ? req->body_len : 0, stored, p) < 0)
 		stored(STORE_FAILED, VERDICT_UNAVAILABLE, p);
