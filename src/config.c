@@ -317,6 +317,11 @@ static void finish_config(struct parser *ps)
 		            ps->key_line[find_key(config_keys, N_CONFIG_KEYS, "security",
 		                                  "confirm_with_api")],
 		            "confirm_with_api", "needs a [gateway] api_key_file (or api_key)");
+	/* An unsigned callback is only ever acted on with check-payment's answer. */
+	if (!ps->failed && cfg->unsigned_confirm && cfg->api_key == NULL)
+		config_fail(
+		    ps, ps->key_line[find_key(config_keys, N_CONFIG_KEYS, "security", "unsigned")],
+		    "unsigned", "confirm needs a [gateway] api_key_file (or api_key)");
 }
 
 /* ---- lines ---- */

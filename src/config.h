@@ -59,6 +59,11 @@ struct config {
 	size_t nsecrets;
 	int replay_window;
 	bool confirm_with_api;
+	/*
+	 * unsigned = confirm (SPEC §7): a callback with no signature at all is
+	 * audited "unsigned", answered 200, and only the gateway's answer acts.
+	 */
+	bool unsigned_confirm;
 
 	/* [database] */
 	char *conninfo;

@@ -39,6 +39,7 @@ const struct conf_key config_keys[] = {
 	 .flags = K_REQUIRED, .excl = "webhook_secret_file"},
 	{KEY("security", "replay_window", T_INT, "300", replay_window), RANGE(1, 86400)},
 	{KEY("security", "confirm_with_api", T_BOOL, "false", confirm_with_api)},
+	{KEY("security", "unsigned", T_UNSIGNED, "refuse", unsigned_confirm)},
 
 	{KEY("database", "conninfo", T_STRING, "postgresql:///bayarhook", conninfo),
 	 .flags = K_RESTART | K_REDACT},

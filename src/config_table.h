@@ -30,6 +30,7 @@ enum conf_type {
 	T_ACTION_TYPE,  /* enum action_type: exec | sql | forward */
 	T_STATUSES,     /* unsigned: STATUS_MASK() bits */
 	T_SIGN,         /* bool: bayar | none */
+	T_UNSIGNED,     /* bool: refuse (false) | confirm (true) */
 	T_NTYPES
 };
 
@@ -59,7 +60,7 @@ struct conf_key {
 
 /* config.c: the rows. */
 /* Rows of the two tables (config_keys.c checks them at compile time). */
-#define N_CONFIG_KEYS 24
+#define N_CONFIG_KEYS 25
 #define N_ACTION_KEYS 12
 extern const struct conf_key config_keys[];
 extern const size_t config_nkeys;

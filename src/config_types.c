@@ -179,6 +179,23 @@ static void sign_print(FILE *out, const struct config *cfg, const struct conf_ke
 	fprintf(out, "%s", *(const bool *)cfield(k, base) ? "bayar" : "none");
 }
 
+/* [security] unsigned: whether a callback with no signature at all is confirmed with the gateway.
+ */
+static int unsigned_set(struct conf_ctx *cx, const struct conf_key *k, void *base, const char *v)
+{
+	if (strcmp(v, "refuse") != 0 && strcmp(v, "confirm") != 0)
+		return config_bad(cx, "must be refuse or confirm");
+	*(bool *)field(k, base) = strcmp(v, "confirm") == 0;
+	return 0;
+}
+
+static void unsigned_print(FILE *out, const struct config *cfg, const struct conf_key *k,
+                           const void *base)
+{
+	(void)cfg;
+	fprintf(out, "%s", *(const bool *)cfield(k, base) ? "confirm" : "refuse");
+}
+
 static int action_type_set(struct conf_ctx *cx, const struct conf_key *k, void *base, const char *v)
 {
 	for (size_t i = 0; i < sizeof(action_type_names) / sizeof(action_type_names[0]); i++) {
@@ -622,6 +639,7 @@ static const struct conf_ops conf_ops[T_NTYPES] = {
 	[T_LONG] = {.set = long_set, SCALAR(long), .print = long_print},
 	[T_BOOL] = {.set = bool_set, SCALAR(bool), .print = bool_print},
 	[T_SIGN] = {.set = sign_set, SCALAR(bool), .print = sign_print},
+	[T_UNSIGNED] = {.set = unsigned_set, SCALAR(bool), .print = unsigned_print},
 	[T_ACTION_TYPE] = {.set = action_type_set, SCALAR(enum action_type),
 	                   .print = action_type_print},
 	[T_STATUSES] = {.set = statuses_set, SCALAR(unsigned), .print = statuses_print},

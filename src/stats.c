@@ -8,8 +8,9 @@
 #include <time.h>
 
 static const char *const verdicts[] = {
-    "accepted",  "duplicate", "out_of_order", "bad_signature", "stale_timestamp",
-    "malformed", "forbidden", "too_large",    "unavailable",   NULL,
+    "accepted",        "duplicate",   "out_of_order", "bad_signature",
+    "stale_timestamp", "malformed",   "forbidden",    "too_large",
+    "unsigned",        "unavailable", NULL,
 };
 static const char *const job_states[] = {"pending", "running",   "succeeded", "dead",
                                          "held",    "cancelled", NULL};
@@ -54,6 +55,10 @@ static const struct metrics_family families[METRIC__COUNT] = {
     [METRIC_RECONCILER_FOUND] = {"bayarhook_reconciler_found_total",
                                  "Payment state changes the reconciler found that no "
                                  "callback had delivered.",
+                                 METRICS_COUNTER, NULL, NULL, NULL, 0},
+    [METRIC_PAYMENTS_FLAGGED] = {"bayarhook_payments_flagged_total",
+                                 "Payments flagged when recorded (a paid after expired or "
+                                 "cancelled): their actions run, with the flag.",
                                  METRICS_COUNTER, NULL, NULL, NULL, 0},
     [METRIC_BUILD_INFO] = {"bayarhook_build_info", "Always 1; the version is a label.",
                            METRICS_GAUGE, "version", NULL, NULL, 0},

@@ -20,7 +20,7 @@ enum verdict {
 	VERDICT_MALFORMED,       /* not an event (also wrong method, X-Invoice-ID mismatch): 400 */
 	VERDICT_FORBIDDEN,       /* client address not in allow_from: 403 */
 	VERDICT_TOO_LARGE,       /* body over max_body_bytes: 413 */
-	VERDICT_UNSIGNED,    /* SPEC §7 [security] unsigned = confirm; nothing produces it yet */
+	VERDICT_UNSIGNED,    /* SPEC §7 unsigned = confirm, no signature at all: 200, audit only */
 	VERDICT_UNAVAILABLE, /* could not be made durable: 503, never stored */
 	VERDICT__COUNT
 };

@@ -89,6 +89,26 @@ static int teardown(void **state)
 
 #define SECRET "[security]\nwebhook_secret = whsec_test\n"
 
+/* SPEC §7: unsigned = confirm, with the API key it needs. */
+static void test_unsigned_confirm(void **state)
+{
+	char err[512];
+	struct config *cfg;
+
+	(void)state;
+	cfg =
+	    load_text(SECRET "unsigned = confirm\n[gateway]\napi_key = key-1\n", err, sizeof(err));
+	if (cfg == NULL)
+		fail_msg("%s", err);
+	assert_true(cfg->unsigned_confirm);
+	config_free(cfg);
+	cfg = load_text(SECRET "unsigned = refuse\n", err, sizeof(err));
+	if (cfg == NULL)
+		fail_msg("%s", err);
+	assert_false(cfg->unsigned_confirm);
+	config_free(cfg);
+}
+
 static void test_defaults(void **state)
 {
 	char err[512];
@@ -112,6 +132,7 @@ static void test_defaults(void **state)
 	assert_string_equal(cfg->secrets[0], "whsec_test");
 	assert_int_equal(cfg->replay_window, 300);
 	assert_false(cfg->confirm_with_api);
+	assert_false(cfg->unsigned_confirm);
 	assert_string_equal(cfg->conninfo, "postgresql:///bayarhook");
 	assert_string_equal(cfg->gateway_base_url, "https://www.bayar.gg/api");
 	assert_null(cfg->api_key);
@@ -373,6 +394,10 @@ static const struct error_case error_cases[] = {
      "@/receiver.conf:4: backoff_max: must be at least backoff_initial (7200)"},
     {"confirm_with_api without an API key", SECRET "confirm_with_api = true\n",
      "@/receiver.conf:3: confirm_with_api: needs a [gateway] api_key_file (or api_key)"},
+    {"unsigned = confirm without an API key", SECRET "unsigned = confirm\n",
+     "@/receiver.conf:3: unsigned: confirm needs a [gateway] api_key_file (or api_key)"},
+    {"bad unsigned", SECRET "unsigned = accept\n",
+     "@/receiver.conf:3: unsigned: must be refuse or confirm"},
     {"'#' without a blank is no comment", SECRET "replay_window = 60# one minute\n",
      "@/receiver.conf:3: replay_window: must be a whole number"},
     {"duplicate key", "[server]\nlisten = 127.0.0.1:1\nlisten = 127.0.0.1:2\n",
@@ -900,6 +925,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_defaults, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_full, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_unsigned_confirm, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_action_defaults, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_missing_file, setup, teardown),
