@@ -12,6 +12,8 @@ import signal
 import stat
 import time
 
+import pytest
+
 import bh
 
 FOLLOW = {"reconciler": {"enabled": "false", "min_age": "60"}}
@@ -239,3 +241,102 @@ def test_sigkill_mid_pass_loses_and_doubles_nothing(make_daemon, gateway, db, tm
     assert len(rows) == len(invs)
     assert {r["invoice_id"]: r["status"] for r in rows} == invs
     assert db.count("payments", "source = 'reconciler'") == len(invs)
+
+
+# ---------------------------------------------------------------------------
+# [security] unsigned = confirm
+
+def unsigned_schema(db):
+    """Whether bayarhook.callbacks admits the 'unsigned' verdict (sql/005, branch h-11sql)."""
+    text = db.scalar("SELECT pg_get_constraintdef(oid) FROM pg_constraint"
+                     " WHERE conname = 'callbacks_verdict_check'")
+    return text is not None and "'unsigned'" in text
+
+
+def unsigned_daemon(make_daemon, gateway, db, tmp_path, **reconciler):
+    d = make_life(make_daemon, gateway, tmp_path,
+                  config={"security": {"unsigned": "confirm"}, "reconciler": reconciler})
+    if not unsigned_schema(db):
+        pytest.skip("the 'unsigned' verdict needs sql/005 of branch h-11sql")
+    d.start(migrate=False)
+    return d
+
+
+def send_unsigned(d, inv, **kw):
+    """A callback with no signature at all: neither header nor body field."""
+    body, hdrs = bh.make_callback(inv, headers=False, drop=("signature", "timestamp"), **kw)
+    return bh.post(d.callback_url, body, hdrs)
+
+
+def test_unsigned_is_fulfilled_with_the_gateways_amounts_once_paid(make_daemon, gateway, db,
+                                                                     tmp_path):
+    inv = bh.new_invoice("unsigned")
+    gateway.add_payment(inv, status="pending", amount=50000, final_amount=50123)
+    d = unsigned_daemon(make_daemon, gateway, db, tmp_path, min_age="2")
+    r = send_unsigned(d, inv, final_amount=99999, amount=99000)
+    assert (r.status, r.json) == (200, {"success": True})
+    (row,) = db.callbacks(inv)
+    assert row["verdict"] == "unsigned" and "99999" in row["body"]
+
+    # Asked at once; the gateway says pending: nothing recorded, nothing run.
+    gateway.wait_requests(1, "check-payment", timeout=10)
+    bh.wait_for(lambda: f"invoice={inv} follow-up of a unsigned callback: the gateway says "
+                        "pending" in d.log(), 10, what="the pending answer")
+    assert db.payment(inv) is None
+    assert db.count("jobs", "invoice_id = %s", [inv]) == 0
+    assert runs(d) == []
+
+    # It is paid now: the next ask (min_age later) records the gateway's values only.
+    gateway.set_status(inv, "paid")
+    bh.wait_for(lambda: runs(d), 20, what="the action once the gateway says paid")
+    assert runs(d) == [[inv, "paid", "reconciler", "50123", "50000"]]
+    pay = db.payment(inv)
+    assert (pay["status"], float(pay["final_amount"]), float(pay["amount"])) == \
+        ("paid", 50123, 50000)
+    assert pay["source"] == "reconciler"
+    asks = checks_of(gateway, inv)
+    assert len(asks) == 2 and all(a["query"]["invoice_id"] == inv for a in asks)
+    time.sleep(1)
+    assert len(runs(d)) == 1
+
+
+def test_unsigned_is_never_fulfilled_while_the_gateway_says_pending(make_daemon, gateway, db,
+                                                                   tmp_path):
+    inv = bh.new_invoice("stillpending")
+    gateway.add_payment(inv, status="pending")
+    d = unsigned_daemon(make_daemon, gateway, db, tmp_path, min_age="1")
+    assert send_unsigned(d, inv).status == 200
+    bh.wait_for(lambda: metric(d, "bayarhook_followup_checks_total", "not_confirmed") == 1, 20,
+                what="the follow-up to give up")
+    assert len(checks_of(gateway, inv)) == 3  # SOON_MAX_ASKS
+    assert db.payment(inv) is None
+    assert db.count("jobs") == 0
+    assert runs(d) == []
+
+
+def test_unsigned_asks_are_bounded(make_daemon, gateway, db, tmp_path):
+    # 4 requests a minute: unsigned callbacks get 2 of them, the rest wait or are dropped.
+    d = unsigned_daemon(make_daemon, gateway, db, tmp_path, min_age="60",
+                        max_requests_per_minute="4")
+    strangers = [bh.new_invoice(f"flood{i}") for i in range(6)]  # unknown at the gateway
+    for inv in strangers:
+        assert send_unsigned(d, inv).status == 200
+    assert send_unsigned(d, strangers[0]).status == 200  # the same invoice again
+    # A wrong signature is still refused, and never asked about.
+    bad = bh.new_invoice("badsig")
+    gateway.add_payment(bad, status="paid")
+    assert gateway.send_callback(d.callback_url, bad, secret="whsec_wrong").status == 401
+    gateway.wait_requests(2, "check-payment", timeout=10)
+    bh.wait_for(lambda: metric(d, "bayarhook_followup_checks_total", "throttled") >= 3, 10,
+                what="the rest throttled")
+    # The other half of the budget is still there for a genuine stale callback.
+    genuine = bh.new_invoice("genuine")
+    gateway.add_payment(genuine, status="paid")
+    old = int(time.time()) - 7200
+    assert gateway.send_callback(d.callback_url, genuine, secret=d.secret, ts=old).status == 401
+    bh.wait_for(lambda: runs(d), 20, what="the genuine stale callback's follow-up")
+    time.sleep(2)
+    asked = [r["query"]["invoice"] for r in gateway.requests_to("check-payment")]
+    assert len([a for a in asked if a in strangers]) == 2, asked
+    assert bad not in asked and genuine in asked
+    assert len(asked) == 3
