@@ -60,6 +60,7 @@ struct action_job {
 	const char *source;     /* "callback" or "reconciler" */
 	const char *event;      /* jobs.event as JSON text */
 	const char *event_bare; /* the same without "timestamp" and "signature" */
+	const char *flag;       /* payments.flag (SPEC §7), "" or NULL when none */
 };
 
 typedef void (*action_done_cb)(struct action_run *run, const struct action_result *res, void *arg);

@@ -136,7 +136,7 @@ static int exec_start(struct action_run *run, char *err, size_t errlen)
 		vars[n].value = f->string ? event_field(&run->ev, f->string) : NULL;
 		n++;
 	}
-	envp = action_exec_env(vars, n, run->source, run->job_id, run->attempt);
+	envp = action_exec_env(vars, n, run->source, run->job_id, run->attempt, run->flag);
 	run->priv = proc_start(action_ctx_base(run->ctx), argv, envp, run->event,
 	                       strlen(run->event), run->action->timeout, exec_done, run);
 	if (run->priv == NULL)
@@ -187,12 +187,12 @@ static char *env_entry(const char *name, size_t nlen, const char *value)
 }
 
 char **action_exec_env(const struct action_exec_var *fields, size_t nfields, const char *source,
-                       const char *job_id, int attempt)
+                       const char *job_id, int attempt, const char *flag)
 {
 	char **env, attempt_s[16], *name;
 	size_t n = 0;
 
-	env = xcalloc(nfields + 5, sizeof(*env));
+	env = xcalloc(nfields + 6, sizeof(*env));
 	env[n++] = env_entry("PATH", 4, ACTION_EXEC_PATH);
 	for (size_t i = 0; i < nfields; i++) {
 		const char *fn = fields[i].name;
@@ -225,5 +225,7 @@ char **action_exec_env(const struct action_exec_var *fields, size_t nfields, con
 	env[n++] = env_entry("BAYARHOOK_SOURCE", 16, source != NULL ? source : "");
 	env[n++] = env_entry("BAYARHOOK_JOB_ID", 16, job_id != NULL ? job_id : "");
 	env[n++] = env_entry("BAYARHOOK_ATTEMPT", 17, attempt_s);
+	/* SPEC §7: always set, so a script tells "not flagged" from an old daemon. */
+	env[n++] = env_entry("BAYARHOOK_FLAGGED", 17, flag != NULL ? flag : "");
 	return env;
 }

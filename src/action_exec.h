@@ -27,12 +27,13 @@ struct action_exec_var {
  * PATH=ACTION_EXEC_PATH, then BAYAR_<NAME>=value for each field (NAME
  * upper-cased, any byte outside [A-Za-z0-9_] becomes '_'; fields with an
  * empty name or a NULL value are skipped; when two names map to the same
- * variable the first wins), then BAYARHOOK_SOURCE, BAYARHOOK_JOB_ID and
- * BAYARHOOK_ATTEMPT. Values are copied verbatim. Free with
+ * variable the first wins), then BAYARHOOK_SOURCE, BAYARHOOK_JOB_ID,
+ * BAYARHOOK_ATTEMPT and BAYARHOOK_FLAGGED (flag, "" when NULL: the payment
+ * is not flagged). Values are copied verbatim. Free with
  * action_exec_env_free.
  */
 char **action_exec_env(const struct action_exec_var *fields, size_t nfields, const char *source,
-                       const char *job_id, int attempt);
+                       const char *job_id, int attempt, const char *flag);
 void action_exec_env_free(char **envp);
 
 #endif

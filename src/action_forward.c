@@ -144,6 +144,11 @@ static int forward_start(struct action_run *run, char *err, size_t errlen)
 	/* For a handler that must not act twice: forwards are at least once. */
 	headers[h++] = "X-Bayarhook-Job-Id";
 	headers[h++] = run->job_id;
+	/* SPEC §7: the reason a payment needs a look (a late paid); absent when none. */
+	if (run->flag != NULL && run->flag[0] != '\0') {
+		headers[h++] = "X-Bayarhook-Flagged";
+		headers[h++] = run->flag;
+	}
 	headers[h] = NULL;
 
 	memset(&req, 0, sizeof(req));

@@ -438,6 +438,13 @@ static int bind_field(struct action_run *run, const char *name, char **out, char
 	const char *v;
 
 	*out = NULL;
+	if (action_job_field(name)) {
+		/* SPEC §7: :bayarhook_flagged is NULL when the payment is not flagged. */
+		v = action_field(run, name);
+		if (v != NULL && (v[0] != '\0' || strcmp(name, "bayarhook_flagged") != 0))
+			*out = xstrdup(v);
+		return 0;
+	}
 	if (item == NULL) {
 		if (action_field_known(name))
 			return 0;

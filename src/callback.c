@@ -97,14 +97,14 @@ static void finish(struct pending *p, enum verdict v)
 	free(p);
 }
 
-/* Whether the gateway should be asked about the invoice of this durable callback, and why. */
-static bool wants_followup(const struct pending *p, enum verdict v, enum callback_followup *kind)
+bool callback_followup_for(enum verdict v, bool is_unsigned, bool signature_valid,
+                           enum callback_followup *kind)
 {
-	if (v == VERDICT_UNSIGNED && p->is_unsigned) {
+	if (v == VERDICT_UNSIGNED && is_unsigned) {
 		*kind = CALLBACK_FOLLOWUP_UNSIGNED;
 		return true;
 	}
-	if (v == VERDICT_STALE_TIMESTAMP && p->signature_valid) {
+	if (v == VERDICT_STALE_TIMESTAMP && signature_valid) {
 		*kind = CALLBACK_FOLLOWUP_STALE;
 		return true;
 	}
@@ -118,7 +118,7 @@ static void stored(enum store_outcome outcome, enum verdict v, void *arg)
 	char invoice[sizeof(p->invoice)];
 
 	if (outcome == STORE_COMMITTED && followup_cb != NULL && p->invoice[0] != '\0' &&
-	    wants_followup(p, v, &kind)) {
+	    callback_followup_for(v, p->is_unsigned, p->signature_valid, &kind)) {
 		/* finish() frees p: the invoice outlives it for the hook, called after the answer.
 		 */
 		memcpy(invoice, p->invoice, sizeof(invoice));

@@ -58,6 +58,13 @@ typedef void (*callback_followup_cb)(const char *invoice_id, enum callback_follo
 void callback_set_followup(callback_followup_cb cb, void *arg);
 
 /*
+ * Whether a callback audited (durably) under v, decided unsigned or with a
+ * valid signature, is followed up, and as what. Exposed for tests.
+ */
+bool callback_followup_for(enum verdict v, bool is_unsigned, bool signature_valid,
+                           enum callback_followup *kind);
+
+/*
  * Handles a request; reply is called exactly once, possibly before this
  * returns. cfg is only read during the call.
  */

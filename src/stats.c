@@ -8,8 +8,9 @@
 #include <time.h>
 
 static const char *const verdicts[] = {
-    "accepted",  "duplicate", "out_of_order", "bad_signature", "stale_timestamp",
-    "malformed", "forbidden", "too_large",    "unavailable",   NULL,
+    "accepted",        "duplicate",   "out_of_order", "bad_signature",
+    "stale_timestamp", "malformed",   "forbidden",    "too_large",
+    "unsigned",        "unavailable", NULL,
 };
 static const char *const job_states[] = {"pending", "running",   "succeeded", "dead",
                                          "held",    "cancelled", NULL};
@@ -68,6 +69,10 @@ static const struct metrics_family families[METRIC__COUNT] = {
                           "outcome (throttled: not asked, over the budget or asked "
                           "less than min_age ago).",
                           METRICS_COUNTER, "outcome", followup_outcomes, NULL, 0},
+    [METRIC_PAYMENTS_FLAGGED] = {"bayarhook_payments_flagged_total",
+                                 "Payments flagged when recorded (a paid after expired or "
+                                 "cancelled): their actions run, with the flag.",
+                                 METRICS_COUNTER, NULL, NULL, NULL, 0},
     [METRIC_BUILD_INFO] = {"bayarhook_build_info", "Always 1; the version is a label.",
                            METRICS_GAUGE, "version", NULL, NULL, 0},
     [METRIC_PROCESS_START] = {"process_start_time_seconds",

@@ -67,10 +67,12 @@ $do$;
 -- seconds (p_default_lease for an action this process does not know). The
 -- open attempt of a job taken over is closed as abandoned, and a new
 -- attempt row opened. event_bare is the event without the signature fields.
+-- status is the payment status that triggered the job; flag the payment's
+-- flag as it is now (SPEC §7: every action sees it; NULL when none).
 CREATE OR REPLACE FUNCTION bayarhook.job_claim(p_owner text, p_limit integer, p_leases jsonb,
                                                p_default_lease integer)
 RETURNS TABLE (job_id bigint, invoice_id text, action text, attempts integer, source text,
-               event text, event_bare text, attempt_id bigint)
+               event text, event_bare text, attempt_id bigint, status text, flag text)
 LANGUAGE sql AS $fn$
     WITH c AS (
         SELECT id FROM bayarhook.jobs
@@ -84,7 +86,7 @@ LANGUAGE sql AS $fn$
                lease_until = now() + make_interval(secs =>
                    coalesce((p_leases ->> t.action)::integer, p_default_lease))
           FROM c WHERE t.id = c.id
-        RETURNING t.id, t.invoice_id, t.action, t.attempts, t.source, t.event
+        RETURNING t.id, t.invoice_id, t.action, t.attempts, t.source, t.event, t.status
     ), ab AS (
         UPDATE bayarhook.job_attempts AS a SET outcome = 'abandoned', finished_at = now()
           FROM j WHERE a.job_id = j.id AND a.finished_at IS NULL
@@ -94,8 +96,9 @@ LANGUAGE sql AS $fn$
         RETURNING id, job_id
     )
     SELECT j.id, j.invoice_id, j.action, j.attempts, j.source, j.event::text,
-           (j.event - 'timestamp' - 'signature')::text, ins.id
+           (j.event - 'timestamp' - 'signature')::text, ins.id, j.status, p.flag
       FROM j JOIN ins ON ins.job_id = j.id
+      JOIN bayarhook.payments p ON p.invoice_id = j.invoice_id
      ORDER BY j.id
 $fn$;
 

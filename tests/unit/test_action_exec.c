@@ -32,13 +32,15 @@ static void test_env_builder(void **state)
 	    "BAYARHOOK_SOURCE=callback",
 	    "BAYARHOOK_JOB_ID=42",
 	    "BAYARHOOK_ATTEMPT=3",
+	    "BAYARHOOK_FLAGGED=paid after expired",
 	    NULL,
 	};
 	char **env;
 	size_t i;
 
 	(void)state;
-	env = action_exec_env(vars, sizeof(vars) / sizeof(vars[0]), "callback", "42", 3);
+	env = action_exec_env(vars, sizeof(vars) / sizeof(vars[0]), "callback", "42", 3,
+	                      "paid after expired");
 	assert_non_null(env);
 	for (i = 0; want[i] != NULL; i++) {
 		assert_non_null(env[i]);
@@ -47,11 +49,13 @@ static void test_env_builder(void **state)
 	assert_null(env[i]);
 	action_exec_env_free(env);
 
-	env = action_exec_env(NULL, 0, "reconciler", "7", 1);
+	env = action_exec_env(NULL, 0, "reconciler", "7", 1, NULL);
 	assert_string_equal(env[0], "PATH=" ACTION_EXEC_PATH);
 	assert_string_equal(env[1], "BAYARHOOK_SOURCE=reconciler");
 	assert_string_equal(env[3], "BAYARHOOK_ATTEMPT=1");
-	assert_null(env[4]);
+	/* Not flagged: set, and empty. */
+	assert_string_equal(env[4], "BAYARHOOK_FLAGGED=");
+	assert_null(env[5]);
 	action_exec_env_free(env);
 	action_exec_env_free(NULL);
 }

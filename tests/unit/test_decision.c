@@ -635,13 +635,33 @@ static void test_answers(void **state)
 	}
 }
 
+/* Which durable callbacks the gateway is asked about (SPEC §7), and which never. */
+static void test_followup(void **state)
+{
+	enum callback_followup kind;
+
+	(void)state;
+	assert_true(callback_followup_for(VERDICT_STALE_TIMESTAMP, false, true, &kind));
+	assert_int_equal(kind, CALLBACK_FOLLOWUP_STALE);
+	assert_true(callback_followup_for(VERDICT_UNSIGNED, true, false, &kind));
+	assert_int_equal(kind, CALLBACK_FOLLOWUP_UNSIGNED);
+	/* A forged stale one never costs a gateway request. */
+	assert_false(callback_followup_for(VERDICT_STALE_TIMESTAMP, false, false, &kind));
+	assert_false(callback_followup_for(VERDICT_BAD_SIGNATURE, false, false, &kind));
+	/* Recorded events need no asking; nor does anything the store did not say unsigned. */
+	assert_false(callback_followup_for(VERDICT_ACCEPTED, false, true, &kind));
+	assert_false(callback_followup_for(VERDICT_DUPLICATE, false, true, &kind));
+	assert_false(callback_followup_for(VERDICT_UNAVAILABLE, true, false, &kind));
+	assert_false(callback_followup_for(VERDICT_UNSIGNED, false, false, &kind));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_vectors),       cmocka_unit_test(test_requests),
 	    cmocka_unit_test(test_size_limit),    cmocka_unit_test(test_stale_but_authentic),
 	    cmocka_unit_test(test_verdict_table), cmocka_unit_test(test_answers),
-	    cmocka_unit_test(test_unsigned),
+	    cmocka_unit_test(test_unsigned),      cmocka_unit_test(test_followup),
 	};
 
 	return cmocka_run_group_tests_name("decision", tests, NULL, NULL);

@@ -330,7 +330,7 @@ static void test_env_exact(void **state)
 
 	(void)state;
 	setenv("BAYARHOOK_TEST_LEAK", "must not be seen", 1);
-	env = action_exec_env(vars, 4, "callback", "123", 2);
+	env = action_exec_env(vars, 4, "callback", "123", 2, "");
 	assert_non_null(env);
 	for (size_t i = 0; env[i] != NULL; i++) {
 		size_t n = strlen(env[i]) + 1;
