@@ -12,8 +12,6 @@ import signal
 import stat
 import time
 
-import pytest
-
 import bh
 
 FOLLOW = {"reconciler": {"enabled": "false", "min_age": "60"}}
@@ -246,20 +244,9 @@ def test_sigkill_mid_pass_loses_and_doubles_nothing(make_daemon, gateway, db, tm
 # ---------------------------------------------------------------------------
 # [security] unsigned = confirm
 
-def unsigned_schema(db):
-    """Whether bayarhook.callbacks admits the 'unsigned' verdict (sql/005, branch h-11sql)."""
-    text = db.scalar("SELECT pg_get_constraintdef(oid) FROM pg_constraint"
-                     " WHERE conname = 'callbacks_verdict_check'")
-    return text is not None and "'unsigned'" in text
-
-
 def unsigned_daemon(make_daemon, gateway, db, tmp_path, **reconciler):
-    d = make_life(make_daemon, gateway, tmp_path,
-                  config={"security": {"unsigned": "confirm"}, "reconciler": reconciler})
-    if not unsigned_schema(db):
-        pytest.skip("the 'unsigned' verdict needs sql/005 of branch h-11sql")
-    d.start(migrate=False)
-    return d
+    return make_life(make_daemon, gateway, tmp_path, start=True,
+                     config={"security": {"unsigned": "confirm"}, "reconciler": reconciler})
 
 
 def send_unsigned(d, inv, **kw):
