@@ -4,11 +4,12 @@
  * the store, exactly as a verified callback (source "reconciler", no audit
  * row), so the same jobs run, once:
  *   - local pending invoices older than min_age -> check-payment;
- *   - list-payments status=paid since lookback (+1 day, the gateway counts
- *     in WIB), every page -> each invoice not paid locally and paid at least
- *     min_age ago (younger ones are left to their callback) -> check-payment.
- * Every listed status of [reconciler] statuses is swept (reconcile_pass.c);
- * a paid invoice found that way raises missed_callback. Beside the passes,
+ *   - list-payments status=S for each S of [reconciler] statuses (paid,
+ *     expired, cancelled) since lookback (+1 day, the gateway counts in
+ *     WIB), every page -> each item not already so here (a paid one only
+ *     once paid at least min_age ago: younger ones are left to their
+ *     callback) is recorded as listed, with no check-payment of its own.
+ * A paid invoice a pass records raises missed_callback. Beside the passes,
  * reconcile_check_soon() follows up stale and unsigned callbacks
  * (reconcile_soon.c), through the same gateway and its one budget.
  * One process at a time per database (pg_try_advisory_lock on a session
