@@ -13,6 +13,7 @@ import stat
 import time
 
 import bh
+import fake_gateway
 
 FOLLOW = {"reconciler": {"enabled": "false", "min_age": "60"}}
 
@@ -126,6 +127,28 @@ def test_paid_without_callback_raises_missed_callback(make_daemon, gateway, db, 
     assert len(runs(d)) == 1
     assert metric(d, "bayarhook_missed_callbacks_total") == 1
     assert db.scalar("SELECT sum(found) FROM bayarhook.reconcile_passes") == 1
+
+
+def test_sweep_finds_a_late_payment_after_its_expiry(make_daemon, gateway, db, tmp_path):
+    inv = bh.new_invoice("late")
+    gateway.add_payment(inv, status="expired")
+    d = make_life(make_daemon, gateway, tmp_path, on="paid, expired")
+    reconcile(d)
+    assert db.payment(inv)["status"] == "expired"
+    # Paid after it expired, and no callback came: the paid sweep finds it.
+    gateway.set_status(inv, "paid", paid_at=fake_gateway.wib_text(time.time() - 600))
+    p = reconcile(d)
+    assert f"found   {inv}  recorded paid" in p.stdout, p.stdout
+    pay = db.payment(inv)
+    assert (pay["status"], pay["flag"]) == ("paid", "paid after expired")
+    assert f"missed callback invoice={inv}" in p.stderr + d.log()
+    d.start(migrate=False)
+    bh.wait_for(lambda: len(runs(d)) == 2, 20, what="the expired and the paid action")
+    assert sorted(r[1] for r in runs(d)) == ["expired", "paid"]
+    reconcile(d)
+    assert last_pass(db)["found"] == 0
+    time.sleep(1)
+    assert len(runs(d)) == 2
 
 
 def test_check_payment_carries_both_parameters(make_daemon, gateway, db, tmp_path):
