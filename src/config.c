@@ -311,6 +311,12 @@ static void finish_config(struct parser *ps)
 		config_fail(ps, line, "backoff_max", "must be at least backoff_initial (%d)",
 		            cfg->backoff_initial);
 	}
+	/* Nothing pushes pending, and every local pending invoice costs a check each pass. */
+	if (!ps->failed && (cfg->reconciler_statuses & STATUS_MASK(STATUS_PENDING)))
+		config_fail(
+		    ps,
+		    ps->key_line[find_key(config_keys, N_CONFIG_KEYS, "reconciler", "statuses")],
+		    "statuses", "pending cannot be swept (use paid, expired, cancelled)");
 	/* Held jobs would wait forever for a confirmation that cannot be asked. */
 	if (!ps->failed && cfg->confirm_with_api && cfg->api_key == NULL)
 		config_fail(ps,

@@ -79,6 +79,7 @@ struct config {
 	int reconciler_lookback;
 	int reconciler_min_age;
 	int reconciler_max_rpm;
+	unsigned reconciler_statuses; /* STATUS_MASK() bits list-payments is swept for */
 
 	/* [fulfillment] */
 	int max_attempts;

@@ -56,6 +56,7 @@ const struct conf_key config_keys[] = {
 	{KEY("reconciler", "lookback", T_INT, "172800", reconciler_lookback), RANGE(1, 7776000)},
 	{KEY("reconciler", "min_age", T_INT, "120", reconciler_min_age), RANGE(1, 86400)},
 	{KEY("reconciler", "max_requests_per_minute", T_INT, "30", reconciler_max_rpm), RANGE(1, 6000)},
+	{KEY("reconciler", "statuses", T_STATUSES, "paid, expired, cancelled", reconciler_statuses)},
 
 	{KEY("fulfillment", "max_attempts", T_INT, "10", max_attempts), RANGE(1, 1000)},
 	{KEY("fulfillment", "backoff_initial", T_INT, "5", backoff_initial), RANGE(1, 86400)},

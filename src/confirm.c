@@ -241,7 +241,7 @@ static void confirm_scanned(PGresult *res, const char *err, const char *sqlstate
 		e->seen = true;
 		if (e->busy || e->not_before > now)
 			continue;
-		gateway_check_payment(cf->gw, e->invoice, true, cf, confirm_answered, e);
+		gateway_check_payment(cf->gw, e->invoice, GATEWAY_URGENT, cf, confirm_answered, e);
 		e->busy = true;
 	}
 	/* Jobs decided elsewhere (another process, bayarhook retry): forget them. */

@@ -12,6 +12,7 @@
 #include <event2/event.h>
 
 #include "proc.h"
+#include "callback.h"
 #include "config.h"
 #include "confirm.h"
 #include "daemon.h"
@@ -75,6 +76,16 @@ static void daemon_db_state(bool up, void *arg)
 	metrics_set(METRIC_DATABASE_UP, NULL, up ? 1 : 0);
 	if (d->server)
 		daemon_status(d);
+}
+
+/* callback.c's follow-up hook: a durable stale or unsigned callback, for the reconciler. */
+static void daemon_followup(const char *invoice, enum callback_followup kind, void *arg)
+{
+	struct daemon *d = arg;
+
+	reconcile_check_soon(d->reconcile, invoice,
+	                     kind == CALLBACK_FOLLOWUP_UNSIGNED ? RECONCILE_SOON_UNSIGNED
+	                                                        : RECONCILE_SOON_STALE);
 }
 
 static void daemon_reload(struct daemon *d)
@@ -209,6 +220,7 @@ static void daemon_wait_for_db(struct daemon *d)
 
 static void daemon_free(struct daemon *d)
 {
+	callback_set_followup(NULL, NULL);
 	if (d->ev_drain)
 		event_free(d->ev_drain);
 	if (d->ev_term)
@@ -277,6 +289,7 @@ int daemon_serve(const char *config_path)
 		goto out;
 	}
 	reconcile_start(d.reconcile);
+	callback_set_followup(daemon_followup, &d);
 	daemon_wait_for_db(&d);
 
 	nfds = service_listen_sockets(&fds);

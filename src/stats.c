@@ -17,6 +17,9 @@ static const char *const job_states[] = {"pending", "running",   "succeeded", "d
 static const char *const attempt_outcomes[] = {"succeeded", "failed", "timeout", NULL};
 static const char *const pass_results[] = {"completed", "failed", NULL};
 
+static const char *const followup_outcomes[] = {"recorded", "not_confirmed", "failed", "throttled",
+                                                NULL};
+
 static const double ack_bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                     0.1,   0.25,   0.5,   1,    2.5,   5};
 static const double batch_bounds[] = {1, 2, 4, 8, 16, 32, 64, 128, 256};
@@ -56,6 +59,16 @@ static const struct metrics_family families[METRIC__COUNT] = {
                                  "Payment state changes the reconciler found that no "
                                  "callback had delivered.",
                                  METRICS_COUNTER, NULL, NULL, NULL, 0},
+    [METRIC_MISSED_CALLBACKS] = {"bayarhook_missed_callbacks_total",
+                                 "Paid invoices the reconciler found whose callback never "
+                                 "came (missed_callback: a firewall, a CDN or a wrong "
+                                 "callback URL may be eating callbacks).",
+                                 METRICS_COUNTER, NULL, NULL, NULL, 0},
+    [METRIC_FOLLOWUPS] = {"bayarhook_followup_checks_total",
+                          "check-payment follow-ups of stale or unsigned callbacks, by "
+                          "outcome (throttled: not asked, over the budget or asked "
+                          "less than min_age ago).",
+                          METRICS_COUNTER, "outcome", followup_outcomes, NULL, 0},
     [METRIC_PAYMENTS_FLAGGED] = {"bayarhook_payments_flagged_total",
                                  "Payments flagged when recorded (a paid after expired or "
                                  "cancelled): their actions run, with the flag.",

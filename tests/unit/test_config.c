@@ -142,11 +142,18 @@ static void test_defaults(void **state)
 	assert_int_equal(cfg->reconciler_lookback, 172800);
 	assert_int_equal(cfg->reconciler_min_age, 120);
 	assert_int_equal(cfg->reconciler_max_rpm, 30);
+	assert_int_equal(cfg->reconciler_statuses, STATUS_MASK(STATUS_PAID) |
+	                                               STATUS_MASK(STATUS_EXPIRED) |
+	                                               STATUS_MASK(STATUS_CANCELLED));
 	assert_int_equal(cfg->max_attempts, 10);
 	assert_int_equal(cfg->backoff_initial, 5);
 	assert_int_equal(cfg->backoff_max, 3600);
 	assert_int_equal(cfg->concurrency, 4);
 	assert_int_equal(cfg->nactions, 0);
+	config_free(cfg);
+	cfg = load_text(SECRET "[reconciler]\nstatuses = expired\n", err, sizeof(err));
+	assert_non_null(cfg);
+	assert_int_equal(cfg->reconciler_statuses, STATUS_MASK(STATUS_EXPIRED));
 	config_free(cfg);
 }
 
@@ -450,6 +457,11 @@ static const struct error_case error_cases[] = {
      "@/receiver.conf:5: url: must start with http:// or https://"},
     {"action max_attempts zero", SECRET "[action.a]\ntype = exec\ncommand = x\nmax_attempts = 0\n",
      "@/receiver.conf:6: max_attempts: must be between 1 and 1000"},
+    {"sweep pending", SECRET "[reconciler]\nstatuses = paid, pending\n",
+     "@/receiver.conf:4: statuses: pending cannot be swept (use paid, expired, cancelled)"},
+    {"sweep unknown status", SECRET "[reconciler]\nstatuses = paid, refunded\n",
+     "@/receiver.conf:4: statuses: unknown status 'refunded' (use pending, paid, expired, "
+     "cancelled)"},
 };
 
 static void test_errors(void **state)
