@@ -326,3 +326,18 @@ def test_send_test_elsewhere_signs_with_a_throwaway_secret(make_daemon, db):
     assert p.returncode == 0, p
     assert "throw-away" not in p.stderr
     assert db.verdicts("PAY-st-own") == ["accepted"]
+
+
+def test_env_and_allow_leading_dash_are_exec_keys(make_daemon):
+    d = make_daemon(start=False, config={
+        "action.a": {"type": "exec", "command": "/bin/true", "env": "invoice_id,,status"}})
+    p = d.cli("check-config")
+    assert p.returncode == 1 and "env: an empty field name in the list" in p.stderr, p
+    d.update_config({"action.a": {"env": "invoice_id, status", "allow_leading_dash": "true"}})
+    p = d.cli("check-config")
+    assert p.returncode == 0, p
+    d.update_config({"action.a": None,
+                     "action.s": {"type": "sql", "statement": "SELECT 1",
+                                  "allow_leading_dash": "true"}})
+    p = d.cli("check-config")
+    assert p.returncode == 1 and "allow_leading_dash" in p.stderr, p
