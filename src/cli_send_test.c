@@ -85,9 +85,14 @@ static bool own_listener(const struct config *cfg, const char *url)
 }
 
 static const struct option cli_send_test_options[] = {
-    {"url", required_argument, NULL, 'u'},    {"invoice", required_argument, NULL, 'i'},
-    {"status", required_argument, NULL, 's'}, {"amount", required_argument, NULL, 'a'},
-    {"real-secret", no_argument, NULL, 'R'},  {NULL, 0, NULL, 0},
+    /* clang-format off */
+    {"url", required_argument, NULL, 'u'},
+    {"real-secret", no_argument, NULL, 'R'},
+    {"invoice", required_argument, NULL, 'i'},
+    {"status", required_argument, NULL, 's'},
+    {"amount", required_argument, NULL, 'a'},
+    {NULL, 0, NULL, 0},
+    /* clang-format on */
 };
 
 static int cli_send_test_check(struct cli *cli)
