@@ -34,6 +34,9 @@ enum action_outcome {
 	ACTION_SUCCEEDED, /* exit 0, 2xx, rows as expected and committed */
 	ACTION_FAILED,    /* anything else worth retrying */
 	ACTION_TIMEOUT,   /* killed or abandoned at the action's timeout */
+	/* refused for good, retrying cannot help (an argument a field would turn into an
+	 * option): the job is dead after this attempt; recorded as "failed" */
+	ACTION_FAILED_PERMANENT,
 };
 
 struct action_result {

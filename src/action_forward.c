@@ -109,22 +109,41 @@ static char *signed_body(const char *bare, const char *ts, const char *sig)
 	return out;
 }
 
+/*
+ * A header value from an event field: the unsigned "event" (or anything in
+ * the body) may hold control bytes, which the HTTP client refuses as header
+ * injection, and the job would fail on every attempt. Each becomes '?', so
+ * that the value cannot turn into another valid one either.
+ */
+static char *header_value(const char *field)
+{
+	char *v = xstrdup(field);
+
+	for (char *p = v; *p != '\0'; p++)
+		if ((unsigned char)*p < 0x20 || (unsigned char)*p == 0x7f)
+			*p = '?';
+	return v;
+}
+
 static int forward_start(struct action_run *run, char *err, size_t errlen)
 {
 	struct forward_action *f = run->action->priv;
 	struct http_client_req req;
 	const char *headers[16];
-	char ts[32], sig[65], event_name[128], *body = NULL;
+	char ts[32], sig[65], event_name[128], *body = NULL, *ev_header, *inv_header;
 	size_t h = 0;
+	int rc = -1;
 
 	if (run->ev.event_name != NULL)
 		snprintf(event_name, sizeof(event_name), "%s", run->ev.event_name);
 	else
 		snprintf(event_name, sizeof(event_name), "payment.%s", run->ev.status_text);
+	ev_header = header_value(event_name);
+	inv_header = header_value(run->ev.invoice_id);
 	headers[h++] = "Content-Type";
 	headers[h++] = "application/json";
 	headers[h++] = "X-Webhook-Event";
-	headers[h++] = event_name;
+	headers[h++] = ev_header;
 	if (f->sign_bayar) {
 		snprintf(ts, sizeof(ts), "%lld", (long long)time(NULL));
 		verify_sign(f->secret, run->ev.invoice_id, run->ev.status_text,
@@ -132,7 +151,7 @@ static int forward_start(struct action_run *run, char *err, size_t errlen)
 		body = signed_body(run->event_bare, ts, sig);
 		if (body == NULL) {
 			snprintf(err, errlen, "stored event unusable: not a JSON object");
-			return -1;
+			goto out;
 		}
 		headers[h++] = "X-Webhook-Signature";
 		headers[h++] = sig;
@@ -140,7 +159,7 @@ static int forward_start(struct action_run *run, char *err, size_t errlen)
 		headers[h++] = ts;
 	}
 	headers[h++] = "X-Invoice-ID";
-	headers[h++] = run->ev.invoice_id;
+	headers[h++] = inv_header;
 	/* For a handler that must not act twice: forwards are at least once. */
 	headers[h++] = "X-Bayarhook-Job-Id";
 	headers[h++] = run->job_id;
@@ -161,12 +180,15 @@ static int forward_start(struct action_run *run, char *err, size_t errlen)
 	req.max_response = 1024 * 1024;
 	/* Bad URLs and the like come back through forward_done, from the loop. */
 	run->priv = http_client_request(action_ctx_http(run->ctx), &req, forward_done, run);
-	free(body);
-	if (run->priv == NULL) {
+	if (run->priv == NULL)
 		snprintf(err, errlen, "cannot start the request");
-		return -1;
-	}
-	return 0;
+	else
+		rc = 0;
+out:
+	free(body);
+	free(ev_header);
+	free(inv_header);
+	return rc;
 }
 
 /* The request is abandoned: its connection closed, its callback dropped. */

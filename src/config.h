@@ -25,6 +25,8 @@ struct action_conf {
 	int max_attempts; /* 0: use [fulfillment] max_attempts */
 	/* exec */
 	char *command;
+	char *env;               /* comma list of the fields given as BAYAR_*; NULL: all */
+	bool allow_leading_dash; /* a {field} may start an argument with '-' */
 	/* sql */
 	char *conninfo; /* NULL: [database] conninfo */
 	char *statement;

@@ -135,6 +135,9 @@ static void job_set_outcome(struct job *job, const struct action_result *res)
 {
 	worker_outcome_set(&job->out, res, job->attempts, job->w->backoff_initial,
 	                   job->w->backoff_max);
+	/* job_finish() makes a job dead once its attempts reach max_attempts. */
+	if (res->outcome == ACTION_FAILED_PERMANENT)
+		job->max_attempts = job->attempts;
 }
 
 static void job_log_outcome(struct job *job, const char *state)

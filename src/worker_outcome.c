@@ -79,6 +79,7 @@ static const char *outcome_name(enum action_outcome o)
 	case ACTION_TIMEOUT:
 		return "timeout";
 	case ACTION_FAILED:
+	case ACTION_FAILED_PERMANENT: /* job_attempts.outcome knows no other word */
 		break;
 	}
 	return "failed";
