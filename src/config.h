@@ -17,6 +17,9 @@ enum action_type {
 	ACTION_FORWARD, /* POST the event JSON to a URL */
 };
 
+/* on_mismatch = retry | dead: the index of its word in the key's choices. */
+enum { ON_MISMATCH_RETRY, ON_MISMATCH_DEAD };
+
 struct action_conf {
 	char *name; /* [action.NAME] */
 	enum action_type type;
@@ -29,6 +32,7 @@ struct action_conf {
 	char *conninfo; /* NULL: [database] conninfo */
 	char *statement;
 	int expect_rows; /* 0 = any; default 1 */
+	int on_mismatch; /* ON_MISMATCH_*: what a count other than expect_rows does */
 	/* forward */
 	char *url;
 	bool sign_bayar; /* sign = bayar */

@@ -66,6 +66,9 @@ const struct conf_key config_keys[] = {
 #define SQL TYPE_BIT(ACTION_SQL)
 #define FORWARD TYPE_BIT(ACTION_FORWARD)
 
+/* Indexed by ON_MISMATCH_* (config.h). */
+static const char *const on_mismatch_words[] = {"retry", "dead", NULL};
+
 /* [action.NAME]: the last column says which types take the key. */
 const struct conf_key action_keys[] = {
 	{AKEY("type", T_ACTION_TYPE, NULL, type, ALL_TYPES), .flags = K_REQUIRED | K_NONEMPTY},
@@ -77,6 +80,7 @@ const struct conf_key action_keys[] = {
 	 .unset = "[database] conninfo"},
 	{AKEY("statement", T_STRING, NULL, statement, SQL), .flags = K_REQUIRED | K_NONEMPTY},
 	{AKEY("expect_rows", T_INT, "1", expect_rows, SQL), RANGE(0, INT_MAX)},
+	{AKEY("on_mismatch", T_CHOICE, "retry", on_mismatch, SQL), .choices = on_mismatch_words},
 	{AKEY("url", T_URL, NULL, url, FORWARD), .flags = K_REQUIRED | K_NONEMPTY | K_REDACT},
 	{AKEY("sign", T_SIGN, "bayar", sign_bayar, FORWARD)},
 	{AKEY("secret_file", T_SECRET_FILE, NULL, secret, FORWARD), .excl = "secret",

@@ -30,6 +30,7 @@ enum conf_type {
 	T_ACTION_TYPE,  /* enum action_type: exec | sql | forward */
 	T_STATUSES,     /* unsigned: STATUS_MASK() bits */
 	T_SIGN,         /* bool: bayar | none */
+	T_CHOICE,       /* int: the index of the value in the row's choices */
 	T_NTYPES
 };
 
@@ -55,12 +56,13 @@ struct conf_key {
 	const char *excl;  /* a key of the same section that may not be set with this one */
 	unsigned types;    /* action_keys: TYPE_BIT()s this key is valid for */
 	const char *unset; /* what no value means, for the summary */
+	const char *const *choices; /* T_CHOICE: the words, NULL-terminated */
 };
 
 /* config.c: the rows. */
 /* Rows of the two tables (config_keys.c checks them at compile time). */
 #define N_CONFIG_KEYS 24
-#define N_ACTION_KEYS 12
+#define N_ACTION_KEYS 13
 extern const struct conf_key config_keys[];
 extern const size_t config_nkeys;
 extern const struct conf_key action_keys[];

@@ -179,6 +179,33 @@ static void sign_print(FILE *out, const struct config *cfg, const struct conf_ke
 	fprintf(out, "%s", *(const bool *)cfield(k, base) ? "bayar" : "none");
 }
 
+static int choice_set(struct conf_ctx *cx, const struct conf_key *k, void *base, const char *v)
+{
+	char words[128];
+	size_t used = 0;
+
+	for (int i = 0; k->choices[i] != NULL; i++) {
+		if (strcmp(v, k->choices[i]) == 0) {
+			*(int *)field(k, base) = i;
+			return 0;
+		}
+		if (used < sizeof(words))
+			used += (size_t)snprintf(words + used, sizeof(words) - used, "%s%s",
+			                         i == 0              ? ""
+			                         : k->choices[i + 1] ? ", "
+			                                             : " or ",
+			                         k->choices[i]);
+	}
+	return config_bad(cx, "must be %s", words);
+}
+
+static void choice_print(FILE *out, const struct config *cfg, const struct conf_key *k,
+                         const void *base)
+{
+	(void)cfg;
+	fprintf(out, "%s", k->choices[*(const int *)cfield(k, base)]);
+}
+
 static int action_type_set(struct conf_ctx *cx, const struct conf_key *k, void *base, const char *v)
 {
 	for (size_t i = 0; i < sizeof(action_type_names) / sizeof(action_type_names[0]); i++) {
@@ -622,6 +649,7 @@ static const struct conf_ops conf_ops[T_NTYPES] = {
 	[T_LONG] = {.set = long_set, SCALAR(long), .print = long_print},
 	[T_BOOL] = {.set = bool_set, SCALAR(bool), .print = bool_print},
 	[T_SIGN] = {.set = sign_set, SCALAR(bool), .print = sign_print},
+	[T_CHOICE] = {.set = choice_set, SCALAR(int), .print = choice_print},
 	[T_ACTION_TYPE] = {.set = action_type_set, SCALAR(enum action_type),
 	                   .print = action_type_print},
 	[T_STATUSES] = {.set = statuses_set, SCALAR(unsigned), .print = statuses_print},

@@ -692,6 +692,7 @@ static void test_docs_name_every_key(void **state)
 	    "command",
 	    "statement",
 	    "expect_rows",
+	    "on_mismatch",
 	    "url",
 	    "sign",
 	    "secret_file",
