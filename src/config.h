@@ -87,6 +87,12 @@ struct config {
 
 	struct action_conf *actions;
 	size_t nactions;
+
+	/* "file:line: key: what" for each value accepted with a warning (SPEC §13). */
+	char **warnings;
+	size_t nwarnings;
+	/* A *_file came from $CREDENTIALS_DIRECTORY: systemd fills it only at start. */
+	bool secrets_from_credentials;
 };
 
 /*
@@ -124,6 +130,13 @@ const struct action_conf *config_action(const struct config *cfg, const char *na
  * named only when it is not NULL. malloc'd, never NULL.
  */
 char *config_actions_by_status(const struct config *cfg, const char *only);
+/*
+ * A secret's fingerprint: the first 8 hex digits of its SHA-256 (SPEC §7),
+ * to tell which secret is active without showing it.
+ */
+void config_secret_fingerprint(const char *secret, char out[9]);
+/* "1a2b3c4d, 5e6f7a8b": the webhook secrets' fingerprints, current first. */
+void config_secret_fingerprints(const struct config *cfg, char *buf, size_t len);
 /* Prints a summary (no secrets) for check-config. */
 void config_print_summary(const struct config *cfg, FILE *out);
 

@@ -1,22 +1,94 @@
 /*
  * config_secret.c: the *_file keys' files (webhook_secret_file,
  * api_key_file, secret_file): where a relative name is looked up, the size
- * and type checks, one secret per non-blank line, and wiping what was read.
- * A reason names the path, never the content.
+ * and type checks, one secret per non-blank line, and wiping what was read;
+ * the length and permission rules of SPEC §13; fingerprints. A reason names
+ * the path, never the content.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/sha.h>
+
 #include "config_table.h"
 #include "xmalloc.h"
 
 #define SECRET_FILE_MAX ((size_t)64 * 1024) /* bytes of one *_file */
+/*
+ * An HMAC key shorter than this is refused: a one-character secret can be
+ * found from one genuine callback by trying every value. 16 bytes is what
+ * an operator should use; between the two the load warns.
+ */
+#define CONFIG_SECRET_MIN 8
+#define CONFIG_SECRET_GOOD 16
+
+void config_warn(struct conf_ctx *cx, const char *fmt, ...)
+{
+	size_t used = strlen(cx->warning);
+	va_list ap;
+
+	if (used > 0 && used + 2 < sizeof(cx->warning)) {
+		memcpy(cx->warning + used, "; ", 3);
+		used += 2;
+	}
+	if (used + 1 >= sizeof(cx->warning))
+		return;
+	va_start(ap, fmt);
+	vsnprintf(cx->warning + used, sizeof(cx->warning) - used, fmt, ap);
+	va_end(ap);
+}
+
+int config_secret_check(struct conf_ctx *cx, const struct conf_key *k, const char *secret,
+                        const char *which)
+{
+	size_t n = strlen(secret);
+
+	if (!(k->flags & K_HMAC))
+		return 0;
+	if (n < CONFIG_SECRET_MIN)
+		return config_bad(cx,
+		                  "%sa secret of %zu byte(s); at least %d are needed (%d or more "
+		                  "advised)",
+		                  which, n, CONFIG_SECRET_MIN, CONFIG_SECRET_GOOD);
+	if (n < CONFIG_SECRET_GOOD)
+		config_warn(cx, "%sa secret of %zu bytes is weak; use %d or more", which, n,
+		            CONFIG_SECRET_GOOD);
+	return 0;
+}
+
+void config_secret_fingerprint(const char *secret, char out[9])
+{
+	unsigned char md[SHA256_DIGEST_LENGTH];
+
+	SHA256((const unsigned char *)secret, strlen(secret), md);
+	snprintf(out, 9, "%02x%02x%02x%02x", md[0], md[1], md[2], md[3]);
+	explicit_bzero(md, sizeof(md));
+}
+
+void config_secret_fingerprints(const struct config *cfg, char *buf, size_t len)
+{
+	size_t used = 0;
+
+	if (len > 0)
+		buf[0] = '\0';
+	for (size_t i = 0; i < cfg->nsecrets && used < len; i++) {
+		char fp[9];
+		int w;
+
+		config_secret_fingerprint(cfg->secrets[i], fp);
+		w = snprintf(buf + used, len - used, "%s%s", i ? ", " : "", fp);
+		if (w < 0)
+			break;
+		used += (size_t)w;
+	}
+}
 
 void config_secret_wipe(char *s)
 {
@@ -58,6 +130,8 @@ static int config_secret_open(struct conf_ctx *cx, const char *name, char path[P
 			if (config_secret_path(path, PATH_MAX, creds, name) < 0)
 				return config_bad(cx, "path too long");
 			fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+			if (fd >= 0)
+				cx->from_credentials = true;
 			if (fd < 0 && errno == ENOENT)
 				also = " (not in $CREDENTIALS_DIRECTORY either)";
 		}
@@ -90,6 +164,11 @@ static char *config_secret_slurp(struct conf_ctx *cx, const char *name, char pat
 		config_bad(cx, "%s: not a regular file", path);
 		goto fail;
 	}
+	/* Anyone on the host who can read it can forge callbacks. */
+	if (st.st_mode & (S_IRGRP | S_IROTH))
+		config_warn(cx, "%s is readable by %s (mode %04o); chmod 600 it", path,
+		            (st.st_mode & S_IROTH) ? "others" : "its group",
+		            (unsigned)(st.st_mode & 07777));
 	buf = xmalloc(SECRET_FILE_MAX + 1);
 	for (;;) {
 		ssize_t r = read(fd, buf + used, SECRET_FILE_MAX + 1 - used);
@@ -157,9 +236,10 @@ static size_t config_secret_lines(char *text, char ***out)
 	return n;
 }
 
-long config_secret_read(struct conf_ctx *cx, const char *name, char ***out)
+long config_secret_read(struct conf_ctx *cx, const struct conf_key *k, const char *name,
+                        char ***out)
 {
-	char path[PATH_MAX];
+	char path[PATH_MAX], which[PATH_MAX + 32];
 	char *text = config_secret_slurp(cx, name, path);
 	size_t len, n;
 
@@ -171,5 +251,13 @@ long config_secret_read(struct conf_ctx *cx, const char *name, char ***out)
 	free(text);
 	if (n == 0)
 		return config_bad(cx, "%s: holds no secret", path);
+	for (size_t i = 0; i < n; i++) {
+		snprintf(which, sizeof(which), "%s: secret %zu: ", path, i + 1);
+		if (config_secret_check(cx, k, (*out)[i], which) < 0) {
+			config_secrets_wipe(*out, n);
+			*out = NULL;
+			return -1;
+		}
+	}
 	return (long)n;
 }

@@ -40,6 +40,7 @@ enum {
 	K_NONEMPTY = 1u << 2, /* an empty value is an error, not "default" */
 	K_NOSLASH = 1u << 3,  /* trailing '/' removed */
 	K_REDACT = 1u << 4,   /* may hold a password: masked in the summary */
+	K_HMAC = 1u << 5,     /* an HMAC key: CONFIG_SECRET_MIN bytes at least (SPEC §13) */
 };
 
 #define TYPE_BIT(t) (1u << (t))
@@ -72,6 +73,8 @@ extern const size_t action_nkeys;
 struct conf_ctx {
 	const char *dir; /* the config file's directory: relative *_file names */
 	char reason[512];
+	char warning[512];     /* what a value parser found wrong but not fatal; "" if none */
+	bool from_credentials; /* a *_file was read from $CREDENTIALS_DIRECTORY */
 };
 
 /* config_types.c: each call goes through the row of operations of k->type. */
@@ -110,9 +113,22 @@ static inline int config_bad(struct conf_ctx *cx, const char *fmt, ...)
  * The non-blank lines of a *_file, blanks around each removed: an absolute
  * name as is, a relative one from $CREDENTIALS_DIRECTORY (systemd
  * LoadCredential=), else from cx->dir. Returns the count (at least 1), or -1
- * with the reason (the path, never the content) in cx->reason.
+ * with the reason (the path, never the content) in cx->reason. Each line
+ * obeys config_secret_check when k is K_HMAC; a file readable by group or
+ * others is a warning.
  */
-long config_secret_read(struct conf_ctx *cx, const char *name, char ***out);
+long config_secret_read(struct conf_ctx *cx, const struct conf_key *k, const char *name,
+                        char ***out);
+/*
+ * The rules every secret value of a K_HMAC key obeys (SPEC §13): shorter
+ * than CONFIG_SECRET_MIN bytes is an error (-1, cx->reason), shorter than
+ * CONFIG_SECRET_GOOD a warning (cx->warning). which: "" for an inline
+ * value, else "the file's line N: ". Never names the secret itself.
+ */
+int config_secret_check(struct conf_ctx *cx, const struct conf_key *k, const char *secret,
+                        const char *which);
+/* Adds a warning to cx->warning ("; " between several). */
+void config_warn(struct conf_ctx *cx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Overwrites and frees a secret (NULL is fine). */
 void config_secret_wipe(char *s);
 void config_secrets_wipe(char **v, size_t n);

@@ -533,7 +533,7 @@ static int secrets_file_set(struct conf_ctx *cx, const struct conf_key *k, void 
                             const char *v)
 {
 	char **list = NULL;
-	long n = config_secret_read(cx, v, &list);
+	long n = config_secret_read(cx, k, v, &list);
 
 	if (n < 0)
 		return -1;
@@ -544,9 +544,11 @@ static int secrets_file_set(struct conf_ctx *cx, const struct conf_key *k, void 
 
 static int secrets_set(struct conf_ctx *cx, const struct conf_key *k, void *base, const char *v)
 {
-	char **list = xmalloc(sizeof(*list));
+	char **list;
 
-	(void)cx;
+	if (config_secret_check(cx, k, v, "") < 0)
+		return -1;
+	list = xmalloc(sizeof(*list));
 	list[0] = xstrdup(v);
 	*(char ***)field(k, base) = list;
 	*secrets_count(k, base) = 1;
@@ -603,7 +605,7 @@ static void secrets_print(FILE *out, const struct config *cfg, const struct conf
 static int secret_file_set(struct conf_ctx *cx, const struct conf_key *k, void *base, const char *v)
 {
 	char **list = NULL;
-	long n = config_secret_read(cx, v, &list);
+	long n = config_secret_read(cx, k, v, &list);
 
 	if (n < 0)
 		return -1;
@@ -612,6 +614,13 @@ static int secret_file_set(struct conf_ctx *cx, const struct conf_key *k, void *
 	list[0] = NULL;
 	config_secrets_wipe(list, (size_t)n);
 	return 0;
+}
+
+static int secret_set(struct conf_ctx *cx, const struct conf_key *k, void *base, const char *v)
+{
+	if (config_secret_check(cx, k, v, "") < 0)
+		return -1;
+	return string_set(cx, k, base, v);
 }
 
 static void secret_clear(const struct conf_key *k, void *base)
@@ -660,7 +669,7 @@ static const struct conf_ops conf_ops[T_NTYPES] = {
 	[T_SECRETS_FILE] = {.set = secrets_file_set, SECRETS},
 	[T_SECRETS] = {.set = secrets_set, SECRETS},
 	[T_SECRET_FILE] = {.set = secret_file_set, SECRET},
-	[T_SECRET] = {.set = string_set, SECRET},
+	[T_SECRET] = {.set = secret_set, SECRET},
 };
 /* clang-format on */
 
