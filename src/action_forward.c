@@ -45,8 +45,9 @@ static int forward_prepare(struct action *a, const struct config *cfg, const str
 	}
 	f->sign_bayar = ac->sign_bayar;
 	f->url = xstrdup(ac->url);
+	/* A reference into the config's secret store, not a copy (it outlives the config). */
 	if (secret != NULL)
-		f->secret = xstrdup(secret);
+		f->secret = config_secret_ref(secret);
 	return 0;
 }
 
@@ -57,10 +58,7 @@ static void forward_release(struct action *a)
 	if (f == NULL)
 		return;
 	free(f->url);
-	if (f->secret) {
-		explicit_bzero(f->secret, strlen(f->secret));
-		free(f->secret);
-	}
+	config_secret_unref(f->secret);
 	free(f);
 }
 

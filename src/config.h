@@ -135,6 +135,14 @@ char *config_actions_by_status(const struct config *cfg, const char *only);
  * to tell which secret is active without showing it.
  */
 void config_secret_fingerprint(const char *secret, char out[9]);
+/*
+ * The secrets of a loaded config (cfg->secrets[i], cfg->api_key, an
+ * action's secret) live in a store outside the heap (config_secret.c):
+ * whoever keeps one beyond the config's life takes a reference instead of
+ * a copy, and drops it with config_secret_unref (the last one wipes it).
+ */
+char *config_secret_ref(const char *secret);
+void config_secret_unref(char *secret);
 /* "1a2b3c4d, 5e6f7a8b": the webhook secrets' fingerprints, current first. */
 void config_secret_fingerprints(const struct config *cfg, char *buf, size_t len);
 /* Prints a summary (no secrets) for check-config. */

@@ -9,9 +9,11 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -90,12 +92,145 @@ void config_secret_fingerprints(const struct config *cfg, char *buf, size_t len)
 	}
 }
 
+/* ---- the store: every secret once, outside the heap ---- */
+
+/*
+ * Secrets live in pages of their own, never in the malloc heap: mapped
+ * MADV_DONTDUMP (no core dump, even a dumpable CLI's), MADV_DONTFORK (an
+ * exec action's child never has them) and locked in memory when
+ * RLIMIT_MEMLOCK allows (never swapped). Each secret is stored once with a
+ * reference count: a reload's copy of the config and a forward action take
+ * a reference, not a copy. The last reference wipes it; a page whose last
+ * secret went is unmapped. The process is single-threaded where secrets
+ * are handled (the load, the event loop).
+ */
+struct secret_page {
+	struct secret_page *next;
+	size_t size; /* mapped bytes, this header included */
+	size_t used; /* bytes handed out, from the start of the mapping */
+	size_t live; /* secrets in it not yet wiped */
+};
+
+struct secret_hdr {
+	struct secret_page *page;
+	size_t refs;
+	size_t cap; /* bytes after the header */
+};
+
+#define SECRET_PAGE_MIN ((size_t)16 * 1024)
+#define SECRET_ALIGN (sizeof(void *) * 2)
+
+static struct secret_page *secret_pages; /* the newest first: where new secrets go */
+
+static size_t secret_round(size_t n, size_t to)
+{
+	return (n + to - 1) / to * to;
+}
+
+static struct secret_page *secret_page_new(size_t need)
+{
+	size_t pagesz = (size_t)sysconf(_SC_PAGESIZE);
+	size_t size = secret_round(need + sizeof(struct secret_page) + SECRET_ALIGN,
+	                           pagesz > 0 ? pagesz : 4096);
+	struct secret_page *pg;
+	void *p;
+
+	if (size < SECRET_PAGE_MIN)
+		size = SECRET_PAGE_MIN;
+	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED) {
+		/* Out of memory, handled as xmalloc does (xmalloc.h): one line, abort. */
+		fprintf(stderr, "bayarhook: out of memory mapping %zu bytes for secrets\n", size);
+		abort();
+	}
+	/* Best effort: what the kernel or the limits refuse leaves the secret in a page anyway. */
+	(void)madvise(p, size, MADV_DONTDUMP);
+	(void)madvise(p, size, MADV_DONTFORK);
+	(void)mlock(p, size);
+	pg = p;
+	pg->size = size;
+	pg->used = secret_round(sizeof(*pg), SECRET_ALIGN);
+	pg->live = 0;
+	pg->next = secret_pages;
+	secret_pages = pg;
+	return pg;
+}
+
+/* Room for n bytes (NUL included) with one reference; the content is zero. */
+static char *secret_alloc(size_t n)
+{
+	size_t need = secret_round(sizeof(struct secret_hdr) + n, SECRET_ALIGN);
+	struct secret_page *pg = secret_pages;
+	struct secret_hdr *h;
+
+	if (pg == NULL || pg->size - pg->used < need)
+		pg = secret_page_new(need);
+	h = (struct secret_hdr *)(void *)((char *)pg + pg->used);
+	pg->used += need;
+	pg->live++;
+	h->page = pg;
+	h->refs = 1;
+	h->cap = need - sizeof(*h);
+	return (char *)(h + 1);
+}
+
+static struct secret_hdr *secret_hdr_of(const char *s)
+{
+	/* The header sits before the text; the store owns both (no const to cast away). */
+	return (struct secret_hdr *)(void *)((uintptr_t)s - sizeof(struct secret_hdr));
+}
+
+static void secret_page_drop(struct secret_page *pg)
+{
+	struct secret_page **pp;
+
+	for (pp = &secret_pages; *pp != NULL; pp = &(*pp)->next) {
+		if (*pp == pg) {
+			*pp = pg->next;
+			break;
+		}
+	}
+	explicit_bzero(pg, pg->size);
+	munlock(pg, pg->size);
+	munmap(pg, pg->size);
+}
+
+char *config_secret_dup(const char *s, size_t n)
+{
+	char *d = secret_alloc(n + 1);
+
+	memcpy(d, s, n);
+	d[n] = '\0';
+	return d;
+}
+
+char *config_secret_ref(const char *secret)
+{
+	struct secret_hdr *h = secret_hdr_of(secret);
+
+	h->refs++;
+	return (char *)(uintptr_t)secret;
+}
+
 void config_secret_wipe(char *s)
 {
-	if (s != NULL) {
-		explicit_bzero(s, strlen(s));
-		free(s);
-	}
+	struct secret_hdr *h;
+	struct secret_page *pg;
+
+	if (s == NULL)
+		return;
+	h = secret_hdr_of(s);
+	if (--h->refs > 0)
+		return;
+	pg = h->page;
+	explicit_bzero(h, sizeof(*h) + h->cap);
+	if (--pg->live == 0)
+		secret_page_drop(pg);
+}
+
+void config_secret_unref(char *secret)
+{
+	config_secret_wipe(secret);
 }
 
 void config_secrets_wipe(char **v, size_t n)
@@ -169,7 +304,7 @@ static char *config_secret_slurp(struct conf_ctx *cx, const char *name, char pat
 		config_warn(cx, "%s is readable by %s (mode %04o); chmod 600 it", path,
 		            (st.st_mode & S_IROTH) ? "others" : "its group",
 		            (unsigned)(st.st_mode & 07777));
-	buf = xmalloc(SECRET_FILE_MAX + 1);
+	buf = secret_alloc(SECRET_FILE_MAX + 1); /* the file's text is a secret too */
 	for (;;) {
 		ssize_t r = read(fd, buf + used, SECRET_FILE_MAX + 1 - used);
 
@@ -196,10 +331,7 @@ static char *config_secret_slurp(struct conf_ctx *cx, const char *name, char pat
 	return buf;
 
 fail:
-	if (buf != NULL) {
-		explicit_bzero(buf, used);
-		free(buf);
-	}
+	config_secret_wipe(buf);
 	close(fd);
 	return NULL;
 }
@@ -228,7 +360,7 @@ static size_t config_secret_lines(char *text, char ***out)
 		*e = '\0';
 		if (*line != '\0') {
 			v = xreallocarray(v, n + 1, sizeof(*v));
-			v[n++] = xstrdup(line);
+			v[n++] = config_secret_dup(line, strlen(line));
 		}
 		line = nl != NULL ? nl + 1 : NULL;
 	}
@@ -241,14 +373,12 @@ long config_secret_read(struct conf_ctx *cx, const struct conf_key *k, const cha
 {
 	char path[PATH_MAX], which[PATH_MAX + 32];
 	char *text = config_secret_slurp(cx, name, path);
-	size_t len, n;
+	size_t n;
 
 	if (text == NULL)
 		return -1;
-	len = strlen(text);
 	n = config_secret_lines(text, out);
-	explicit_bzero(text, len);
-	free(text);
+	config_secret_wipe(text);
 	if (n == 0)
 		return config_bad(cx, "%s: holds no secret", path);
 	for (size_t i = 0; i < n; i++) {

@@ -129,7 +129,9 @@ int config_secret_check(struct conf_ctx *cx, const struct conf_key *k, const cha
                         const char *which);
 /* Adds a warning to cx->warning ("; " between several). */
 void config_warn(struct conf_ctx *cx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Overwrites and frees a secret (NULL is fine). */
+/* A copy of n bytes of s (NUL added) in the secret store, one reference. */
+char *config_secret_dup(const char *s, size_t n);
+/* Drops a reference to a secret of the store; the last one wipes it (NULL is fine). */
 void config_secret_wipe(char *s);
 void config_secrets_wipe(char **v, size_t n);
 

@@ -549,7 +549,7 @@ static int secrets_set(struct conf_ctx *cx, const struct conf_key *k, void *base
 	if (config_secret_check(cx, k, v, "") < 0)
 		return -1;
 	list = xmalloc(sizeof(*list));
-	list[0] = xstrdup(v);
+	list[0] = config_secret_dup(v, strlen(v));
 	*(char ***)field(k, base) = list;
 	*secrets_count(k, base) = 1;
 	return 0;
@@ -587,7 +587,7 @@ static void secrets_copy(const struct conf_key *k, void *dst, const void *src)
 	char **d = n > 0 ? xreallocarray(NULL, n, sizeof(*d)) : NULL;
 
 	for (size_t i = 0; i < n; i++)
-		d[i] = xstrdup(s[i]);
+		d[i] = config_secret_ref(s[i]); /* not a copy: each secret stays once */
 	*(char ***)field(k, dst) = d;
 	*secrets_count(k, dst) = n;
 }
@@ -620,7 +620,16 @@ static int secret_set(struct conf_ctx *cx, const struct conf_key *k, void *base,
 {
 	if (config_secret_check(cx, k, v, "") < 0)
 		return -1;
-	return string_set(cx, k, base, v);
+	*(char **)field(k, base) = config_secret_dup(v, strlen(v));
+	return 0;
+}
+
+/* A reference, not a copy: the secret stays once in the store. */
+static void secret_copy(const struct conf_key *k, void *dst, const void *src)
+{
+	const char *s = *(char *const *)cfield(k, src);
+
+	*(char **)field(k, dst) = s != NULL ? config_secret_ref(s) : NULL;
 }
 
 static void secret_clear(const struct conf_key *k, void *base)
@@ -647,7 +656,7 @@ static void secret_print(FILE *out, const struct config *cfg, const struct conf_
 #define STRING .clear = str_clear, .has = str_has, .same = str_same, .copy = str_copy
 #define SECRETS .clear = secrets_clear, .has = secrets_has, .same = secrets_same,          \
 	.copy = secrets_copy, .print = secrets_print
-#define SECRET .clear = secret_clear, .has = str_has, .same = str_same, .copy = str_copy,  \
+#define SECRET .clear = secret_clear, .has = str_has, .same = str_same, .copy = secret_copy, \
 	.print = secret_print
 
 static const struct conf_ops conf_ops[T_NTYPES] = {

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include <ftw.h>
+#include <stdbool.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -223,6 +224,58 @@ static void test_on_mismatch(void **state)
 	assert_non_null(strstr(err, "receiver.conf:6: on_mismatch: not valid for type exec"));
 }
 
+/* The VmFlags of the mapping holding addr (/proc/self/smaps), "" when none does. */
+static void vmflags_of(const void *addr, char *out, size_t len)
+{
+	FILE *f = fopen("/proc/self/smaps", "r");
+	char line[512];
+	bool inside = false;
+
+	assert_non_null(f);
+	out[0] = '\0';
+	while (fgets(line, sizeof(line), f) != NULL) {
+		unsigned long lo, hi;
+
+		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 &&
+		    strchr(line, '-') < strchr(line, ' ')) {
+			inside = (uintptr_t)addr >= lo && (uintptr_t)addr < hi;
+		} else if (inside && strncmp(line, "VmFlags:", 8) == 0) {
+			snprintf(out, len, "%s", line + 8);
+			break;
+		}
+	}
+	fclose(f);
+}
+
+static void test_secrets_kept_once_outside_the_heap(void **state)
+{
+	char err[512], flags[256];
+	struct config *cfg;
+	char *kept;
+
+	(void)state;
+	write_file("ws", "whsec_current_0123456789\nwhsec_previous_0123456789\n", 0600);
+	cfg = load_text("[security]\nwebhook_secret_file = ws\n"
+	                "[action.f]\ntype = forward\nurl = http://127.0.0.1:9/x\n"
+	                "secret = whsec_forward_0123456789\n",
+	                err, sizeof(err));
+	if (cfg == NULL)
+		fail_msg("%s", err);
+	/* Pages of their own: not dumped, not inherited by a fork. */
+	vmflags_of(cfg->secrets[0], flags, sizeof(flags));
+	assert_non_null(strstr(flags, " dd"));
+	assert_non_null(strstr(flags, " dc"));
+	vmflags_of(cfg->actions[0].secret, flags, sizeof(flags));
+	assert_non_null(strstr(flags, " dd"));
+
+	/* A reference is the same secret, alive after the config is gone. */
+	kept = config_secret_ref(cfg->secrets[1]);
+	assert_ptr_equal(kept, cfg->secrets[1]);
+	config_free(cfg);
+	assert_string_equal(kept, "whsec_previous_0123456789");
+	config_secret_unref(kept);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -232,6 +285,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_fingerprints, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_secrets_from_credentials, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_on_mismatch, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_secrets_kept_once_outside_the_heap, setup,
+	                                    teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
