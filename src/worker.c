@@ -15,6 +15,11 @@
  * is fenced on that claim; a write that finds it gone changes nothing. A
  * crashed process's jobs are taken over when their lease ends, or at once
  * when the process was on this host and is gone (worker_reclaim).
+ *
+ * The jobs of actions no longer in the config are held, not failed
+ * (worker_hold.c), at start and on every reload; nothing is claimed until
+ * that has run once. A claimed job whose action is unknown all the same is
+ * held too, its attempt uncounted (job_hold_claimed).
  */
 #include <stdio.h>
 #include <stdlib.h>
