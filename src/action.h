@@ -34,8 +34,13 @@ enum action_outcome {
 	ACTION_SUCCEEDED, /* exit 0, 2xx, rows as expected and committed */
 	ACTION_FAILED,    /* anything else worth retrying */
 	ACTION_TIMEOUT,   /* killed or abandoned at the action's timeout */
-	/* refused for good, retrying cannot help (an argument a field would turn into an
-	 * option): the job is dead after this attempt; recorded as "failed" */
+	/*
+	 * A failure retrying cannot fix (SPEC §7): exec exit 65 (EX_DATAERR),
+	 * forward 400/401/403/404/410/422, sql on_mismatch = dead, and an exec
+	 * argument a field would turn into an option (SPEC §13). Each type
+	 * decides it on numbers; the job goes dead at once (job_finish's
+	 * p_permanent), its attempt recorded as failed.
+	 */
 	ACTION_FAILED_PERMANENT,
 };
 

@@ -3,8 +3,9 @@
  * load; each attempt expands its {field} placeholders (one word stays one
  * argument, whatever the value holds), builds the environment of SPEC §5
  * and hands both to the process runner. The runner's verdict becomes the
- * attempt's result: exit 0 succeeds, a timeout is a timeout, anything else
- * fails with the last line the command printed.
+ * attempt's result: exit 0 succeeds, a timeout is a timeout, exit 65
+ * (EX_DATAERR: the event itself is wrong) fails for good, anything else
+ * fails to be retried; a failure carries the last line the command printed.
  *
  * What the buyer typed reaches the command (SPEC §13): a field that would
  * start an argument with '-' ends the job for good unless the action allows
@@ -18,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sysexits.h>
 
 #include <cjson/cJSON.h>
 #include <event2/event.h>
@@ -176,6 +178,9 @@ static void exec_done(struct proc *p, const struct proc_result *r, void *arg)
 			res.outcome = ACTION_SUCCEEDED;
 			break;
 		}
+		/* The script says the event itself is wrong: no retry will change that. */
+		if (r->code == EX_DATAERR)
+			res.outcome = ACTION_FAILED_PERMANENT;
 		snprintf(msg, sizeof(msg), "exit status %d%s%s", r->code, line[0] ? ": " : "",
 		         line);
 		break;

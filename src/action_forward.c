@@ -5,7 +5,9 @@
  * headers and in the body) over invoice_id|status|final_amount|timestamp,
  * so the handler from the bayar.gg docs accepts it unchanged. The texts
  * signed are the ones PHP's json_decode makes of the body sent, since the
- * body keeps the stored literals of every other field.
+ * body keeps the stored literals of every other field. A 2xx answer
+ * succeeds; 400, 401, 403, 404, 410 and 422 fail for good (the job is dead
+ * at once); anything else is retried.
  */
 #include <stdbool.h>
 #include <stdio.h>
@@ -43,8 +45,9 @@ static int forward_prepare(struct action *a, const struct config *cfg, const str
 	}
 	f->sign_bayar = ac->sign_bayar;
 	f->url = xstrdup(ac->url);
+	/* A reference into the config's secret store, not a copy (it outlives the config). */
 	if (secret != NULL)
-		f->secret = xstrdup(secret);
+		f->secret = config_secret_ref(secret);
 	return 0;
 }
 
@@ -55,11 +58,28 @@ static void forward_release(struct action *a)
 	if (f == NULL)
 		return;
 	free(f->url);
-	if (f->secret) {
-		explicit_bzero(f->secret, strlen(f->secret));
-		free(f->secret);
-	}
+	config_secret_unref(f->secret);
 	free(f);
+}
+
+/*
+ * The shop's answers that say the request itself is wrong or unwelcome
+ * (SPEC §7): asking again with the same body cannot succeed. 408, 429 and
+ * every 5xx are the shop's passing trouble and are retried.
+ */
+static bool forward_status_permanent(int status)
+{
+	switch (status) {
+	case 400: /* Bad Request */
+	case 401: /* Unauthorized: the signature is not the one it expects */
+	case 403: /* Forbidden */
+	case 404: /* Not Found: no such order, or a wrong url */
+	case 410: /* Gone */
+	case 422: /* Unprocessable Content */
+		return true;
+	default:
+		return false;
+	}
 }
 
 static void forward_done(const struct http_client_resp *resp, void *arg)
@@ -84,6 +104,8 @@ static void forward_done(const struct http_client_resp *resp, void *arg)
 	} else if (resp->status >= 200 && resp->status <= 299) {
 		res.outcome = ACTION_SUCCEEDED;
 	} else {
+		if (forward_status_permanent(resp->status))
+			res.outcome = ACTION_FAILED_PERMANENT;
 		snprintf(msg, sizeof(msg), "HTTP %d from %s", resp->status, f->url);
 		res.error = msg;
 	}

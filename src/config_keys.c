@@ -34,9 +34,9 @@ const struct conf_key config_keys[] = {
 	{KEY("server", "allow_from", T_CIDRS, "", allow_from), .unset = "everyone"},
 
 	{KEY("security", "webhook_secret_file", T_SECRETS_FILE, NULL, secrets), .off_n = CFG(nsecrets),
-	 .flags = K_REQUIRED, .excl = "webhook_secret"},
+	 .flags = K_REQUIRED | K_HMAC, .excl = "webhook_secret"},
 	{KEY("security", "webhook_secret", T_SECRETS, NULL, secrets), .off_n = CFG(nsecrets),
-	 .flags = K_REQUIRED, .excl = "webhook_secret_file"},
+	 .flags = K_REQUIRED | K_HMAC, .excl = "webhook_secret_file"},
 	{KEY("security", "replay_window", T_INT, "300", replay_window), RANGE(1, 86400)},
 	{KEY("security", "confirm_with_api", T_BOOL, "false", confirm_with_api)},
 	{KEY("security", "unsigned", T_UNSIGNED, "refuse", unsigned_confirm)},
@@ -68,6 +68,9 @@ const struct conf_key config_keys[] = {
 #define SQL TYPE_BIT(ACTION_SQL)
 #define FORWARD TYPE_BIT(ACTION_FORWARD)
 
+/* Indexed by ON_MISMATCH_* (config.h). */
+static const char *const on_mismatch_words[] = {"retry", "dead", NULL};
+
 /* [action.NAME]: the last column says which types take the key. */
 const struct conf_key action_keys[] = {
 	{AKEY("type", T_ACTION_TYPE, NULL, type, ALL_TYPES), .flags = K_REQUIRED | K_NONEMPTY},
@@ -81,11 +84,12 @@ const struct conf_key action_keys[] = {
 	 .unset = "[database] conninfo"},
 	{AKEY("statement", T_STRING, NULL, statement, SQL), .flags = K_REQUIRED | K_NONEMPTY},
 	{AKEY("expect_rows", T_INT, "1", expect_rows, SQL), RANGE(0, INT_MAX)},
+	{AKEY("on_mismatch", T_CHOICE, "retry", on_mismatch, SQL), .choices = on_mismatch_words},
 	{AKEY("url", T_URL, NULL, url, FORWARD), .flags = K_REQUIRED | K_NONEMPTY | K_REDACT},
 	{AKEY("sign", T_SIGN, "bayar", sign_bayar, FORWARD)},
-	{AKEY("secret_file", T_SECRET_FILE, NULL, secret, FORWARD), .excl = "secret",
+	{AKEY("secret_file", T_SECRET_FILE, NULL, secret, FORWARD), .flags = K_HMAC, .excl = "secret",
 	 .unset = "the current webhook secret"},
-	{AKEY("secret", T_SECRET, NULL, secret, FORWARD), .excl = "secret_file"},
+	{AKEY("secret", T_SECRET, NULL, secret, FORWARD), .flags = K_HMAC, .excl = "secret_file"},
 };
 /* clang-format on */
 

@@ -184,6 +184,7 @@ static void confirm_scan(struct confirm *cf)
 	}
 	if (db_query(cf->pool,
 	             "SELECT invoice_id FROM bayarhook.jobs WHERE state = 'held'"
+	             " AND held_reason IS NULL" /* not those of a removed action */
 	             " GROUP BY invoice_id ORDER BY min(id) LIMIT " CONFIRM_SCAN_LIMIT,
 	             0, NULL, confirm_scanned, cf) == 0)
 		cf->scanning = true;

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <event2/event.h>
 
@@ -88,6 +89,28 @@ static void daemon_followup(const char *invoice, enum callback_followup kind, vo
 	                                                        : RECONCILE_SOON_STALE);
 }
 
+/*
+ * What the load accepted with a warning, and which webhook secrets are
+ * active (their count and fingerprints, never the secrets: SPEC §7), so
+ * that a rotation can be seen to have taken.
+ */
+static void daemon_log_config(const struct config *cfg, const char *when)
+{
+	char fps[1024];
+
+	for (size_t i = 0; i < cfg->nwarnings; i++)
+		log_warnx("%s: %s", when, cfg->warnings[i]);
+	config_secret_fingerprints(cfg, fps, sizeof(fps));
+	log_notice("%s: %zu webhook secret(s), fingerprints %s (SHA-256, current first)", when,
+	           cfg->nsecrets, fps);
+	/* systemd copies credentials at start only: a reload reads the same copy. */
+	if (strcmp(when, "reload") == 0 && cfg->secrets_from_credentials)
+		log_warnx(
+		    "reload: secrets are read from $CREDENTIALS_DIRECTORY, which systemd fills "
+		    "only at start; a changed secret takes effect after systemctl restart "
+		    "bayarhook");
+}
+
 static void daemon_reload(struct daemon *d)
 {
 	char err[512], changed[128];
@@ -116,6 +139,7 @@ static void daemon_reload(struct daemon *d)
 	config_free(d->cfg);
 	d->cfg = next;
 	log_notice("configuration reloaded from %s", d->cfg->path);
+	daemon_log_config(d->cfg, "reload");
 	service_ready(NULL);
 	daemon_status(d);
 }
@@ -252,11 +276,19 @@ int daemon_serve(const char *config_path)
 	struct server_hooks hooks;
 
 	memset(&d, 0, sizeof(d));
+	/*
+	 * Before any secret is read: no core dump holds them, and no process of
+	 * the same user can ptrace them out or read /proc/PID/mem (SPEC §13).
+	 * The commands of exec actions are dumpable again after their execve.
+	 */
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+		log_warn("prctl(PR_SET_DUMPABLE): secrets may reach a core dump");
 	d.cfg = config_load(config_path, err, sizeof(err));
 	if (d.cfg == NULL) {
 		log_errx("%s", err);
 		return 1;
 	}
+	daemon_log_config(d.cfg, "start");
 	stats_init(BAYARHOOK_VERSION);
 	signal(SIGPIPE, SIG_IGN);
 	raise_fd_limit();

@@ -499,8 +499,9 @@ void gateway_configure(struct gateway *gw, const struct config *cfg)
 	double *sent = NULL;
 	int count = 0;
 
+	/* A reference into the config's secret store, not a copy (SPEC §13). */
 	if (cfg->api_key && cfg->api_key[0])
-		key = xstrdup(cfg->api_key);
+		key = config_secret_ref(cfg->api_key);
 	if (rpm != gw->rpm)
 		sent = xcalloc((size_t)rpm, sizeof(*sent));
 	/* Strip a trailing slash so that base_url + "/check-payment.php" stays one slash. */
@@ -508,9 +509,7 @@ void gateway_configure(struct gateway *gw, const struct config *cfg)
 		url[strlen(url) - 1] = '\0';
 	free(gw->base_url);
 	gw->base_url = url;
-	if (gw->api_key)
-		explicit_bzero(gw->api_key, strlen(gw->api_key));
-	free(gw->api_key);
+	config_secret_unref(gw->api_key);
 	gw->api_key = key;
 	gw->timeout = cfg->gateway_timeout;
 	if (sent) {
@@ -581,9 +580,7 @@ void gateway_free(struct gateway *gw)
 	}
 	if (gw->ev_tick)
 		event_free(gw->ev_tick);
-	if (gw->api_key)
-		explicit_bzero(gw->api_key, strlen(gw->api_key));
-	free(gw->api_key);
+	config_secret_unref(gw->api_key);
 	free(gw->base_url);
 	free(gw->sent);
 	free(gw->half_sent);

@@ -50,6 +50,10 @@ static const struct metrics_family families[METRIC__COUNT] = {
     [METRIC_JOB_ATTEMPTS] = {"bayarhook_job_attempts_total",
                              "Finished fulfillment attempts by outcome.", METRICS_COUNTER,
                              "outcome", attempt_outcomes, NULL, 0},
+    [METRIC_JOBS_DEAD] = {"bayarhook_jobs_dead_total",
+                          "Jobs this process recorded dead (a failure retrying cannot fix, or "
+                          "max_attempts spent), by action.",
+                          METRICS_COUNTER, "action", NULL, NULL, 0},
     [METRIC_QUEUE_DEPTH] = {"bayarhook_queue_depth", "Jobs due to run now but not yet started.",
                             METRICS_GAUGE, NULL, NULL, NULL, 0},
     [METRIC_RECONCILER_PASSES] = {"bayarhook_reconciler_passes_total",

@@ -17,6 +17,7 @@ enum metric {
 	METRIC_STORE_BATCH_SIZE,  /* histogram bayarhook_store_batch_size */
 	METRIC_JOBS,              /* gauge bayarhook_jobs{state} */
 	METRIC_JOB_ATTEMPTS,      /* counter bayarhook_job_attempts_total{outcome} */
+	METRIC_JOBS_DEAD,         /* counter bayarhook_jobs_dead_total{action} */
 	METRIC_QUEUE_DEPTH,       /* gauge bayarhook_queue_depth */
 	METRIC_RECONCILER_PASSES, /* counter bayarhook_reconciler_passes_total{result} */
 	METRIC_RECONCILER_FOUND,  /* counter bayarhook_reconciler_found_total */

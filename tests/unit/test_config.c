@@ -383,7 +383,8 @@ static const struct error_case error_cases[] = {
      "@/receiver.conf:1: webhook_secret_file: required (or webhook_secret)"},
     {"missing secret, no section", "[server]\n",
      "@/receiver.conf:0: webhook_secret_file: required (or webhook_secret)"},
-    {"secret inline and file", "[security]\nwebhook_secret = x\nwebhook_secret_file = s\n",
+    {"secret inline and file",
+     "[security]\nwebhook_secret = whsec_long_enough\nwebhook_secret_file = s\n",
      "@/receiver.conf:3: webhook_secret_file: conflicts with webhook_secret on line 2"},
     {"secret file missing", "[security]\nwebhook_secret_file = nope\n",
      "@/receiver.conf:2: webhook_secret_file: cannot open @/nope: No such file or directory"},
@@ -585,7 +586,7 @@ static void test_comments_and_blanks(void **state)
 	    "allow_from =                     ; optional\r\n"
 	    "\t request_timeout=7 # seconds\r\n"
 	    "[security]\r\n"
-	    "webhook_secret = whsec_x   # hash comment after blank\r\n"
+	    "webhook_secret = whsec_x_012345678   # hash comment after blank\r\n"
 	    "[database]\r\n"
 	    "conninfo = dbname=a#not-a-comment;nor-this\r\n"
 	    "[action.a]\r\n"
@@ -601,7 +602,7 @@ static void test_comments_and_blanks(void **state)
 	assert_string_equal(cfg->conninfo, "dbname=a#not-a-comment;nor-this");
 	assert_int_equal(cfg->allow_from.n, 0);
 	assert_int_equal(cfg->request_timeout, 7);
-	assert_string_equal(cfg->secrets[0], "whsec_x");
+	assert_string_equal(cfg->secrets[0], "whsec_x_012345678");
 	assert_string_equal(cfg->actions[0].statement, "UPDATE t SET a = 1 WHERE b = ';';");
 	config_free(cfg);
 }
@@ -729,6 +730,7 @@ static void test_docs_name_every_key(void **state)
 	    "command",
 	    "statement",
 	    "expect_rows",
+	    "on_mismatch",
 	    "url",
 	    "sign",
 	    "secret_file",

@@ -269,6 +269,7 @@ static void test_all_families_at_zero(void **state)
 	    {"bayarhook_store_batch_size", "histogram"},
 	    {"bayarhook_jobs", "gauge"},
 	    {"bayarhook_job_attempts_total", "counter"},
+	    {"bayarhook_jobs_dead_total", "counter"},
 	    {"bayarhook_queue_depth", "gauge"},
 	    {"bayarhook_reconciler_passes_total", "counter"},
 	    {"bayarhook_reconciler_found_total", "counter"},
