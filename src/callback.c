@@ -10,6 +10,7 @@
 #include <time.h>
 #include <event2/http.h>
 
+#include "audit_refusal.h"
 #include "callback.h"
 #include "decision.h"
 #include "jsonw.h"
@@ -90,9 +91,6 @@ static void stored(enum store_outcome outcome, enum verdict v, void *arg)
 
 	if (outcome == STORE_COMMITTED)
 		finish(p, v);
-	else if (p->refused != REASON_NONE)
-		/* A refusal stands even when its audit row could not be written. */
-		finish(p, verdict_reason_verdict(p->refused));
 	else
 		finish(p, VERDICT_UNAVAILABLE);
 }
@@ -118,42 +116,49 @@ static void write_headers(struct jsonw *w, const struct evkeyvalq *headers)
 
 /*
  * Audits the request and, for a verified event, records it; the answer
- * follows in stored(). ev is the verified event, or what could be read of
- * a refused one (its invoice, status and event name help the audit).
+ * follows in stored(). A refusal is answered at once and audited in the
+ * bounded form of SPEC §13 (audit_refusal.c): its answer never waits for
+ * its row. ev is the verified event, or what could be read of a refused
+ * one (its invoice, status and event name help the audit).
  */
 static void submit(const struct config *cfg, struct store *st, const struct callback_request *req,
                    struct pending *p, const struct pay_event *ev)
 {
-	bool verified = p->refused == REASON_NONE;
 	struct jsonw w;
-	char *body = NULL;
 
-	jsonw_begin(&w);
-	if (verified) {
-		/*
-		 * event_parse accepted exactly these bytes (valid JSON and UTF-8,
-		 * no NUL): they go to the store apart, as the body and the event.
-		 */
-		body = xmemdup0(req->body, req->body_len);
-		store_write_event(&w, ev, "callback", NULL, 0);
-		/* confirm_with_api: the jobs wait until check-payment agrees (confirm.c). */
-		if (cfg->confirm_with_api)
-			jsonw_bool(&w, "hold", true);
-	} else {
-		jsonw_cstr(&w, "invoice_id", ev->invoice_id);
-		jsonw_cstr(&w, "status", ev->status_text);
-		jsonw_cstr(&w, "event_name", ev->event_name);
-		jsonw_cstr(&w, "verdict", verdict_name(verdict_reason_verdict(p->refused)));
-		jsonw_int(&w, "http_status", verdict_reason_http_status(p->refused));
-		jsonw_cstr(&w, "error", p->message);
+	if (p->refused != REASON_NONE) {
+		audit_refusal_store(st, &(struct audit_refusal){
+		                            .verdict = verdict_reason_verdict(p->refused),
+		                            .http_status = verdict_reason_http_status(p->refused),
+		                            .error = p->message,
+		                            .remote_addr = req->remote_addr,
+		                            .peer_addr = req->peer_addr,
+		                            .method = req->method,
+		                            .headers = req->headers,
+		                            .body = req->body,
+		                            .body_len = req->body_len,
+		                            .invoice_id = ev->invoice_id,
+		                            .status = ev->status_text,
+		                            .event_name = ev->event_name,
+		                        });
+		finish(p, verdict_reason_verdict(p->refused));
+		return;
 	}
+	jsonw_begin(&w);
+	/*
+	 * event_parse accepted exactly these bytes (valid JSON and UTF-8, no
+	 * NUL): they go to the store apart, as the body and the event.
+	 */
+	store_write_event(&w, ev, "callback", NULL, 0);
+	/* confirm_with_api: the jobs wait until check-payment agrees (confirm.c). */
+	if (cfg->confirm_with_api)
+		jsonw_bool(&w, "hold", true);
 	jsonw_cstr(&w, "remote_addr", req->remote_addr);
 	jsonw_cstr(&w, "peer_addr", req->peer_addr);
 	jsonw_cstr(&w, "method", req->method);
 	write_headers(&w, req->headers);
-	if (!verified)
-		jsonw_str(&w, "body", req->body ? req->body : "", req->body ? req->body_len : 0);
-	if (store_submit(st, jsonw_finish(&w), body, verified ? req->body_len : 0, stored, p) < 0)
+	if (store_submit(st, jsonw_finish(&w), xmemdup0(req->body, req->body_len), req->body_len,
+	                 stored, p) < 0)
 		stored(STORE_FAILED, VERDICT_UNAVAILABLE, p);
 }
 

@@ -55,6 +55,10 @@ static const struct metrics_family families[METRIC__COUNT] = {
                                  "Payment state changes the reconciler found that no "
                                  "callback had delivered.",
                                  METRICS_COUNTER, NULL, NULL, NULL, 0},
+    [METRIC_AUDIT_SUPPRESSED] = {"bayarhook_audit_suppressed_total",
+                                 "Refused requests kept out of the audit by its rate "
+                                 "limits (no row of their own; SPEC 13).",
+                                 METRICS_COUNTER, NULL, NULL, NULL, 0},
     [METRIC_BUILD_INFO] = {"bayarhook_build_info", "Always 1; the version is a label.",
                            METRICS_GAUGE, "version", NULL, NULL, 0},
     [METRIC_PROCESS_START] = {"process_start_time_seconds",

@@ -20,6 +20,7 @@ enum metric {
 	METRIC_QUEUE_DEPTH,       /* gauge bayarhook_queue_depth */
 	METRIC_RECONCILER_PASSES, /* counter bayarhook_reconciler_passes_total{result} */
 	METRIC_RECONCILER_FOUND,  /* counter bayarhook_reconciler_found_total */
+	METRIC_AUDIT_SUPPRESSED,  /* counter bayarhook_audit_suppressed_total */
 	METRIC_BUILD_INFO,        /* gauge bayarhook_build_info{version}, always 1 */
 	METRIC_PROCESS_START,     /* gauge process_start_time_seconds */
 	METRIC_DROPPED,           /* counter bayarhook_metrics_dropped_total */
