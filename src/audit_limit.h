@@ -49,14 +49,15 @@ struct audit_limit *audit_limit_new(void);
 void audit_limit_free(struct audit_limit *al);
 
 /*
- * Decides about one refused request of client addr with verdict (any
- * small integer naming it) and body digest sha256, at now_ms on a
+ * Decides about one refused request of client addr with kind (an
+ * integer naming why it was refused: its verdict, or finer) and body
+ * digest sha256, at now_ms on a
  * monotonic clock. Every request ends up in exactly one of: a row's
  * repeat, a later row's repeat (collapsed, held as a count until the
  * next identical refusal after the window), a row's suppressed, or
  * forgotten with its count in dropped when its table entry is reused.
  */
-void audit_limit_admit(struct audit_limit *al, int64_t now_ms, const char *addr, int verdict,
+void audit_limit_admit(struct audit_limit *al, int64_t now_ms, const char *addr, int kind,
                        const unsigned char sha256[32], struct audit_ticket *t);
 
 /*

@@ -75,7 +75,7 @@ void audit_refusal_store(struct store *st, const struct audit_refusal *r)
 	struct jsonw w;
 
 	audit_sha256_hex(r->body, r->body ? r->body_len : 0, sha, hex);
-	audit_limit_admit(store_audit_limit(st), monotonic_ms(), r->remote_addr, (int)r->verdict,
+	audit_limit_admit(store_audit_limit(st), monotonic_ms(), r->remote_addr, (int)r->reason,
 	                  sha, &t);
 	if (t.dropped > 0)
 		metrics_add(METRIC_AUDIT_SUPPRESSED, NULL, (double)t.dropped);

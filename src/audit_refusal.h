@@ -15,6 +15,7 @@
 /* What is known of a refused request; any pointer may be NULL. */
 struct audit_refusal {
 	enum verdict verdict;
+	enum verdict_reason reason; /* refusals of different reasons are never collapsed */
 	int http_status;
 	const char *error; /* the refusal's public text */
 	const char *remote_addr;

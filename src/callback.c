@@ -129,6 +129,7 @@ static void submit(const struct config *cfg, struct store *st, const struct call
 	if (p->refused != REASON_NONE) {
 		audit_refusal_store(st, &(struct audit_refusal){
 		                            .verdict = verdict_reason_verdict(p->refused),
+		                            .reason = p->refused,
 		                            .http_status = verdict_reason_http_status(p->refused),
 		                            .error = p->message,
 		                            .remote_addr = req->remote_addr,
