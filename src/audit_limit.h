@@ -24,7 +24,7 @@
 #define AUDIT_BODY_PREFIX 2048  /* bytes of a refused body kept, after sanitizing */
 #define AUDIT_HEADER_BYTES 4096 /* names + values of a refused request's headers */
 #define AUDIT_HEADER_COUNT 64   /* headers kept at most (jsonb costs ~8 bytes each) */
-#define AUDIT_FIELD_BYTES 128   /* invoice_id, status, event, method of a refusal */
+#define AUDIT_FIELD_BYTES 255   /* invoice_id (its accepted maximum), status, event, ... */
 #define AUDIT_ROW_MAX_BYTES 12288
 #define AUDIT_COLLAPSE_MS 10000 /* identical refusals within this share a row */
 #define AUDIT_GLOBAL_RATE 50    /* refusal rows per second, all clients */
