@@ -10,6 +10,7 @@
 #include <time.h>
 #include <event2/http.h>
 
+#include "audit_refusal.h"
 #include "callback.h"
 #include "decision.h"
 #include "jsonw.h"
@@ -128,9 +129,6 @@ static void stored(enum store_outcome outcome, enum verdict v, void *arg)
 	}
 	if (outcome == STORE_COMMITTED)
 		finish(p, v);
-	else if (p->refused != REASON_NONE)
-		/* A refusal stands even when its audit row could not be written. */
-		finish(p, verdict_reason_verdict(p->refused));
 	else
 		finish(p, VERDICT_UNAVAILABLE);
 }
@@ -156,28 +154,59 @@ static void write_headers(struct jsonw *w, const struct evkeyvalq *headers)
 
 /*
  * Audits the request and, for a verified event, records it; the answer
- * follows in stored(). ev is the verified event, or what could be read of
- * a refused one (its invoice, status and event name help the audit).
+ * follows in stored(). A refusal is answered at once and audited in the
+ * bounded form of SPEC §13 (audit_refusal.c): its answer never waits for
+ * its row. ev is the verified event, or what could be read of a refused
+ * one (its invoice, status and event name help the audit).
  */
+/*
+ * A refusal is answered at once: its audit row is bounded and may be
+ * collapsed or suppressed (audit_refusal.c), so the answer never waits for
+ * it. A stale but authentic callback still earns its follow-up (SPEC §7).
+ */
+static void refuse(struct store *st, const struct callback_request *req, struct pending *p,
+                   const struct pay_event *ev)
+{
+	enum verdict v = verdict_reason_verdict(p->refused);
+	enum callback_followup kind;
+	char invoice[sizeof(p->invoice)];
+	bool follow;
+
+	audit_refusal_store(st, &(struct audit_refusal){
+	                            .verdict = v,
+	                            .reason = p->refused,
+	                            .http_status = verdict_reason_http_status(p->refused),
+	                            .error = p->message,
+	                            .remote_addr = req->remote_addr,
+	                            .peer_addr = req->peer_addr,
+	                            .method = req->method,
+	                            .headers = req->headers,
+	                            .body = req->body,
+	                            .body_len = req->body_len,
+	                            .invoice_id = ev->invoice_id,
+	                            .status = ev->status_text,
+	                            .event_name = ev->event_name,
+	                            .signature_valid = p->signature_valid,
+	                        });
+	follow = followup_cb != NULL && p->invoice[0] != '\0' &&
+	         callback_followup_for(v, false, p->signature_valid, &kind);
+	memcpy(invoice, p->invoice, sizeof(invoice));
+	finish(p, v);
+	if (follow)
+		followup_cb(invoice, kind, followup_arg);
+}
+
 static void submit(const struct config *cfg, struct store *st, const struct callback_request *req,
                    struct pending *p, const struct pay_event *ev)
 {
-	bool verified = p->refused == REASON_NONE && !p->is_unsigned;
 	struct jsonw w;
-	char *body = NULL;
 
+	if (p->refused != REASON_NONE) {
+		refuse(st, req, p, ev);
+		return;
+	}
 	jsonw_begin(&w);
-	if (verified) {
-		/*
-		 * event_parse accepted exactly these bytes (valid JSON and UTF-8,
-		 * no NUL): they go to the store apart, as the body and the event.
-		 */
-		body = xmemdup0(req->body, req->body_len);
-		store_write_event(&w, ev, "callback", NULL, 0);
-		/* confirm_with_api: the jobs wait until check-payment agrees (confirm.c). */
-		if (cfg->confirm_with_api)
-			jsonw_bool(&w, "hold", true);
-	} else if (p->is_unsigned) {
+	if (p->is_unsigned) {
 		/* An audit row only: the body's values never touch the payment (SPEC §7). */
 		jsonw_cstr(&w, "invoice_id", ev->invoice_id);
 		jsonw_cstr(&w, "status", ev->status_text);
@@ -185,12 +214,14 @@ static void submit(const struct config *cfg, struct store *st, const struct call
 		jsonw_cstr(&w, "verdict", verdict_name(VERDICT_UNSIGNED));
 		jsonw_int(&w, "http_status", verdict_http_status(VERDICT_UNSIGNED));
 	} else {
-		jsonw_cstr(&w, "invoice_id", ev->invoice_id);
-		jsonw_cstr(&w, "status", ev->status_text);
-		jsonw_cstr(&w, "event_name", ev->event_name);
-		jsonw_cstr(&w, "verdict", verdict_name(verdict_reason_verdict(p->refused)));
-		jsonw_int(&w, "http_status", verdict_reason_http_status(p->refused));
-		jsonw_cstr(&w, "error", p->message);
+		/*
+		 * event_parse accepted exactly these bytes (valid JSON and UTF-8,
+		 * no NUL): they go to the store apart, as the body and the event.
+		 */
+		store_write_event(&w, ev, "callback", NULL, 0);
+		/* confirm_with_api: the jobs wait until check-payment agrees (confirm.c). */
+		if (cfg->confirm_with_api)
+			jsonw_bool(&w, "hold", true);
 	}
 	jsonw_bool(&w, "signature_valid", p->signature_valid);
 	if (p->secret_index >= 0)
@@ -199,10 +230,14 @@ static void submit(const struct config *cfg, struct store *st, const struct call
 	jsonw_cstr(&w, "peer_addr", req->peer_addr);
 	jsonw_cstr(&w, "method", req->method);
 	write_headers(&w, req->headers);
-	if (!verified)
+	if (p->is_unsigned) {
 		jsonw_str(&w, "body", req->body ? req->body : "", req->body ? req->body_len : 0);
-	if (store_submit(st, jsonw_finish(&w), body, verified ? req->body_len : 0, stored, p) < 0)
+		if (store_submit(st, jsonw_finish(&w), NULL, 0, stored, p) < 0)
+			stored(STORE_FAILED, VERDICT_UNAVAILABLE, p);
+	} else if (store_submit(st, jsonw_finish(&w), xmemdup0(req->body, req->body_len),
+	                        req->body_len, stored, p) < 0) {
 		stored(STORE_FAILED, VERDICT_UNAVAILABLE, p);
+	}
 }
 
 static const char *header(const struct callback_request *req, const char *name)

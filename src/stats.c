@@ -77,6 +77,10 @@ static const struct metrics_family families[METRIC__COUNT] = {
                                  "Payments flagged when recorded (a paid after expired or "
                                  "cancelled): their actions run, with the flag.",
                                  METRICS_COUNTER, NULL, NULL, NULL, 0},
+    [METRIC_AUDIT_SUPPRESSED] = {"bayarhook_audit_suppressed_total",
+                                 "Refused requests kept out of the audit by its rate "
+                                 "limits (no row of their own; SPEC 13).",
+                                 METRICS_COUNTER, NULL, NULL, NULL, 0},
     [METRIC_BUILD_INFO] = {"bayarhook_build_info", "Always 1; the version is a label.",
                            METRICS_GAUGE, "version", NULL, NULL, 0},
     [METRIC_PROCESS_START] = {"process_start_time_seconds",

@@ -24,6 +24,7 @@ enum metric {
 	METRIC_MISSED_CALLBACKS,  /* counter bayarhook_missed_callbacks_total */
 	METRIC_FOLLOWUPS,         /* counter bayarhook_followup_checks_total{outcome} */
 	METRIC_PAYMENTS_FLAGGED,  /* counter bayarhook_payments_flagged_total */
+	METRIC_AUDIT_SUPPRESSED,  /* counter bayarhook_audit_suppressed_total */
 	METRIC_BUILD_INFO,        /* gauge bayarhook_build_info{version}, always 1 */
 	METRIC_PROCESS_START,     /* gauge process_start_time_seconds */
 	METRIC_DROPPED,           /* counter bayarhook_metrics_dropped_total */

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "audit_limit.h"
 #include "event.h"
 #include "jsonw.h"
 #include "log.h"
@@ -57,6 +58,7 @@ struct store {
 	unsigned waiting;
 	int inflight; /* batches sent, not answered */
 	unsigned outstanding;
+	struct audit_limit *audit_limit;
 };
 
 static void store_flush(struct store *st);
@@ -281,6 +283,7 @@ struct store *store_new(struct db_pool *pool)
 
 	st->pool = pool;
 	st->actions_json = xstrdup("{}");
+	st->audit_limit = audit_limit_new();
 	return st;
 }
 
@@ -295,6 +298,7 @@ void store_free(struct store *st)
 		item_free(it);
 	}
 	free(st->actions_json);
+	audit_limit_free(st->audit_limit);
 	free(st);
 }
 
@@ -329,6 +333,11 @@ int store_submit(struct store *st, char *item, char *body, size_t body_len, stor
 	st->outstanding++;
 	store_flush(st);
 	return 0;
+}
+
+struct audit_limit *store_audit_limit(struct store *st)
+{
+	return st->audit_limit;
 }
 
 unsigned store_outstanding(const struct store *st)

@@ -31,15 +31,19 @@ void store_set_actions(struct store *st, const struct config *cfg);
 
 /*
  * Submits one item: the text of a JSON object (see the keys
- * bayarhook.ingest() reads in sql/001_init.sql and 003), without "idx";
- * and, for a verified callback, its body (valid UTF-8 without NUL, as
- * event_parse accepted it), which is sent apart and is also the event.
+ * bayarhook.ingest() reads in sql/functions/ingest.sql), without "idx";
+ * and its body (valid UTF-8 without NUL), which is sent apart as bytes:
+ * for a verified callback as event_parse accepted it, and also the event;
+ * for a refusal, the prefix audit_limit.h keeps.
  * The store owns both from here, also on failure. Returns -1 without
  * calling cb when the database is down; otherwise cb is called exactly
  * once, possibly before store_submit returns.
  */
 int store_submit(struct store *st, char *item, char *body, size_t body_len, store_done_cb cb,
                  void *arg) __attribute__((warn_unused_result));
+
+/* The limits on refusal rows (audit_limit.h), one per store, as long as it lives. */
+struct audit_limit *store_audit_limit(struct store *st);
 
 /* Items accepted by store_submit and not yet answered. */
 unsigned store_outstanding(const struct store *st);

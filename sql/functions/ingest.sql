@@ -8,7 +8,11 @@
 -- bodies[idx + 1] is the body of a verified callback, sent apart from the
 -- batch (binary text[], so neither side escapes it); its item then has
 -- neither "body" nor "event": the body is both. Items without one (refusals,
--- the reconciler's) carry "body" and "event" in the batch as before.
+-- the reconciler's) carry "body" and "event" in the batch as before. A
+-- refusal sends the first bytes of its body there too (audit_limit.h), with
+-- "body_length" and "body_sha256" (hex) of the whole body as received, and
+-- "repeat", "suppressed", "headers_dropped" (sql/008); an item without them
+-- gets the length and digest of the body it stores, 1, 0 and 0.
 --
 -- Item keys since 005: secret_index (which webhook secret verified it) and
 -- signature_valid, for the audit row. An item with "verdict" 'unsigned'
@@ -45,7 +49,9 @@ BEGIN
                    paid_reff_num text, source text, event jsonb, remote_addr text,
                    peer_addr text, event_name text, http_status integer, error text,
                    method text, headers jsonb, body text, audit boolean,
-                   secret_index integer, signature_valid boolean)),
+                   secret_index integer, signature_valid boolean,
+                   body_length bigint, body_sha256 text, repeat integer, suppressed bigint,
+                   headers_dropped integer)),
     ins AS (
         INSERT INTO bayarhook.payments AS p
             (invoice_id, status, amount, final_amount, paid_at, paid_reff_num, source, event)
@@ -68,11 +74,16 @@ BEGIN
     audited AS (
         INSERT INTO bayarhook.callbacks
             (id, remote_addr, peer_addr, invoice_id, event, status, verdict, http_status,
-             error, method, headers, body, secret_index, signature_valid)
+             error, method, headers, body, secret_index, signature_valid, body_length,
+             body_sha256, repeat, suppressed, headers_dropped)
         SELECT c.cid, c.remote_addr, c.peer_addr, c.invoice_id, c.event_name, c.status,
                c.known, coalesce(c.http_status, 200), c.error, c.method,
                coalesce(c.headers, '{}'), coalesce(bodies[c.idx + 1], c.body),
-               c.secret_index, c.signature_valid
+               c.secret_index, c.signature_valid,
+               coalesce(c.body_length, octet_length(coalesce(bodies[c.idx + 1], c.body))),
+               coalesce(decode(c.body_sha256, 'hex'),
+                        sha256(convert_to(coalesce(bodies[c.idx + 1], c.body), 'UTF8'))),
+               coalesce(c.repeat, 1), coalesce(c.suppressed, 0), coalesce(c.headers_dropped, 0)
           FROM decided c
          WHERE c.cid IS NOT NULL
          ORDER BY c.cid)
@@ -137,16 +148,23 @@ BEGIN
                        peer_addr text, invoice_id text, event_name text, status text,
                        http_status integer, error text, method text, headers jsonb,
                        body text, audit boolean, secret_index integer,
-                       signature_valid boolean)
+                       signature_valid boolean, body_length bigint, body_sha256 text,
+                       repeat integer, suppressed bigint, headers_dropped integer)
              WHERE x.idx = ANY (slow)),
         audited AS (
             INSERT INTO bayarhook.callbacks
                 (id, remote_addr, peer_addr, invoice_id, event, status, verdict,
-                 http_status, error, method, headers, body, secret_index, signature_valid)
+                 http_status, error, method, headers, body, secret_index, signature_valid,
+                 body_length, body_sha256, repeat, suppressed, headers_dropped)
             SELECT s.cid, s.remote_addr, s.peer_addr, s.invoice_id, s.event_name, s.status,
                    s.final_verdict, coalesce(s.http_status, 200), s.error, s.method,
                    coalesce(s.headers, '{}'), coalesce(bodies[s.idx + 1], s.body),
-                   s.secret_index, s.signature_valid
+                   s.secret_index, s.signature_valid,
+                   coalesce(s.body_length, octet_length(coalesce(bodies[s.idx + 1], s.body))),
+                   coalesce(decode(s.body_sha256, 'hex'),
+                            sha256(convert_to(coalesce(bodies[s.idx + 1], s.body), 'UTF8'))),
+                   coalesce(s.repeat, 1), coalesce(s.suppressed, 0),
+                   coalesce(s.headers_dropped, 0)
               FROM src s
              WHERE s.cid IS NOT NULL
              ORDER BY s.cid)

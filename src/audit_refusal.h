@@ -1,0 +1,42 @@
+/*
+ * audit_refusal.h: the audit row of a refused request, in the bounded form
+ * of SPEC §13 (audit_limit.h decides what is kept), handed to the store
+ * without waiting for it: a refusal's answer never depends on its row.
+ */
+#ifndef BAYARHOOK_AUDIT_REFUSAL_H
+#define BAYARHOOK_AUDIT_REFUSAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <event2/keyvalq_struct.h>
+
+#include "store.h"
+#include "verdict.h"
+
+/* What is known of a refused request; any pointer may be NULL. */
+struct audit_refusal {
+	enum verdict verdict;
+	enum verdict_reason reason; /* refusals of different reasons are never collapsed */
+	int http_status;
+	const char *error; /* the refusal's public text */
+	const char *remote_addr;
+	const char *peer_addr;
+	const char *method;
+	const struct evkeyvalq *headers;
+	const char *body;
+	size_t body_len;
+	/* What could be read of the refused event: it helps the audit, capped. */
+	const char *invoice_id;
+	const char *status;
+	const char *event_name;
+	bool signature_valid; /* a stale timestamp under a good signature (SPEC §7) */
+};
+
+/*
+ * Writes the refusal's row, or counts it (collapsed, or suppressed in
+ * bayarhook_audit_suppressed_total) when the limits of the store's
+ * audit_limit keep it out. Returns at once; the row follows.
+ */
+void audit_refusal_store(struct store *st, const struct audit_refusal *r);
+
+#endif
