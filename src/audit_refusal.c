@@ -88,6 +88,8 @@ void audit_refusal_store(struct store *st, const struct audit_refusal *r)
 	jsonw_cstr(&w, "verdict", verdict_name(r->verdict));
 	jsonw_int(&w, "http_status", r->http_status);
 	jsonw_bool(&w, "signature_valid", r->signature_valid);
+	if (r->secret_index >= 0)
+		jsonw_int(&w, "secret_index", r->secret_index);
 	put_field(&w, "error", r->error);
 	put_field(&w, "remote_addr", r->remote_addr);
 	put_field(&w, "peer_addr", r->peer_addr);

@@ -30,6 +30,7 @@ struct audit_refusal {
 	const char *status;
 	const char *event_name;
 	bool signature_valid; /* a stale timestamp under a good signature (SPEC §7) */
+	int secret_index;     /* the secret that verified that signature; -1: none */
 };
 
 /*

@@ -187,6 +187,7 @@ static void refuse(struct store *st, const struct callback_request *req, struct 
 	                            .status = ev->status_text,
 	                            .event_name = ev->event_name,
 	                            .signature_valid = p->signature_valid,
+	                            .secret_index = p->secret_index,
 	                        });
 	follow = followup_cb != NULL && p->invoice[0] != '\0' &&
 	         callback_followup_for(v, false, p->signature_valid, &kind);

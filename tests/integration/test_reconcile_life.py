@@ -174,6 +174,7 @@ def test_old_genuine_callback_is_recorded_and_fulfilled_once(make_daemon, gatewa
     old = int(time.time()) - 7200
     r = gateway.send_callback(d.callback_url, inv, secret=d.secret, ts=old)
     assert (r.status, r.json["error"]) == (401, "timestamp outside replay window")
+    db.wait_callbacks(1, inv)  # a refusal's row follows its answer (SPEC 13)
     assert db.verdicts(inv) == ["stale_timestamp"]
 
     bh.wait_for(lambda: runs(d), 20, what="the follow-up to record and fulfil it")
