@@ -51,16 +51,9 @@ const char *server_address(const struct server *srv);
 void server_free(struct server *srv);
 
 /*
- * The real client address. The peer, unless the peer is a trusted proxy:
- * then X-Forwarded-For read from the right (xff: the values of its fields,
- * in order, nxff of them), each hop taken while the one after it is a
- * trusted proxy; the client is the nearest hop that is not. Work is bounded
- * whatever the length: at most SERVER_XFF_MAX_HOPS hops, each scanned over
- * at most its own bytes plus blanks. A hop that is not an address stops
- * the walk at the last one believed. Without X-Forwarded-For, X-Real-IP.
- * Exposed for tests.
+ * The real client address behind trusted_proxies: X-Forwarded-For read from
+ * the right, bounded (lib/forwarded.h). Exposed for tests.
  */
-#define SERVER_XFF_MAX_HOPS 32
 void server_real_client(const struct cidr_list *trusted, const char *peer, const char *const *xff,
                         size_t nxff, const char *xreal, char *out, size_t outlen);
 

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "forwarded.h"
 #include "server.h"
 #include "verdict.h"
 
@@ -130,7 +131,7 @@ static void test_real_client_hop_bound(void **state)
 
 	(void)state;
 	len += (size_t)snprintf(xff, sizeof(xff), "198.51.100.7");
-	for (int i = 0; i < SERVER_XFF_MAX_HOPS + 5; i++)
+	for (int i = 0; i < FORWARDED_MAX_HOPS + 5; i++)
 		len += (size_t)snprintf(xff + len, sizeof(xff) - len, ", 10.0.0.%d", i + 1);
 	real_client("127.0.0.1/32, 10.0.0.0/8", "127.0.0.1", one, 1, NULL, out, sizeof(out));
 	assert_true(strncmp(out, "10.0.0.", 7) == 0);
