@@ -2,7 +2,9 @@
  * fuzz_callback.c: libFuzzer target for everything a stranger's callback
  * body reaches before a signature is checked: the whole decision
  * (decision_make: event_parse, the PHP JSON rules, verify_signature,
- * verify_timestamp), event_field and the amount text; and jsonw, which
+ * verify_timestamp), event_field and the amount text; the BAYAR_* names of
+ * an accepted body's keys (event_var_name), which must all differ (SPEC
+ * §13: no field can pose as another); and jsonw, which
  * writes any body and header into the audit item: whatever the bytes, the
  * item must parse as JSON and hold valid UTF-8 without NUL.
  *
@@ -23,6 +25,34 @@
 #include "verify.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Aborts when two keys of an accepted event give one BAYAR_* name. */
+static void check_var_names(const struct pay_event *ev)
+{
+	char **names = calloc(ev->nfields + 1, sizeof(*names));
+	const cJSON *c;
+	size_t n = 0;
+
+	if (names == NULL)
+		return;
+	cJSON_ArrayForEach(c, ev->json)
+	{
+		if (c->string != NULL && c->string[0] != '\0' && n < ev->nfields)
+			names[n++] = event_var_name(c->string);
+	}
+	qsort(names, n, sizeof(*names), cmp_str);
+	for (size_t i = 1; i < n; i++)
+		if (strcmp(names[i - 1], names[i]) == 0)
+			abort();
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+}
 
 static const char *const fields[] = {
     "invoice_id", "status",  "final_amount", "amount",      "timestamp", "signature",
@@ -48,6 +78,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (v != NULL && strlen(v) > 65536 + size)
 				abort();
 		}
+		check_var_names(&ev);
 		(void)verify_signature(secrets, 2, ev.invoice_id, ev.status_text, ev.final_amount,
 		                       ts, ev.body_signature);
 		(void)verify_timestamp(ts, 1705312530, 300);

@@ -34,6 +34,14 @@ enum action_outcome {
 	ACTION_SUCCEEDED, /* exit 0, 2xx, rows as expected and committed */
 	ACTION_FAILED,    /* anything else worth retrying */
 	ACTION_TIMEOUT,   /* killed or abandoned at the action's timeout */
+	/*
+	 * A failure retrying cannot fix (SPEC §7): exec exit 65 (EX_DATAERR),
+	 * forward 400/401/403/404/410/422, sql on_mismatch = dead, and an exec
+	 * argument a field would turn into an option (SPEC §13). Each type
+	 * decides it on numbers; the job goes dead at once (job_finish's
+	 * p_permanent), its attempt recorded as failed.
+	 */
+	ACTION_FAILED_PERMANENT,
 };
 
 struct action_result {
@@ -60,6 +68,7 @@ struct action_job {
 	const char *source;     /* "callback" or "reconciler" */
 	const char *event;      /* jobs.event as JSON text */
 	const char *event_bare; /* the same without "timestamp" and "signature" */
+	const char *flag;       /* payments.flag (SPEC §7), "" or NULL when none */
 };
 
 typedef void (*action_done_cb)(struct action_run *run, const struct action_result *res, void *arg);

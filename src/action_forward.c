@@ -5,7 +5,9 @@
  * headers and in the body) over invoice_id|status|final_amount|timestamp,
  * so the handler from the bayar.gg docs accepts it unchanged. The texts
  * signed are the ones PHP's json_decode makes of the body sent, since the
- * body keeps the stored literals of every other field.
+ * body keeps the stored literals of every other field. A 2xx answer
+ * succeeds; 400, 401, 403, 404, 410 and 422 fail for good (the job is dead
+ * at once); anything else is retried.
  */
 #include <stdbool.h>
 #include <stdio.h>
@@ -43,8 +45,9 @@ static int forward_prepare(struct action *a, const struct config *cfg, const str
 	}
 	f->sign_bayar = ac->sign_bayar;
 	f->url = xstrdup(ac->url);
+	/* A reference into the config's secret store, not a copy (it outlives the config). */
 	if (secret != NULL)
-		f->secret = xstrdup(secret);
+		f->secret = config_secret_ref(secret);
 	return 0;
 }
 
@@ -55,11 +58,28 @@ static void forward_release(struct action *a)
 	if (f == NULL)
 		return;
 	free(f->url);
-	if (f->secret) {
-		explicit_bzero(f->secret, strlen(f->secret));
-		free(f->secret);
-	}
+	config_secret_unref(f->secret);
 	free(f);
+}
+
+/*
+ * The shop's answers that say the request itself is wrong or unwelcome
+ * (SPEC §7): asking again with the same body cannot succeed. 408, 429 and
+ * every 5xx are the shop's passing trouble and are retried.
+ */
+static bool forward_status_permanent(int status)
+{
+	switch (status) {
+	case 400: /* Bad Request */
+	case 401: /* Unauthorized: the signature is not the one it expects */
+	case 403: /* Forbidden */
+	case 404: /* Not Found: no such order, or a wrong url */
+	case 410: /* Gone */
+	case 422: /* Unprocessable Content */
+		return true;
+	default:
+		return false;
+	}
 }
 
 static void forward_done(const struct http_client_resp *resp, void *arg)
@@ -84,6 +104,8 @@ static void forward_done(const struct http_client_resp *resp, void *arg)
 	} else if (resp->status >= 200 && resp->status <= 299) {
 		res.outcome = ACTION_SUCCEEDED;
 	} else {
+		if (forward_status_permanent(resp->status))
+			res.outcome = ACTION_FAILED_PERMANENT;
 		snprintf(msg, sizeof(msg), "HTTP %d from %s", resp->status, f->url);
 		res.error = msg;
 	}
@@ -109,22 +131,41 @@ static char *signed_body(const char *bare, const char *ts, const char *sig)
 	return out;
 }
 
+/*
+ * A header value from an event field: the unsigned "event" (or anything in
+ * the body) may hold control bytes, which the HTTP client refuses as header
+ * injection, and the job would fail on every attempt. Each becomes '?', so
+ * that the value cannot turn into another valid one either.
+ */
+static char *header_value(const char *field)
+{
+	char *v = xstrdup(field);
+
+	for (char *p = v; *p != '\0'; p++)
+		if ((unsigned char)*p < 0x20 || (unsigned char)*p == 0x7f)
+			*p = '?';
+	return v;
+}
+
 static int forward_start(struct action_run *run, char *err, size_t errlen)
 {
 	struct forward_action *f = run->action->priv;
 	struct http_client_req req;
 	const char *headers[16];
-	char ts[32], sig[65], event_name[128], *body = NULL;
+	char ts[32], sig[65], event_name[128], *body = NULL, *ev_header, *inv_header;
 	size_t h = 0;
+	int rc = -1;
 
 	if (run->ev.event_name != NULL)
 		snprintf(event_name, sizeof(event_name), "%s", run->ev.event_name);
 	else
 		snprintf(event_name, sizeof(event_name), "payment.%s", run->ev.status_text);
+	ev_header = header_value(event_name);
+	inv_header = header_value(run->ev.invoice_id);
 	headers[h++] = "Content-Type";
 	headers[h++] = "application/json";
 	headers[h++] = "X-Webhook-Event";
-	headers[h++] = event_name;
+	headers[h++] = ev_header;
 	if (f->sign_bayar) {
 		snprintf(ts, sizeof(ts), "%lld", (long long)time(NULL));
 		verify_sign(f->secret, run->ev.invoice_id, run->ev.status_text,
@@ -132,7 +173,7 @@ static int forward_start(struct action_run *run, char *err, size_t errlen)
 		body = signed_body(run->event_bare, ts, sig);
 		if (body == NULL) {
 			snprintf(err, errlen, "stored event unusable: not a JSON object");
-			return -1;
+			goto out;
 		}
 		headers[h++] = "X-Webhook-Signature";
 		headers[h++] = sig;
@@ -140,10 +181,15 @@ static int forward_start(struct action_run *run, char *err, size_t errlen)
 		headers[h++] = ts;
 	}
 	headers[h++] = "X-Invoice-ID";
-	headers[h++] = run->ev.invoice_id;
+	headers[h++] = inv_header;
 	/* For a handler that must not act twice: forwards are at least once. */
 	headers[h++] = "X-Bayarhook-Job-Id";
 	headers[h++] = run->job_id;
+	/* SPEC §7: the reason a payment needs a look (a late paid); absent when none. */
+	if (run->flag != NULL && run->flag[0] != '\0') {
+		headers[h++] = "X-Bayarhook-Flagged";
+		headers[h++] = run->flag;
+	}
 	headers[h] = NULL;
 
 	memset(&req, 0, sizeof(req));
@@ -156,12 +202,15 @@ static int forward_start(struct action_run *run, char *err, size_t errlen)
 	req.max_response = 1024 * 1024;
 	/* Bad URLs and the like come back through forward_done, from the loop. */
 	run->priv = http_client_request(action_ctx_http(run->ctx), &req, forward_done, run);
-	free(body);
-	if (run->priv == NULL) {
+	if (run->priv == NULL)
 		snprintf(err, errlen, "cannot start the request");
-		return -1;
-	}
-	return 0;
+	else
+		rc = 0;
+out:
+	free(body);
+	free(ev_header);
+	free(inv_header);
+	return rc;
 }
 
 /* The request is abandoned: its connection closed, its callback dropped. */

@@ -53,6 +53,38 @@ static const char *const known_fields[] = {
     "created_at",
 };
 
+/*
+ * SPEC §7: the job's own values, named like fields, so a sql statement (and
+ * an exec command's {name}) can read them: they are never an event's.
+ */
+static const char *const job_fields[] = {
+    "bayarhook_job_id",
+    "bayarhook_attempt",
+    "bayarhook_source",
+    "bayarhook_flagged",
+};
+
+bool action_job_field(const char *name)
+{
+	for (size_t i = 0; i < sizeof(job_fields) / sizeof(job_fields[0]); i++)
+		if (strcmp(job_fields[i], name) == 0)
+			return true;
+	return false;
+}
+
+static const char *job_value(const struct action_run *run, const char *name)
+{
+	if (strcmp(name, "bayarhook_job_id") == 0)
+		return run->job_id;
+	if (strcmp(name, "bayarhook_attempt") == 0)
+		return run->attempt_text;
+	if (strcmp(name, "bayarhook_source") == 0)
+		return run->source;
+	if (strcmp(name, "bayarhook_flagged") == 0)
+		return run->flag;
+	return NULL;
+}
+
 bool action_field_known(const char *name)
 {
 	for (size_t i = 0; i < sizeof(known_fields) / sizeof(known_fields[0]); i++)
@@ -63,7 +95,11 @@ bool action_field_known(const char *name)
 
 const char *action_field(struct action_run *run, const char *name)
 {
-	const char *v = event_field(&run->ev, name);
+	const char *v;
+
+	if (action_job_field(name))
+		return job_value(run, name);
+	v = event_field(&run->ev, name);
 
 	if (v == NULL && action_field_known(name))
 		return "";
@@ -74,7 +110,7 @@ void action_warn_fields(const struct config *cfg, const struct action_conf *ac, 
                         const char *what)
 {
 	for (size_t i = 0; names && names[i]; i++) {
-		if (!action_field_known(names[i]))
+		if (!action_field_known(names[i]) && !action_job_field(names[i]))
 			log_warnx("%s:%d: [action.%s] %s uses field \"%s\", which bayar.gg is not "
 			          "known to send: an event without it fails the job",
 			          cfg->path ? cfg->path : "config", ac->line, ac->name, what,
@@ -222,6 +258,7 @@ static void run_free(struct action_run *run)
 	free(run->source);
 	free(run->event);
 	free(run->event_bare);
+	free(run->flag);
 	free(run);
 }
 
@@ -265,6 +302,7 @@ struct action_run *action_start(struct action_ctx *ctx, struct action *a,
 	run->action = a;
 	a->refs++;
 	run->attempt = job->attempt;
+	snprintf(run->attempt_text, sizeof(run->attempt_text), "%d", job->attempt);
 	run->cb = cb;
 	run->arg = arg;
 	run->tx = tx;
@@ -275,6 +313,7 @@ struct action_run *action_start(struct action_ctx *ctx, struct action *a,
 	run->source = xstrdup(job->source ? job->source : "callback");
 	run->event = xstrdup(job->event);
 	run->event_bare = xstrdup(job->event_bare ? job->event_bare : job->event);
+	run->flag = xstrdup(job->flag ? job->flag : "");
 	/* The stored event passed these checks once; this keeps the literal texts. */
 	if (event_parse(&run->ev, run->event, strlen(run->event), &perr) < 0) {
 		snprintf(err, errlen, "stored event unusable: %s", perr);

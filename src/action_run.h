@@ -66,9 +66,11 @@ struct action_run {
 	struct pay_event ev; /* parsed from event, for field lookups */
 	char *job_id;
 	int attempt;
+	char attempt_text[16]; /* attempt in decimal, for :bayarhook_attempt */
 	char *source;
 	char *event;      /* the event JSON: exec stdin, forward body */
 	char *event_bare; /* without "timestamp" and "signature" */
+	char *flag;       /* why the payment is flagged (SPEC §7); "" when it is not */
 	action_done_cb cb;
 	void *arg;
 	action_tx_fn tx;
@@ -86,6 +88,12 @@ void action_unref(struct action *a);
  */
 const char *action_field(struct action_run *run, const char *name);
 bool action_field_known(const char *name);
+/*
+ * bayarhook_job_id, bayarhook_attempt, bayarhook_source, bayarhook_flagged:
+ * the job's own values, which action_field() also gives (bayarhook_flagged
+ * "" when the payment is not flagged).
+ */
+bool action_job_field(const char *name);
 /* Logs a warning per name that bayar.gg is not known to send; what: "command", ... */
 void action_warn_fields(const struct config *cfg, const struct action_conf *ac, char *const *names,
                         const char *what);

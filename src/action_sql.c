@@ -5,7 +5,8 @@
  *
  * Every run is one transaction on a pooled asynchronous connection:
  * BEGIN; statement_timeout = the action's timeout; the statement; the
- * changed-row count checked against expect_rows; COMMIT. On the receiver's
+ * changed-row count checked against expect_rows (a mismatch rolls back and
+ * fails: retried, or dead at once with on_mismatch = dead); COMMIT. On the receiver's
  * own database the queue's completion of the job (action_tx_fn) runs in that
  * same transaction before COMMIT, so the statement takes effect exactly
  * once: a crash before COMMIT leaves the job claimable and the statement
@@ -216,9 +217,10 @@ struct sql_action {
 	char *sql;    /* the statement with $1..$n */
 	char **names; /* field of $i+1, NULL-terminated */
 	int nparams;
-	int expect_rows;      /* 0 = any */
-	bool own_db;          /* the receiver's database: exactly once */
-	struct db_pool *pool; /* NULL when only checked */
+	int expect_rows;       /* 0 = any */
+	bool dead_on_mismatch; /* on_mismatch = dead */
+	bool own_db;           /* the receiver's database: exactly once */
+	struct db_pool *pool;  /* NULL when only checked */
 };
 
 static void names_free(char **names)
@@ -244,6 +246,7 @@ static int sql_prepare(struct action *a, const struct config *cfg, const struct 
 	for (q->nparams = 0; q->names[q->nparams]; q->nparams++)
 		;
 	q->expect_rows = ac->expect_rows;
+	q->dead_on_mismatch = ac->on_mismatch == ON_MISMATCH_DEAD;
 	if (a->ctx == NULL)
 		return 0;
 	own = action_ctx_own_conninfo(a->ctx);
@@ -299,20 +302,27 @@ static void sql_result_init(struct action_run *run, struct action_result *res,
 	res->output_len = strlen(r->status);
 }
 
-static void sql_fail(struct action_run *run, const char *what, const char *err,
-                     const char *sqlstate)
+/* Rolls back (the session closes) and reports a failure of outcome o. */
+static void sql_fail_as(struct action_run *run, enum action_outcome o, const char *what,
+                        const char *err, const char *sqlstate)
 {
 	struct action_result res;
 	char msg[512];
 
 	sql_close(run);
 	snprintf(msg, sizeof(msg), "%s%s%s", what, err && *err ? ": " : "", err ? err : "");
-	sql_result_init(run, &res, ACTION_FAILED);
+	sql_result_init(run, &res, o);
 	/* The statement_timeout set after BEGIN cut it off. */
 	if (sqlstate != NULL && strcmp(sqlstate, SQLSTATE_QUERY_CANCELED) == 0)
 		res.outcome = ACTION_TIMEOUT;
 	res.error = msg;
 	action_run_finish(run, &res);
+}
+
+static void sql_fail(struct action_run *run, const char *what, const char *err,
+                     const char *sqlstate)
+{
+	sql_fail_as(run, ACTION_FAILED, what, err, sqlstate);
 }
 
 static void sql_committed(PGresult *pgres, const char *err, const char *sqlstate, void *arg)
@@ -371,7 +381,9 @@ static void sql_done(PGresult *pgres, const char *err, const char *sqlstate, voi
 	if (q->expect_rows != 0 && r->rows != q->expect_rows) {
 		snprintf(msg, sizeof(msg), "expected %d row(s), the statement changed %lld",
 		         q->expect_rows, r->rows);
-		sql_fail(run, msg, NULL, NULL);
+		/* on_mismatch = dead: the rows will not appear by asking again (no such order). */
+		sql_fail_as(run, q->dead_on_mismatch ? ACTION_FAILED_PERMANENT : ACTION_FAILED, msg,
+		            NULL, NULL);
 		return;
 	}
 	if (run->tx != NULL && q->own_db) {
@@ -438,6 +450,13 @@ static int bind_field(struct action_run *run, const char *name, char **out, char
 	const char *v;
 
 	*out = NULL;
+	if (action_job_field(name)) {
+		/* SPEC §7: :bayarhook_flagged is NULL when the payment is not flagged. */
+		v = action_field(run, name);
+		if (v != NULL && (v[0] != '\0' || strcmp(name, "bayarhook_flagged") != 0))
+			*out = xstrdup(v);
+		return 0;
+	}
 	if (item == NULL) {
 		if (action_field_known(name))
 			return 0;

@@ -19,11 +19,25 @@
 struct pending {
 	callback_reply_cb reply;
 	void *arg;
-	enum verdict_reason refused; /* REASON_NONE: a verified event went to the store */
-	char message[128];           /* the refusal's public text; "" when verified */
-	char invoice[128];
+	/* REASON_NONE: a verified (or unsigned) event went to the store */
+	enum verdict_reason refused;
+	bool is_unsigned;     /* unsigned = confirm, no signature: audited only */
+	bool signature_valid; /* the signature verified (also when then stale) */
+	int secret_index;     /* which secret verified it; -1: none */
+	char message[128];    /* the refusal's public text; "" when verified */
+	/* Whole (the follow-up hook asks about it), so as long as event.c allows. */
+	char invoice[EVENT_MAX_INVOICE_ID + 1];
 	struct timespec started;
 };
+
+static callback_followup_cb followup_cb;
+static void *followup_arg;
+
+void callback_set_followup(callback_followup_cb cb, void *arg)
+{
+	followup_cb = cb;
+	followup_arg = arg;
+}
 
 static double since(const struct timespec *t0)
 {
@@ -67,7 +81,7 @@ static void finish(struct pending *p, enum verdict v)
 	struct callback_answer ans;
 	char buf[512];
 	const char *fields[3];
-	char f_inv[160], f_verdict[48];
+	char f_inv[sizeof("INVOICE_ID=") + EVENT_MAX_INVOICE_ID], f_verdict[48];
 
 	callback_answer_for(v, p->refused, p->message, &ans, buf, sizeof(buf));
 	snprintf(f_inv, sizeof(f_inv), "INVOICE_ID=%s", p->invoice);
@@ -83,10 +97,34 @@ static void finish(struct pending *p, enum verdict v)
 	free(p);
 }
 
+bool callback_followup_for(enum verdict v, bool is_unsigned, bool signature_valid,
+                           enum callback_followup *kind)
+{
+	if (v == VERDICT_UNSIGNED && is_unsigned) {
+		*kind = CALLBACK_FOLLOWUP_UNSIGNED;
+		return true;
+	}
+	if (v == VERDICT_STALE_TIMESTAMP && signature_valid) {
+		*kind = CALLBACK_FOLLOWUP_STALE;
+		return true;
+	}
+	return false;
+}
+
 static void stored(enum store_outcome outcome, enum verdict v, void *arg)
 {
 	struct pending *p = arg;
+	enum callback_followup kind;
+	char invoice[sizeof(p->invoice)];
 
+	if (outcome == STORE_COMMITTED && followup_cb != NULL && p->invoice[0] != '\0' &&
+	    callback_followup_for(v, p->is_unsigned, p->signature_valid, &kind)) {
+		/* The hook runs after the answer, and finish() frees p. */
+		memcpy(invoice, p->invoice, sizeof(invoice));
+		finish(p, v);
+		followup_cb(invoice, kind, followup_arg);
+		return;
+	}
 	if (outcome == STORE_COMMITTED)
 		finish(p, v);
 	else if (p->refused != REASON_NONE)
@@ -122,7 +160,7 @@ static void write_headers(struct jsonw *w, const struct callback_request *req)
 static void submit(const struct config *cfg, struct store *st, const struct callback_request *req,
                    struct pending *p, const struct pay_event *ev)
 {
-	bool verified = p->refused == REASON_NONE;
+	bool verified = p->refused == REASON_NONE && !p->is_unsigned;
 	struct jsonw w;
 	char *body = NULL;
 
@@ -137,6 +175,13 @@ static void submit(const struct config *cfg, struct store *st, const struct call
 		/* confirm_with_api: the jobs wait until check-payment agrees (confirm.c). */
 		if (cfg->confirm_with_api)
 			jsonw_bool(&w, "hold", true);
+	} else if (p->is_unsigned) {
+		/* An audit row only: the body's values never touch the payment (SPEC §7). */
+		jsonw_cstr(&w, "invoice_id", ev->invoice_id);
+		jsonw_cstr(&w, "status", ev->status_text);
+		jsonw_cstr(&w, "event_name", ev->event_name);
+		jsonw_cstr(&w, "verdict", verdict_name(VERDICT_UNSIGNED));
+		jsonw_int(&w, "http_status", verdict_http_status(VERDICT_UNSIGNED));
 	} else {
 		jsonw_cstr(&w, "invoice_id", ev->invoice_id);
 		jsonw_cstr(&w, "status", ev->status_text);
@@ -145,6 +190,9 @@ static void submit(const struct config *cfg, struct store *st, const struct call
 		jsonw_int(&w, "http_status", verdict_reason_http_status(p->refused));
 		jsonw_cstr(&w, "error", p->message);
 	}
+	jsonw_bool(&w, "signature_valid", p->signature_valid);
+	if (p->secret_index >= 0)
+		jsonw_int(&w, "secret_index", p->secret_index);
 	jsonw_cstr(&w, "remote_addr", req->remote_addr);
 	jsonw_cstr(&w, "peer_addr", req->peer_addr);
 	jsonw_cstr(&w, "method", req->method);
@@ -186,6 +234,9 @@ void callback_handle(const struct config *cfg, struct store *st, const struct ca
 	clock_gettime(CLOCK_MONOTONIC, &p->started);
 	decision_make(&d, cfg, &dr, (int64_t)time(NULL));
 	p->refused = d.reason;
+	p->is_unsigned = d.is_unsigned;
+	p->signature_valid = d.signature_valid;
+	p->secret_index = d.secret_index;
 	snprintf(p->message, sizeof(p->message), "%s", d.message);
 	if (d.ev.invoice_id != NULL)
 		snprintf(p->invoice, sizeof(p->invoice), "%s", d.ev.invoice_id);

@@ -43,6 +43,33 @@ struct callback_answer {
 typedef void (*callback_reply_cb)(const struct callback_answer *ans, void *arg);
 
 /*
+ * SPEC §7: callbacks the gateway should be asked about, once their audit row
+ * is durable. Neither changed a payment; the receiver of the hook (the
+ * reconciler) asks check-payment and records what the gateway answers.
+ */
+enum callback_followup {
+	CALLBACK_FOLLOWUP_STALE,    /* stale_timestamp, but its signature verified */
+	CALLBACK_FOLLOWUP_UNSIGNED, /* unsigned = confirm: it carried no signature at all */
+};
+
+/* invoice_id is only valid during the call. */
+typedef void (*callback_followup_cb)(const char *invoice_id, enum callback_followup kind,
+                                     void *arg);
+
+/*
+ * Sets the follow-up hook (NULL: none). It is called from the event loop,
+ * after the answer, for each such callback whose audit row committed.
+ */
+void callback_set_followup(callback_followup_cb cb, void *arg);
+
+/*
+ * Whether a callback audited (durably) under v, decided unsigned or with a
+ * valid signature, is followed up, and as what. Exposed for tests.
+ */
+bool callback_followup_for(enum verdict v, bool is_unsigned, bool signature_valid,
+                           enum callback_followup *kind);
+
+/*
  * Handles a request; reply is called exactly once, possibly before this
  * returns. cfg is only read during the call.
  */

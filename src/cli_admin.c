@@ -23,6 +23,9 @@ static int cli_check_config(struct cli *cli)
 		fprintf(stderr, "bayarhook: %s\n", err);
 		return 1;
 	}
+	/* Accepted, but worth fixing: a weak secret, a secret file others can read. */
+	for (size_t i = 0; i < cli->cfg->nwarnings; i++)
+		fprintf(stderr, "bayarhook: warning: %s\n", cli->cfg->warnings[i]);
 	config_print_summary(cli->cfg, stdout);
 	printf("%s: configuration is valid\n", cli->config_path);
 	return 0;

@@ -2,6 +2,10 @@
  * cli_send_test.c: `bayarhook send-test`, a correctly signed sample callback
  * shaped like bayar.gg's, sent to this config's own listener by default.
  * Useful after an install, and for checking a proxy in front.
+ *
+ * A genuine signed callback is replayable within the replay window: sent
+ * anywhere but this config's own listener it is signed with a throw-away
+ * secret (SPEC §13), unless --real-secret says the receiver is ours.
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -9,7 +13,11 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <strings.h>
 #include <cjson/cJSON.h>
+#include <event2/http.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
 
 #include "cli.h"
 #include "config.h"
@@ -32,12 +40,59 @@ static void own_url(const struct config *cfg, char *buf, size_t len)
 		snprintf(buf, len, "http://%s:%d%s", host, cfg->listen.port, cfg->callback_path);
 }
 
+static bool loopback_host(const char *h)
+{
+	return strncmp(h, "127.", 4) == 0 || strcmp(h, "::1") == 0 ||
+	       strcasecmp(h, "localhost") == 0;
+}
+
+/*
+ * Whether url reaches this config's listener: http, its port, and its
+ * host (any loopback name for a loopback or wildcard listener).
+ */
+static bool own_listener(const struct config *cfg, const char *url)
+{
+	struct evhttp_uri *u = evhttp_uri_parse(url);
+	const char *scheme, *host, *listen = cfg->listen.host;
+	bool own = false;
+	int port;
+
+	if (u == NULL)
+		return false;
+	scheme = evhttp_uri_get_scheme(u);
+	host = evhttp_uri_get_host(u);
+	port = evhttp_uri_get_port(u);
+	if (port < 0)
+		port = 80;
+	if (scheme != NULL && strcasecmp(scheme, "http") == 0 && host != NULL &&
+	    port == cfg->listen.port) {
+		/* evhttp keeps the brackets of an IPv6 literal. */
+		char bare[256];
+		size_t n = strlen(host);
+
+		if (n >= 2 && host[0] == '[' && host[n - 1] == ']' && n - 2 < sizeof(bare)) {
+			memcpy(bare, host + 1, n - 2);
+			bare[n - 2] = '\0';
+			host = bare;
+		}
+		own = strcasecmp(host, listen) == 0 ||
+		      (loopback_host(host) &&
+		       (loopback_host(listen) || strcmp(listen, "0.0.0.0") == 0 ||
+		        strcmp(listen, "::") == 0 || strcmp(listen, "*") == 0));
+	}
+	evhttp_uri_free(u);
+	return own;
+}
+
 static const struct option cli_send_test_options[] = {
+    /* clang-format off */
     {"url", required_argument, NULL, 'u'},
+    {"real-secret", no_argument, NULL, 'R'},
     {"invoice", required_argument, NULL, 'i'},
     {"status", required_argument, NULL, 's'},
     {"amount", required_argument, NULL, 'a'},
     {NULL, 0, NULL, 0},
+    /* clang-format on */
 };
 
 static int cli_send_test_check(struct cli *cli)
@@ -66,7 +121,8 @@ static int cli_send_test(struct cli *cli)
 	const char *url = cli_opt(cli, 'u'), *invoice = cli_opt(cli, 'i');
 	const char *status = cli_opt(cli, 's') ? cli_opt(cli, 's') : "paid";
 	long long amount = cli_opt(cli, 'a') ? strtoll(cli_opt(cli, 'a'), NULL, 10) : 10000;
-	char urlbuf[512], invbuf[96], ts[32], sig[65], final[32];
+	char urlbuf[512], invbuf[96], ts[32], sig[65], final[32], throwaway[65];
+	const char *secret = cfg->secrets[0];
 	struct http_client_resp_owned out;
 	struct http_client_req req;
 	cJSON *body = NULL;
@@ -77,6 +133,22 @@ static int cli_send_test(struct cli *cli)
 	if (url == NULL) {
 		own_url(cfg, urlbuf, sizeof(urlbuf));
 		url = urlbuf;
+	} else if (cli_opt(cli, 'R') == NULL && !own_listener(cfg, url)) {
+		unsigned char rnd[32];
+
+		if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
+			fprintf(stderr,
+			        "bayarhook: send-test: no random bytes for a throw-away secret\n");
+			return 1;
+		}
+		for (size_t i = 0; i < sizeof(rnd); i++)
+			snprintf(throwaway + 2 * i, 3, "%02x", rnd[i]);
+		secret = throwaway;
+		fprintf(stderr,
+		        "bayarhook: send-test: %s is not this config's listener: signed with a "
+		        "throw-away secret, so a genuine receiver answers 401 (--real-secret signs "
+		        "with the webhook secret)\n",
+		        url);
 	}
 	if (invoice == NULL) {
 		srand((unsigned)now ^ (unsigned)getpid());
@@ -87,7 +159,8 @@ static int cli_send_test(struct cli *cli)
 	/* A unique code of 1..999 is what bayar.gg adds to make amounts distinct. */
 	snprintf(final, sizeof(final), "%lld", amount + 123);
 	snprintf(ts, sizeof(ts), "%lld", (long long)now);
-	verify_sign(cfg->secrets[0], invoice, status, final, ts, sig);
+	verify_sign(secret, invoice, status, final, ts, sig);
+	OPENSSL_cleanse(throwaway, sizeof(throwaway));
 
 	body = cJSON_CreateObject();
 	{
@@ -163,7 +236,7 @@ out:
 
 const struct cli_command cli_cmd_send_test = {
     .name = "send-test",
-    .args = "[--url URL] [--invoice ID] [--status S] [--amount N]",
+    .args = "[--url URL [--real-secret]] [--invoice ID] [--status S] [--amount N]",
     .help = "send a correctly signed sample callback",
     .config = true,
     .secrets = true, /* it signs with the current webhook secret */

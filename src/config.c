@@ -86,6 +86,17 @@ static int config_fail(struct parser *ps, int line, const char *key, const char 
 	return -1;
 }
 
+/* A value accepted with a warning (a weak secret, a readable secret file): the caller logs it. */
+static void config_add_warning(struct parser *ps, const char *key, const char *what)
+{
+	struct config *cfg = ps->cfg;
+	char *w;
+
+	xasprintf(&w, "%s:%d: %s: %s", ps->name, ps->lineno, key, what);
+	cfg->warnings = xreallocarray(cfg->warnings, cfg->nwarnings + 1, sizeof(*cfg->warnings));
+	cfg->warnings[cfg->nwarnings++] = w;
+}
+
 /* ---- sections and keys ---- */
 
 static int find_key(const struct conf_key *tab, size_t n, const char *section, const char *name)
@@ -273,8 +284,11 @@ static void set_key(struct parser *ps, const char *name, const char *value)
 		}
 	}
 	lines[i] = ps->lineno;
+	ps->cx.warning[0] = '\0';
 	if (config_key_set(&ps->cx, k, base, value) < 0)
 		config_fail(ps, ps->lineno, name, "%s", ps->cx.reason);
+	else if (ps->cx.warning[0] != '\0')
+		config_add_warning(ps, name, ps->cx.warning);
 }
 
 /* Whole-file checks, once every line is in. */
@@ -311,12 +325,23 @@ static void finish_config(struct parser *ps)
 		config_fail(ps, line, "backoff_max", "must be at least backoff_initial (%d)",
 		            cfg->backoff_initial);
 	}
+	/* Nothing pushes pending, and every local pending invoice costs a check each pass. */
+	if (!ps->failed && (cfg->reconciler_statuses & STATUS_MASK(STATUS_PENDING)))
+		config_fail(
+		    ps,
+		    ps->key_line[find_key(config_keys, N_CONFIG_KEYS, "reconciler", "statuses")],
+		    "statuses", "pending cannot be swept (use paid, expired, cancelled)");
 	/* Held jobs would wait forever for a confirmation that cannot be asked. */
 	if (!ps->failed && cfg->confirm_with_api && cfg->api_key == NULL)
 		config_fail(ps,
 		            ps->key_line[find_key(config_keys, N_CONFIG_KEYS, "security",
 		                                  "confirm_with_api")],
 		            "confirm_with_api", "needs a [gateway] api_key_file (or api_key)");
+	/* An unsigned callback is only ever acted on with check-payment's answer. */
+	if (!ps->failed && cfg->unsigned_confirm && cfg->api_key == NULL)
+		config_fail(
+		    ps, ps->key_line[find_key(config_keys, N_CONFIG_KEYS, "security", "unsigned")],
+		    "unsigned", "confirm needs a [gateway] api_key_file (or api_key)");
 }
 
 /* ---- lines ---- */
@@ -501,6 +526,7 @@ struct config *config_load_buffer(const char *name, const char *data, size_t len
 	config_parse_lines(&ps);
 	if (!ps.failed)
 		finish_config(&ps);
+	cfg->secrets_from_credentials = ps.cx.from_credentials;
 fail:
 	if (ps.line != NULL)
 		explicit_bzero(ps.line, ps.linecap); /* may hold an inline secret */
@@ -579,6 +605,9 @@ void config_free(struct config *cfg)
 		free(cfg->actions[a].name);
 	}
 	free(cfg->actions);
+	for (size_t i = 0; i < cfg->nwarnings; i++)
+		free(cfg->warnings[i]);
+	free(cfg->warnings);
 	free(cfg->path);
 	free(cfg);
 }

@@ -17,6 +17,9 @@ enum action_type {
 	ACTION_FORWARD, /* POST the event JSON to a URL */
 };
 
+/* on_mismatch = retry | dead: the index of its word in the key's choices. */
+enum { ON_MISMATCH_RETRY, ON_MISMATCH_DEAD };
+
 struct action_conf {
 	char *name; /* [action.NAME] */
 	enum action_type type;
@@ -25,10 +28,13 @@ struct action_conf {
 	int max_attempts; /* 0: use [fulfillment] max_attempts */
 	/* exec */
 	char *command;
+	char *env;               /* comma list of the fields given as BAYAR_*; NULL: all */
+	bool allow_leading_dash; /* a {field} may start an argument with '-' */
 	/* sql */
 	char *conninfo; /* NULL: [database] conninfo */
 	char *statement;
 	int expect_rows; /* 0 = any; default 1 */
+	int on_mismatch; /* ON_MISMATCH_*: what a count other than expect_rows does */
 	/* forward */
 	char *url;
 	bool sign_bayar; /* sign = bayar */
@@ -59,6 +65,11 @@ struct config {
 	size_t nsecrets;
 	int replay_window;
 	bool confirm_with_api;
+	/*
+	 * unsigned = confirm (SPEC §7): a callback with no signature at all is
+	 * audited "unsigned", answered 200, and only the gateway's answer acts.
+	 */
+	bool unsigned_confirm;
 
 	/* [database] */
 	char *conninfo;
@@ -74,6 +85,7 @@ struct config {
 	int reconciler_lookback;
 	int reconciler_min_age;
 	int reconciler_max_rpm;
+	unsigned reconciler_statuses; /* STATUS_MASK() bits list-payments is swept for */
 
 	/* [fulfillment] */
 	int max_attempts;
@@ -83,6 +95,12 @@ struct config {
 
 	struct action_conf *actions;
 	size_t nactions;
+
+	/* "file:line: key: what" for each value accepted with a warning (SPEC §13). */
+	char **warnings;
+	size_t nwarnings;
+	/* A *_file came from $CREDENTIALS_DIRECTORY: systemd fills it only at start. */
+	bool secrets_from_credentials;
 };
 
 /*
@@ -120,6 +138,21 @@ const struct action_conf *config_action(const struct config *cfg, const char *na
  * named only when it is not NULL. malloc'd, never NULL.
  */
 char *config_actions_by_status(const struct config *cfg, const char *only);
+/*
+ * A secret's fingerprint: the first 8 hex digits of its SHA-256 (SPEC §7),
+ * to tell which secret is active without showing it.
+ */
+void config_secret_fingerprint(const char *secret, char out[9]);
+/*
+ * The secrets of a loaded config (cfg->secrets[i], cfg->api_key, an
+ * action's secret) live in a store outside the heap (config_secret.c):
+ * whoever keeps one beyond the config's life takes a reference instead of
+ * a copy, and drops it with config_secret_unref (the last one wipes it).
+ */
+char *config_secret_ref(const char *secret);
+void config_secret_unref(char *secret);
+/* "1a2b3c4d, 5e6f7a8b": the webhook secrets' fingerprints, current first. */
+void config_secret_fingerprints(const struct config *cfg, char *buf, size_t len);
 /* Prints a summary (no secrets) for check-config. */
 void config_print_summary(const struct config *cfg, FILE *out);
 

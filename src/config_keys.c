@@ -34,11 +34,12 @@ const struct conf_key config_keys[] = {
 	{KEY("server", "allow_from", T_CIDRS, "", allow_from), .unset = "everyone"},
 
 	{KEY("security", "webhook_secret_file", T_SECRETS_FILE, NULL, secrets), .off_n = CFG(nsecrets),
-	 .flags = K_REQUIRED, .excl = "webhook_secret"},
+	 .flags = K_REQUIRED | K_HMAC, .excl = "webhook_secret"},
 	{KEY("security", "webhook_secret", T_SECRETS, NULL, secrets), .off_n = CFG(nsecrets),
-	 .flags = K_REQUIRED, .excl = "webhook_secret_file"},
+	 .flags = K_REQUIRED | K_HMAC, .excl = "webhook_secret_file"},
 	{KEY("security", "replay_window", T_INT, "300", replay_window), RANGE(1, 86400)},
 	{KEY("security", "confirm_with_api", T_BOOL, "false", confirm_with_api)},
+	{KEY("security", "unsigned", T_UNSIGNED, "refuse", unsigned_confirm)},
 
 	{KEY("database", "conninfo", T_STRING, "postgresql:///bayarhook", conninfo),
 	 .flags = K_RESTART | K_REDACT},
@@ -55,6 +56,7 @@ const struct conf_key config_keys[] = {
 	{KEY("reconciler", "lookback", T_INT, "172800", reconciler_lookback), RANGE(1, 7776000)},
 	{KEY("reconciler", "min_age", T_INT, "120", reconciler_min_age), RANGE(1, 86400)},
 	{KEY("reconciler", "max_requests_per_minute", T_INT, "30", reconciler_max_rpm), RANGE(1, 6000)},
+	{KEY("reconciler", "statuses", T_STATUSES, "paid, expired, cancelled", reconciler_statuses)},
 
 	{KEY("fulfillment", "max_attempts", T_INT, "10", max_attempts), RANGE(1, 1000)},
 	{KEY("fulfillment", "backoff_initial", T_INT, "5", backoff_initial), RANGE(1, 86400)},
@@ -66,6 +68,9 @@ const struct conf_key config_keys[] = {
 #define SQL TYPE_BIT(ACTION_SQL)
 #define FORWARD TYPE_BIT(ACTION_FORWARD)
 
+/* Indexed by ON_MISMATCH_* (config.h). */
+static const char *const on_mismatch_words[] = {"retry", "dead", NULL};
+
 /* [action.NAME]: the last column says which types take the key. */
 const struct conf_key action_keys[] = {
 	{AKEY("type", T_ACTION_TYPE, NULL, type, ALL_TYPES), .flags = K_REQUIRED | K_NONEMPTY},
@@ -73,15 +78,18 @@ const struct conf_key action_keys[] = {
 	{AKEY("timeout", T_INT, "30", timeout, ALL_TYPES), RANGE(1, 86400)},
 	{AKEY("max_attempts", T_INT, NULL, max_attempts, ALL_TYPES), RANGE(1, 1000)}, /* NULL: inherit */
 	{AKEY("command", T_STRING, NULL, command, EXEC), .flags = K_REQUIRED | K_NONEMPTY},
+	{AKEY("env", T_STRING, NULL, env, EXEC), .unset = "every field"},
+	{AKEY("allow_leading_dash", T_BOOL, "false", allow_leading_dash, EXEC)},
 	{AKEY("conninfo", T_STRING, NULL, conninfo, SQL), .flags = K_REDACT,
 	 .unset = "[database] conninfo"},
 	{AKEY("statement", T_STRING, NULL, statement, SQL), .flags = K_REQUIRED | K_NONEMPTY},
 	{AKEY("expect_rows", T_INT, "1", expect_rows, SQL), RANGE(0, INT_MAX)},
+	{AKEY("on_mismatch", T_CHOICE, "retry", on_mismatch, SQL), .choices = on_mismatch_words},
 	{AKEY("url", T_URL, NULL, url, FORWARD), .flags = K_REQUIRED | K_NONEMPTY | K_REDACT},
 	{AKEY("sign", T_SIGN, "bayar", sign_bayar, FORWARD)},
-	{AKEY("secret_file", T_SECRET_FILE, NULL, secret, FORWARD), .excl = "secret",
+	{AKEY("secret_file", T_SECRET_FILE, NULL, secret, FORWARD), .flags = K_HMAC, .excl = "secret",
 	 .unset = "the current webhook secret"},
-	{AKEY("secret", T_SECRET, NULL, secret, FORWARD), .excl = "secret_file"},
+	{AKEY("secret", T_SECRET, NULL, secret, FORWARD), .flags = K_HMAC, .excl = "secret_file"},
 };
 /* clang-format on */
 

@@ -54,6 +54,15 @@ void config_print_summary(const struct config *cfg, FILE *out)
 			if (action_keys[i].types & TYPE_BIT(ac->type))
 				print_key(out, cfg, action_keys, i, ac);
 	}
+	if (cfg->nsecrets > 0) {
+		char fps[1024];
+
+		/* Which secrets are active, without them (SPEC §7): compare with serve's log. */
+		config_secret_fingerprints(cfg, fps, sizeof(fps));
+		fprintf(out,
+		        "\n# %zu webhook secret(s), fingerprints (SHA-256, current first): %s\n",
+		        cfg->nsecrets, fps);
+	}
 	if (cfg->nactions == 0)
 		fprintf(out, "\n# no [action.NAME] sections: callbacks are recorded, nothing "
 		             "is fulfilled\n");

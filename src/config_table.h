@@ -30,6 +30,8 @@ enum conf_type {
 	T_ACTION_TYPE,  /* enum action_type: exec | sql | forward */
 	T_STATUSES,     /* unsigned: STATUS_MASK() bits */
 	T_SIGN,         /* bool: bayar | none */
+	T_UNSIGNED,     /* bool: refuse (false) | confirm (true) */
+	T_CHOICE,       /* int: the index of the value in the row's choices */
 	T_NTYPES
 };
 
@@ -39,6 +41,7 @@ enum {
 	K_NONEMPTY = 1u << 2, /* an empty value is an error, not "default" */
 	K_NOSLASH = 1u << 3,  /* trailing '/' removed */
 	K_REDACT = 1u << 4,   /* may hold a password: masked in the summary */
+	K_HMAC = 1u << 5,     /* an HMAC key: CONFIG_SECRET_MIN bytes at least (SPEC §13) */
 };
 
 #define TYPE_BIT(t) (1u << (t))
@@ -55,12 +58,13 @@ struct conf_key {
 	const char *excl;  /* a key of the same section that may not be set with this one */
 	unsigned types;    /* action_keys: TYPE_BIT()s this key is valid for */
 	const char *unset; /* what no value means, for the summary */
+	const char *const *choices; /* T_CHOICE: the words, NULL-terminated */
 };
 
 /* config.c: the rows. */
 /* Rows of the two tables (config_keys.c checks them at compile time). */
-#define N_CONFIG_KEYS 24
-#define N_ACTION_KEYS 12
+#define N_CONFIG_KEYS 26
+#define N_ACTION_KEYS 15
 extern const struct conf_key config_keys[];
 extern const size_t config_nkeys;
 extern const struct conf_key action_keys[];
@@ -70,6 +74,8 @@ extern const size_t action_nkeys;
 struct conf_ctx {
 	const char *dir; /* the config file's directory: relative *_file names */
 	char reason[512];
+	char warning[512];     /* what a value parser found wrong but not fatal; "" if none */
+	bool from_credentials; /* a *_file was read from $CREDENTIALS_DIRECTORY */
 };
 
 /* config_types.c: each call goes through the row of operations of k->type. */
@@ -108,10 +114,25 @@ static inline int config_bad(struct conf_ctx *cx, const char *fmt, ...)
  * The non-blank lines of a *_file, blanks around each removed: an absolute
  * name as is, a relative one from $CREDENTIALS_DIRECTORY (systemd
  * LoadCredential=), else from cx->dir. Returns the count (at least 1), or -1
- * with the reason (the path, never the content) in cx->reason.
+ * with the reason (the path, never the content) in cx->reason. Each line
+ * obeys config_secret_check when k is K_HMAC; a file readable by group or
+ * others is a warning.
  */
-long config_secret_read(struct conf_ctx *cx, const char *name, char ***out);
-/* Overwrites and frees a secret (NULL is fine). */
+long config_secret_read(struct conf_ctx *cx, const struct conf_key *k, const char *name,
+                        char ***out);
+/*
+ * The rules every secret value of a K_HMAC key obeys (SPEC §13): shorter
+ * than CONFIG_SECRET_MIN bytes is an error (-1, cx->reason), shorter than
+ * CONFIG_SECRET_GOOD a warning (cx->warning). which: "" for an inline
+ * value, else "the file's line N: ". Never names the secret itself.
+ */
+int config_secret_check(struct conf_ctx *cx, const struct conf_key *k, const char *secret,
+                        const char *which);
+/* Adds a warning to cx->warning ("; " between several). */
+void config_warn(struct conf_ctx *cx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A copy of n bytes of s (NUL added) in the secret store, one reference. */
+char *config_secret_dup(const char *s, size_t n);
+/* Drops a reference to a secret of the store; the last one wipes it (NULL is fine). */
 void config_secret_wipe(char *s);
 void config_secrets_wipe(char **v, size_t n);
 

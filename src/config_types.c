@@ -179,6 +179,50 @@ static void sign_print(FILE *out, const struct config *cfg, const struct conf_ke
 	fprintf(out, "%s", *(const bool *)cfield(k, base) ? "bayar" : "none");
 }
 
+/* [security] unsigned: whether a callback with no signature at all is confirmed with the gateway.
+ */
+static int unsigned_set(struct conf_ctx *cx, const struct conf_key *k, void *base, const char *v)
+{
+	if (strcmp(v, "refuse") != 0 && strcmp(v, "confirm") != 0)
+		return config_bad(cx, "must be refuse or confirm");
+	*(bool *)field(k, base) = strcmp(v, "confirm") == 0;
+	return 0;
+}
+
+static void unsigned_print(FILE *out, const struct config *cfg, const struct conf_key *k,
+                           const void *base)
+{
+	(void)cfg;
+	fprintf(out, "%s", *(const bool *)cfield(k, base) ? "confirm" : "refuse");
+}
+
+static int choice_set(struct conf_ctx *cx, const struct conf_key *k, void *base, const char *v)
+{
+	char words[128];
+	size_t used = 0;
+
+	for (int i = 0; k->choices[i] != NULL; i++) {
+		if (strcmp(v, k->choices[i]) == 0) {
+			*(int *)field(k, base) = i;
+			return 0;
+		}
+		if (used < sizeof(words))
+			used += (size_t)snprintf(words + used, sizeof(words) - used, "%s%s",
+			                         i == 0              ? ""
+			                         : k->choices[i + 1] ? ", "
+			                                             : " or ",
+			                         k->choices[i]);
+	}
+	return config_bad(cx, "must be %s", words);
+}
+
+static void choice_print(FILE *out, const struct config *cfg, const struct conf_key *k,
+                         const void *base)
+{
+	(void)cfg;
+	fprintf(out, "%s", k->choices[*(const int *)cfield(k, base)]);
+}
+
 static int action_type_set(struct conf_ctx *cx, const struct conf_key *k, void *base, const char *v)
 {
 	for (size_t i = 0; i < sizeof(action_type_names) / sizeof(action_type_names[0]); i++) {
@@ -506,7 +550,7 @@ static int secrets_file_set(struct conf_ctx *cx, const struct conf_key *k, void 
                             const char *v)
 {
 	char **list = NULL;
-	long n = config_secret_read(cx, v, &list);
+	long n = config_secret_read(cx, k, v, &list);
 
 	if (n < 0)
 		return -1;
@@ -517,10 +561,12 @@ static int secrets_file_set(struct conf_ctx *cx, const struct conf_key *k, void 
 
 static int secrets_set(struct conf_ctx *cx, const struct conf_key *k, void *base, const char *v)
 {
-	char **list = xmalloc(sizeof(*list));
+	char **list;
 
-	(void)cx;
-	list[0] = xstrdup(v);
+	if (config_secret_check(cx, k, v, "") < 0)
+		return -1;
+	list = xmalloc(sizeof(*list));
+	list[0] = config_secret_dup(v, strlen(v));
 	*(char ***)field(k, base) = list;
 	*secrets_count(k, base) = 1;
 	return 0;
@@ -558,7 +604,7 @@ static void secrets_copy(const struct conf_key *k, void *dst, const void *src)
 	char **d = n > 0 ? xreallocarray(NULL, n, sizeof(*d)) : NULL;
 
 	for (size_t i = 0; i < n; i++)
-		d[i] = xstrdup(s[i]);
+		d[i] = config_secret_ref(s[i]); /* not a copy: each secret stays once */
 	*(char ***)field(k, dst) = d;
 	*secrets_count(k, dst) = n;
 }
@@ -576,7 +622,7 @@ static void secrets_print(FILE *out, const struct config *cfg, const struct conf
 static int secret_file_set(struct conf_ctx *cx, const struct conf_key *k, void *base, const char *v)
 {
 	char **list = NULL;
-	long n = config_secret_read(cx, v, &list);
+	long n = config_secret_read(cx, k, v, &list);
 
 	if (n < 0)
 		return -1;
@@ -585,6 +631,22 @@ static int secret_file_set(struct conf_ctx *cx, const struct conf_key *k, void *
 	list[0] = NULL;
 	config_secrets_wipe(list, (size_t)n);
 	return 0;
+}
+
+static int secret_set(struct conf_ctx *cx, const struct conf_key *k, void *base, const char *v)
+{
+	if (config_secret_check(cx, k, v, "") < 0)
+		return -1;
+	*(char **)field(k, base) = config_secret_dup(v, strlen(v));
+	return 0;
+}
+
+/* A reference, not a copy: the secret stays once in the store. */
+static void secret_copy(const struct conf_key *k, void *dst, const void *src)
+{
+	const char *s = *(char *const *)cfield(k, src);
+
+	*(char **)field(k, dst) = s != NULL ? config_secret_ref(s) : NULL;
 }
 
 static void secret_clear(const struct conf_key *k, void *base)
@@ -611,7 +673,7 @@ static void secret_print(FILE *out, const struct config *cfg, const struct conf_
 #define STRING .clear = str_clear, .has = str_has, .same = str_same, .copy = str_copy
 #define SECRETS .clear = secrets_clear, .has = secrets_has, .same = secrets_same,          \
 	.copy = secrets_copy, .print = secrets_print
-#define SECRET .clear = secret_clear, .has = str_has, .same = str_same, .copy = str_copy,  \
+#define SECRET .clear = secret_clear, .has = str_has, .same = str_same, .copy = secret_copy, \
 	.print = secret_print
 
 static const struct conf_ops conf_ops[T_NTYPES] = {
@@ -622,6 +684,8 @@ static const struct conf_ops conf_ops[T_NTYPES] = {
 	[T_LONG] = {.set = long_set, SCALAR(long), .print = long_print},
 	[T_BOOL] = {.set = bool_set, SCALAR(bool), .print = bool_print},
 	[T_SIGN] = {.set = sign_set, SCALAR(bool), .print = sign_print},
+	[T_UNSIGNED] = {.set = unsigned_set, SCALAR(bool), .print = unsigned_print},
+	[T_CHOICE] = {.set = choice_set, SCALAR(int), .print = choice_print},
 	[T_ACTION_TYPE] = {.set = action_type_set, SCALAR(enum action_type),
 	                   .print = action_type_print},
 	[T_STATUSES] = {.set = statuses_set, SCALAR(unsigned), .print = statuses_print},
@@ -632,7 +696,7 @@ static const struct conf_ops conf_ops[T_NTYPES] = {
 	[T_SECRETS_FILE] = {.set = secrets_file_set, SECRETS},
 	[T_SECRETS] = {.set = secrets_set, SECRETS},
 	[T_SECRET_FILE] = {.set = secret_file_set, SECRET},
-	[T_SECRET] = {.set = string_set, SECRET},
+	[T_SECRET] = {.set = secret_set, SECRET},
 };
 /* clang-format on */
 

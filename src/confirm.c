@@ -184,6 +184,7 @@ static void confirm_scan(struct confirm *cf)
 	}
 	if (db_query(cf->pool,
 	             "SELECT invoice_id FROM bayarhook.jobs WHERE state = 'held'"
+	             " AND held_reason IS NULL" /* not those of a removed action */
 	             " GROUP BY invoice_id ORDER BY min(id) LIMIT " CONFIRM_SCAN_LIMIT,
 	             0, NULL, confirm_scanned, cf) == 0)
 		cf->scanning = true;
@@ -241,7 +242,7 @@ static void confirm_scanned(PGresult *res, const char *err, const char *sqlstate
 		e->seen = true;
 		if (e->busy || e->not_before > now)
 			continue;
-		gateway_check_payment(cf->gw, e->invoice, true, cf, confirm_answered, e);
+		gateway_check_payment(cf->gw, e->invoice, GATEWAY_URGENT, cf, confirm_answered, e);
 		e->busy = true;
 	}
 	/* Jobs decided elsewhere (another process, bayarhook retry): forget them. */

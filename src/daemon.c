@@ -9,12 +9,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 #include <event2/event.h>
 
 #include "proc.h"
+#include "callback.h"
 #include "config.h"
 #include "confirm.h"
 #include "daemon.h"
@@ -160,6 +162,38 @@ static void daemon_db_state(bool up, void *arg)
 		daemon_status(d);
 }
 
+/* callback.c's follow-up hook: a durable stale or unsigned callback, for the reconciler. */
+static void daemon_followup(const char *invoice, enum callback_followup kind, void *arg)
+{
+	struct daemon *d = arg;
+
+	reconcile_check_soon(d->reconcile, invoice,
+	                     kind == CALLBACK_FOLLOWUP_UNSIGNED ? RECONCILE_SOON_UNSIGNED
+	                                                        : RECONCILE_SOON_STALE);
+}
+
+/*
+ * What the load accepted with a warning, and which webhook secrets are
+ * active (their count and fingerprints, never the secrets: SPEC §7), so
+ * that a rotation can be seen to have taken.
+ */
+static void daemon_log_config(const struct config *cfg, const char *when)
+{
+	char fps[1024];
+
+	for (size_t i = 0; i < cfg->nwarnings; i++)
+		log_warnx("%s: %s", when, cfg->warnings[i]);
+	config_secret_fingerprints(cfg, fps, sizeof(fps));
+	log_notice("%s: %zu webhook secret(s), fingerprints %s (SHA-256, current first)", when,
+	           cfg->nsecrets, fps);
+	/* systemd copies credentials at start only: a reload reads the same copy. */
+	if (strcmp(when, "reload") == 0 && cfg->secrets_from_credentials)
+		log_warnx(
+		    "reload: secrets are read from $CREDENTIALS_DIRECTORY, which systemd fills "
+		    "only at start; a changed secret takes effect after systemctl restart "
+		    "bayarhook");
+}
+
 static void daemon_reload(struct daemon *d)
 {
 	char err[512], changed[128];
@@ -188,6 +222,7 @@ static void daemon_reload(struct daemon *d)
 	config_free(d->cfg);
 	d->cfg = next;
 	log_notice("configuration reloaded from %s", d->cfg->path);
+	daemon_log_config(d->cfg, "reload");
 	service_ready(NULL);
 	daemon_status(d);
 }
@@ -292,6 +327,7 @@ static void daemon_wait_for_db(struct daemon *d)
 
 static void daemon_free(struct daemon *d)
 {
+	callback_set_followup(NULL, NULL);
 	if (d->ev_drain)
 		event_free(d->ev_drain);
 	if (d->ev_trim)
@@ -325,11 +361,19 @@ int daemon_serve(const char *config_path)
 	struct server_hooks hooks;
 
 	memset(&d, 0, sizeof(d));
+	/*
+	 * Before any secret is read: no core dump holds them, and no process of
+	 * the same user can ptrace them out or read /proc/PID/mem (SPEC §13).
+	 * The commands of exec actions are dumpable again after their execve.
+	 */
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+		log_warn("prctl(PR_SET_DUMPABLE): secrets may reach a core dump");
 	d.cfg = config_load(config_path, err, sizeof(err));
 	if (d.cfg == NULL) {
 		log_errx("%s", err);
 		return 1;
 	}
+	daemon_log_config(d.cfg, "start");
 	stats_init(BAYARHOOK_VERSION);
 	event_set_log_callback(daemon_evlog);
 	signal(SIGPIPE, SIG_IGN);
@@ -363,6 +407,7 @@ int daemon_serve(const char *config_path)
 		goto out;
 	}
 	reconcile_start(d.reconcile);
+	callback_set_followup(daemon_followup, &d);
 	daemon_wait_for_db(&d);
 
 	nfds = service_listen_sockets(&fds);

@@ -65,6 +65,14 @@ void decision_make(struct decision *d, const struct config *cfg, const struct de
 	if (ts == NULL && d->ev.body_timestamp[0] != '\0')
 		ts = d->ev.body_timestamp;
 	sig = req->x_webhook_signature != NULL ? req->x_webhook_signature : d->ev.body_signature;
+	/*
+	 * SPEC §7: only the complete absence of a signature is unsigned; a
+	 * present but wrong one is a forgery and stays refused.
+	 */
+	if (sig == NULL && cfg->unsigned_confirm) {
+		d->is_unsigned = true;
+		return;
+	}
 	if (ts == NULL || *ts == '\0') {
 		refuse(d, REASON_NO_TIMESTAMP, NULL);
 		return;
@@ -80,6 +88,7 @@ void decision_make(struct decision *d, const struct config *cfg, const struct de
 		refuse(d, REASON_SIGNATURE_WRONG, NULL);
 		return;
 	}
+	d->signature_valid = true;
 	if (!verify_timestamp(ts, now, cfg->replay_window)) {
 		refuse(d, REASON_OUTSIDE_WINDOW, NULL);
 		return;
@@ -95,5 +104,7 @@ void decision_release(struct decision *d)
 
 enum verdict decision_verdict(const struct decision *d)
 {
+	if (d->reason == REASON_NONE && d->is_unsigned)
+		return VERDICT_UNSIGNED;
 	return verdict_reason_verdict(d->reason);
 }

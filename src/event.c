@@ -113,6 +113,103 @@ static int check_duplicates(struct pay_event *ev, const cJSON *obj, size_t n, co
 	return rc;
 }
 
+/* One byte of a field's BAYAR_* name (SPEC §5): upper case, anything else '_'. */
+static char var_char(char ch)
+{
+	unsigned char c = (unsigned char)ch;
+
+	if (c >= 'a' && c <= 'z')
+		return (char)(c - 'a' + 'A');
+	if ((c >= 'A' && c <= 'Z') || is_digit((char)c) || c == '_')
+		return (char)c;
+	return '_';
+}
+
+char *event_var_name(const char *field)
+{
+	size_t n = strlen(field);
+	char *out = xmalloc(6 + n + 1);
+
+	memcpy(out, "BAYAR_", 6);
+	for (size_t i = 0; i < n; i++)
+		out[6 + i] = var_char(field[i]);
+	out[6 + n] = '\0';
+	return out;
+}
+
+struct key_ref {
+	const char *name;
+	size_t index; /* in the body, so that the message names them in text order */
+};
+
+/* A byte of the variable name as a number; the terminator stays 0. */
+static int fold_byte(char c)
+{
+	return c == '\0' ? 0 : (unsigned char)var_char(c);
+}
+
+/* strcmp() of the variable names two keys give. */
+static int fold_cmp(const char *p, const char *q)
+{
+	while (*p != '\0' && fold_byte(*p) == fold_byte(*q)) {
+		p++;
+		q++;
+	}
+	return fold_byte(*p) - fold_byte(*q);
+}
+
+/* Orders keys by the variable name they give, then by their place in the body. */
+static int cmp_folded(const void *a, const void *b)
+{
+	const struct key_ref *x = a, *y = b;
+	int d = fold_cmp(x->name, y->name);
+
+	if (d != 0)
+		return d;
+	return x->index < y->index ? -1 : x->index > y->index;
+}
+
+/*
+ * Two keys that differ only by case or punctuation give one BAYAR_* name,
+ * and only one of them could reach an exec action: "Invoice_ID" placed
+ * before "invoice_id" would pose as the signed field to a script. Such a
+ * body is not an event. Exact duplicates are caught before this.
+ */
+static int check_ambiguous(struct pay_event *ev, const cJSON *obj, size_t n, const char **err)
+{
+	struct key_ref *keys;
+	const cJSON *c;
+	size_t i = 0, k = 0;
+	int rc = 0;
+
+	if (n < 2)
+		return 0;
+	keys = xreallocarray(NULL, n, sizeof(*keys));
+	cJSON_ArrayForEach(c, obj)
+	{
+		/* An empty name gives no variable (action_exec.c skips it). */
+		if (c->string != NULL && c->string[0] != '\0') {
+			keys[k].name = c->string;
+			keys[k].index = i;
+			k++;
+		}
+		i++;
+	}
+	qsort(keys, k, sizeof(*keys), cmp_folded);
+	for (i = 1; i < k; i++) {
+		char *both;
+
+		if (fold_cmp(keys[i - 1].name, keys[i].name) != 0)
+			continue;
+		xasprintf(&both, "%s, %s", keys[i - 1].name, keys[i].name);
+		rc = fail_key(ev, REASON_AMBIGUOUS_KEY, both, err);
+		free(both);
+		break;
+	}
+	free(keys);
+	return rc;
+}
+
 /* A string item; objects built by hand may carry a NULL valuestring. */
 static bool is_str(const cJSON *item)
 {
@@ -248,7 +345,7 @@ static int event_fill(struct pay_event *ev, const char *body, const struct phpjs
 	{
 		n++;
 	}
-	if (check_duplicates(ev, ev->json, n, err) < 0)
+	if (check_duplicates(ev, ev->json, n, err) < 0 || check_ambiguous(ev, ev->json, n, err) < 0)
 		return -1;
 	if (n > 0) {
 		ev->field_text = xcalloc(n, sizeof(*ev->field_text));

@@ -47,8 +47,10 @@ struct pay_event {
  * its client-facing text in *err ("body is not valid JSON", "duplicate key:
  * amount", ...): decide on ev->why, print *err.
  * Rejects: NUL bytes, invalid UTF-8, non-object JSON, duplicate top-level
- * keys, \u0000 escapes, invoice_id/status not strings, final_amount not a
- * number or numeric string, numbers out of range. Also rejects what cJSON
+ * keys, two top-level keys that give one BAYAR_* name (event_var_name:
+ * "Invoice_ID" beside "invoice_id", "a-b" beside "a_b"), \u0000 escapes,
+ * invoice_id/status not strings, final_amount not a number or numeric
+ * string, numbers out of range. Also rejects what cJSON
  * tolerates but PHP's json_decode does not (leading zeros, "+1", \u with
  * bad hex, control characters in strings, non-JSON whitespace, more than
  * 511 levels of nesting).
@@ -78,5 +80,12 @@ void event_release(struct pay_event *ev);
  * event (valid until event_release). Used for {field}, :name and BAYAR_*.
  */
 const char *event_field(struct pay_event *ev, const char *name);
+
+/*
+ * The environment variable an exec action gets a field in (SPEC §5):
+ * "BAYAR_" and the name upper-cased, every byte outside [A-Za-z0-9_] as '_'.
+ * event_parse refuses a body in which two keys give the same one. malloc'd.
+ */
+char *event_var_name(const char *field);
 
 #endif

@@ -9,7 +9,10 @@
  *   - a pause set by 429: the limit is per API key, so one 429 stops every
  *     call until Retry-After (or the backoff) has passed; a Retry-After
  *     beyond GATEWAY_MAX_WAIT fails calls, unasked, until that time;
- *   - at most GATEWAY_MAX_INFLIGHT requests at once.
+ *   - at most GATEWAY_MAX_INFLIGHT requests at once;
+ *   - GATEWAY_HALF calls (asked because of an unsigned callback, which
+ *     anyone can send) also need a token of a second bucket of half the
+ *     size, so strangers never get more than half of the budget.
  * A retried request spends a token like any other: it is a request.
  */
 #include <math.h>
@@ -52,6 +55,7 @@ struct gw_call {
 	char *invoice; /* CALL_CHECK */
 	char what[64]; /* "check-payment", "list-payments page 3", for messages */
 	const void *owner;
+	unsigned flags; /* GATEWAY_* */
 	gateway_cb cb;
 	void *arg;
 	double not_before; /* monotonic seconds */
@@ -81,6 +85,9 @@ struct gateway {
 	/* rate limit: send times of the last rpm requests, oldest at head */
 	double *sent;
 	int rpm, head, count;
+	/* the same for GATEWAY_HALF calls: half_cap = max(1, rpm / 2) */
+	double *half_sent;
+	int half_cap, half_head, half_count;
 	double paused_until;  /* a 429's Retry-After: wait */
 	double blocked_until; /* a Retry-After beyond GATEWAY_MAX_WAIT: fail, do not ask */
 	double tick_at;       /* when ev_tick fires, if pending */
@@ -292,6 +299,10 @@ static void call_send(struct gw_call *c, double now)
 	/* The token is spent when the request leaves, whatever comes back. */
 	gw->sent[(gw->head + gw->count) % gw->rpm] = now;
 	gw->count++;
+	if (c->flags & GATEWAY_HALF) {
+		gw->half_sent[(gw->half_head + gw->half_count) % gw->half_cap] = now;
+		gw->half_count++;
+	}
 	if (http_client_request(gw->http, &req, gw_on_response, c) == NULL) {
 		free(url);
 		call_finish(c, GATEWAY_ERR_CONFIG, "the HTTP client could not start the request");
@@ -328,6 +339,10 @@ static void gw_tick(evutil_socket_t fd, short what, void *arg)
 		gw->head = (gw->head + 1) % gw->rpm;
 		gw->count--;
 	}
+	while (gw->half_count > 0 && gw->half_sent[gw->half_head] <= now - GW_WINDOW_SEC) {
+		gw->half_head = (gw->half_head + 1) % gw->half_cap;
+		gw->half_count--;
+	}
 	while (gw->inflight < GATEWAY_MAX_INFLIGHT && !TAILQ_EMPTY(&gw->queue)) {
 		struct gw_call *c, *pick = NULL;
 		double soonest = -1;
@@ -347,12 +362,18 @@ static void gw_tick(evutil_socket_t fd, short what, void *arg)
 		}
 		TAILQ_FOREACH(c, &gw->queue, link)
 		{
-			if (c->not_before <= now) {
+			double at = c->not_before;
+
+			/* Strangers' calls wait for their own bucket; the others pass them. */
+			if ((c->flags & GATEWAY_HALF) && gw->half_count >= gw->half_cap &&
+			    gw->half_sent[gw->half_head] + GW_WINDOW_SEC > at)
+				at = gw->half_sent[gw->half_head] + GW_WINDOW_SEC;
+			if (at <= now) {
 				pick = c;
 				break;
 			}
-			if (soonest < 0 || c->not_before < soonest)
-				soonest = c->not_before;
+			if (soonest < 0 || at < soonest)
+				soonest = at;
 		}
 		if (pick == NULL) {
 			wake = soonest - now;
@@ -405,17 +426,19 @@ static void call_enqueue(struct gateway *gw, struct gw_call *c, bool urgent)
 	gw_schedule(gw, 0);
 }
 
-void gateway_check_payment(struct gateway *gw, const char *invoice, bool urgent, void *owner,
+void gateway_check_payment(struct gateway *gw, const char *invoice, unsigned flags, void *owner,
                            gateway_cb cb, void *arg)
 {
 	struct gw_call *c = call_new(gw, CALL_CHECK, owner, cb, arg);
 	char *enc = gateway_uriencode(invoice);
 
 	c->invoice = xstrdup(invoice);
-	xasprintf(&c->target, "/check-payment.php?invoice=%s", enc);
+	c->flags = flags;
+	/* The docs name it invoice, the gateway's examples invoice_id: both, always. */
+	xasprintf(&c->target, "/check-payment.php?invoice=%s&invoice_id=%s", enc, enc);
 	free(enc);
 	snprintf(c->what, sizeof(c->what), "check-payment %.40s", invoice);
-	call_enqueue(gw, c, urgent);
+	call_enqueue(gw, c, (flags & GATEWAY_URGENT) != 0);
 }
 
 void gateway_list_payments(struct gateway *gw, const char *status, const char *start_date, int page,
@@ -472,11 +495,13 @@ void gateway_configure(struct gateway *gw, const struct config *cfg)
 {
 	char *url = xstrdup(cfg->gateway_base_url), *key = NULL;
 	int rpm = cfg->reconciler_max_rpm > 0 ? cfg->reconciler_max_rpm : 1;
+	int half = rpm / 2 > 0 ? rpm / 2 : 1;
 	double *sent = NULL;
 	int count = 0;
 
+	/* A reference into the config's secret store, not a copy (SPEC §13). */
 	if (cfg->api_key && cfg->api_key[0])
-		key = xstrdup(cfg->api_key);
+		key = config_secret_ref(cfg->api_key);
 	if (rpm != gw->rpm)
 		sent = xcalloc((size_t)rpm, sizeof(*sent));
 	/* Strip a trailing slash so that base_url + "/check-payment.php" stays one slash. */
@@ -484,9 +509,7 @@ void gateway_configure(struct gateway *gw, const struct config *cfg)
 		url[strlen(url) - 1] = '\0';
 	free(gw->base_url);
 	gw->base_url = url;
-	if (gw->api_key)
-		explicit_bzero(gw->api_key, strlen(gw->api_key));
-	free(gw->api_key);
+	config_secret_unref(gw->api_key);
 	gw->api_key = key;
 	gw->timeout = cfg->gateway_timeout;
 	if (sent) {
@@ -500,6 +523,19 @@ void gateway_configure(struct gateway *gw, const struct config *cfg)
 		gw->rpm = rpm;
 		gw->head = 0;
 		gw->count = count;
+	}
+	if (half != gw->half_cap) {
+		int keep = gw->half_count < half ? gw->half_count : half;
+
+		sent = xcalloc((size_t)half, sizeof(*sent));
+		count = 0;
+		for (int i = gw->half_count - keep; i < gw->half_count; i++)
+			sent[count++] = gw->half_sent[(gw->half_head + i) % gw->half_cap];
+		free(gw->half_sent);
+		gw->half_sent = sent;
+		gw->half_cap = half;
+		gw->half_head = 0;
+		gw->half_count = count;
 	}
 	gw_schedule(gw, 0);
 }
@@ -544,10 +580,9 @@ void gateway_free(struct gateway *gw)
 	}
 	if (gw->ev_tick)
 		event_free(gw->ev_tick);
-	if (gw->api_key)
-		explicit_bzero(gw->api_key, strlen(gw->api_key));
-	free(gw->api_key);
+	config_secret_unref(gw->api_key);
 	free(gw->base_url);
 	free(gw->sent);
+	free(gw->half_sent);
 	free(gw);
 }

@@ -48,6 +48,7 @@ struct gateway_payment {
 	const char *status;     /* as the gateway wrote it */
 	const char *created_at; /* WIB text or NULL */
 	const char *paid_at;    /* WIB text or NULL */
+	const cJSON *json;      /* the whole item: check-payment's fields plus created_at */
 };
 
 struct gateway_page {
@@ -82,11 +83,17 @@ void gateway_free(struct gateway *gw);
 void gateway_configure(struct gateway *gw, const struct config *cfg);
 bool gateway_has_key(const struct gateway *gw);
 
+enum gateway_flags {
+	GATEWAY_URGENT = 1u << 0, /* before queued calls: answers a callback, not a sweep */
+	GATEWAY_HALF = 1u << 1,   /* asked by a stranger: at most half of the requests per minute */
+};
+
 /*
- * Queues a call. owner groups calls for gateway_cancel(); urgent calls go
- * before the queued ones (confirmations must not wait behind a sweep).
+ * Queues a call, asking with both ?invoice= (the API docs) and ?invoice_id=
+ * (the gateway's own examples). owner groups calls for gateway_cancel();
+ * flags are GATEWAY_* bits.
  */
-void gateway_check_payment(struct gateway *gw, const char *invoice, bool urgent, void *owner,
+void gateway_check_payment(struct gateway *gw, const char *invoice, unsigned flags, void *owner,
                            gateway_cb cb, void *arg);
 /* status and start_date (YYYY-MM-DD) may be NULL; limit is capped at GATEWAY_PAGE_LIMIT. */
 void gateway_list_payments(struct gateway *gw, const char *status, const char *start_date, int page,

@@ -340,6 +340,7 @@ enum gateway_error gateway_parse_list(const char *body, size_t len, struct gatew
 		page->items[i].status = st->valuestring;
 		page->items[i].created_at = cJSON_IsString(ca) ? ca->valuestring : NULL;
 		page->items[i].paid_at = cJSON_IsString(pa) ? pa->valuestring : NULL;
+		page->items[i].json = it;
 		i++;
 	}
 	return GATEWAY_OK;

@@ -26,11 +26,13 @@ struct reconcile {
 	char runner[160];
 	bool enabled;
 	int interval, lookback, min_age;
+	unsigned statuses;
 	struct event *ev_timer; /* serve: the next periodic pass */
 	struct event *ev_kick;  /* starts a requested pass from the loop */
 	bool started, stopped;
 	struct reconcile_pass *pass;
-	reconcile_done_cb done; /* the caller's, for the pass in flight */
+	struct reconcile_soon *soon; /* follow-ups of stale and unsigned callbacks */
+	reconcile_done_cb done;      /* the caller's, for the pass in flight */
 	void *done_arg;
 };
 
@@ -80,6 +82,7 @@ int reconcile_run(struct reconcile *rc, reconcile_report_cb report, reconcile_do
 	    .runner = rc->runner,
 	    .lookback = rc->lookback,
 	    .min_age = rc->min_age,
+	    .statuses = rc->statuses,
 	};
 
 	if (rc->pass)
@@ -151,13 +154,20 @@ void reconcile_stop(struct reconcile *rc)
 		return;
 	rc->stopped = true;
 	evtimer_del(rc->ev_timer);
+	reconcile_soon_stop(rc->soon);
 	if (rc->pass)
 		reconcile_pass_stop(rc->pass);
 }
 
 bool reconcile_busy(const struct reconcile *rc)
 {
-	return rc != NULL && rc->pass != NULL;
+	return rc != NULL && (rc->pass != NULL || reconcile_soon_busy(rc->soon));
+}
+
+void reconcile_check_soon(struct reconcile *rc, const char *invoice, enum reconcile_soon_kind kind)
+{
+	if (rc != NULL && !rc->stopped)
+		reconcile_soon_ask(rc->soon, invoice, kind);
 }
 
 void reconcile_configure(struct reconcile *rc, const struct config *cfg)
@@ -169,6 +179,8 @@ void reconcile_configure(struct reconcile *rc, const struct config *cfg)
 	rc->interval = cfg->reconciler_interval;
 	rc->lookback = cfg->reconciler_lookback;
 	rc->min_age = cfg->reconciler_min_age;
+	rc->statuses = cfg->reconciler_statuses;
+	reconcile_soon_configure(rc->soon, cfg);
 	if (rc->started && rc->pass == NULL && (was != rc->enabled || interval != rc->interval))
 		reconcile_arm(rc, rc->interval);
 	if (rc->started && rc->enabled && (cfg->api_key == NULL || cfg->api_key[0] == '\0'))
@@ -190,7 +202,8 @@ struct reconcile *reconcile_new(struct event_base *base, const struct config *cf
 	rc->trigger = xstrdup(trigger);
 	rc->ev_timer = evtimer_new(base, reconcile_timer, rc);
 	rc->ev_kick = event_new(base, -1, 0, reconcile_kick, rc);
-	if (rc->ev_timer == NULL || rc->ev_kick == NULL) {
+	rc->soon = reconcile_soon_new(base, store, gw);
+	if (rc->ev_timer == NULL || rc->ev_kick == NULL || rc->soon == NULL) {
 		reconcile_free(rc);
 		return NULL;
 	}
@@ -203,6 +216,7 @@ void reconcile_free(struct reconcile *rc)
 	if (rc == NULL)
 		return;
 	reconcile_pass_free(rc->pass);
+	reconcile_soon_free(rc->soon);
 	if (rc->ev_timer)
 		event_free(rc->ev_timer);
 	if (rc->ev_kick)

@@ -4,9 +4,14 @@
  * the store, exactly as a verified callback (source "reconciler", no audit
  * row), so the same jobs run, once:
  *   - local pending invoices older than min_age -> check-payment;
- *   - list-payments status=paid since lookback (+1 day, the gateway counts
- *     in WIB), every page -> each invoice not paid locally and paid at least
- *     min_age ago (younger ones are left to their callback) -> check-payment.
+ *   - list-payments status=S for each S of [reconciler] statuses (paid,
+ *     expired, cancelled) since lookback (+1 day, the gateway counts in
+ *     WIB), every page -> each item not already so here (a paid one only
+ *     once paid at least min_age ago: younger ones are left to their
+ *     callback) is recorded as listed, with no check-payment of its own.
+ * A paid invoice a pass records raises missed_callback. Beside the passes,
+ * reconcile_check_soon() follows up stale and unsigned callbacks
+ * (reconcile_soon.c), through the same gateway and its one budget.
  * One process at a time per database (pg_try_advisory_lock on a session
  * held for the pass); every pass is a row in bayarhook.reconcile_passes.
  * `serve` runs a pass every [reconciler] interval when enabled;
@@ -22,6 +27,7 @@
 #include "config.h"
 #include "db.h"
 #include "gateway.h"
+#include "reconcile_soon.h"
 #include "store.h"
 
 struct event_base;
@@ -63,14 +69,21 @@ struct reconcile *reconcile_new(struct event_base *base, const struct config *cf
                                 const char *trigger);
 /* Stops and frees (a pass in flight is dropped unrecorded); accepts NULL. */
 void reconcile_free(struct reconcile *rc);
-/* After SIGHUP: interval, lookback, min_age, enabled. */
+/* After SIGHUP: interval, lookback, min_age, statuses, enabled, the follow-ups' bounds. */
 void reconcile_configure(struct reconcile *rc, const struct config *cfg);
 
 /* serve: a pass every interval while [reconciler] enabled = true. */
 void reconcile_start(struct reconcile *rc);
 /* Shutdown: no new pass; a running one is aborted and recorded as such. */
 void reconcile_stop(struct reconcile *rc);
-/* True while a pass is running (or finishing its records). */
+/*
+ * A callback that changed no payment but whose invoice the gateway should
+ * be asked about (SPEC §7): see reconcile_soon.h. Whatever [reconciler]
+ * enabled says; nothing when no API key is configured.
+ */
+void reconcile_check_soon(struct reconcile *rc, const char *invoice, enum reconcile_soon_kind kind);
+
+/* True while a pass is running (or finishing its records), or a follow-up is recorded. */
 bool reconcile_busy(const struct reconcile *rc);
 
 /*

@@ -2,14 +2,18 @@
  * reconcile_pass.c: one reconciliation pass (see reconcile_pass.h).
  *
  * A pass takes the advisory lock on a pool session, writes its row, then
- * runs two feeds into one queue of invoices to check: the local pending
- * invoices, and list-payments pages, each page filtered against the
- * payments already paid here. Checks go to the gateway a few at a time (it
- * enforces the rate limit and the retries); the next page is fetched only
- * while the queue is short, so memory stays bounded however many payments
- * the gateway lists. list-payments is newest first, so a payment made
- * during the sweep pushes older ones to later pages: they are seen twice,
- * never skipped, and the queue drops the repeat.
+ * runs two feeds: the local pending invoices, each asked with
+ * check-payment, and list-payments pages of every status in [reconciler]
+ * statuses (paid, then expired, then cancelled), each item recorded as it
+ * is listed: an item carries check-payment's fields, so asking again would
+ * only spend the budget (1,000 invoices are 10 pages, not 1,010 requests).
+ * A page is filtered against what is already so here before the store sees
+ * it. Checks go to the gateway a few at a time (it enforces the rate limit
+ * and the retries); the next page is fetched only when the previous one is
+ * mostly recorded and the queue of checks is short, so memory stays
+ * bounded however many payments the gateway lists. list-payments is newest
+ * first, so a payment made during the sweep pushes older ones to later
+ * pages: they are seen twice, never skipped, and the pass drops the repeat.
  *
  * The lock is about not asking the gateway twice, not about correctness:
  * the store decides every verdict against committed rows, so a pass that
@@ -24,12 +28,14 @@
 #include "jsonw.h"
 #include "log.h"
 #include "reconcile_pass.h"
+#include "reconcile_record.h"
 #include "reconcile_todo.h"
 #include "stats.h"
 #include "xmalloc.h"
 
 #define PASS_WINDOW (GATEWAY_MAX_INFLIGHT * 2) /* checks handed to the gateway at once */
 #define PASS_TODO_HIGH 200                     /* fetch the next page only while fewer wait */
+#define PASS_STORES_HIGH GATEWAY_PAGE_LIMIT    /* ... and fewer findings are being recorded */
 #define PASS_MAX_PAGES 100000                  /* a gateway that never says "last page" */
 #define PASS_MAX_PENDING "10000"               /* local pending invoices per pass */
 #define PASS_MAX_FAILS 10 /* gateway calls failing in a row (each after its retries) */
@@ -62,6 +68,7 @@ struct reconcile_pass {
 
 	struct reconcile_todos todo;
 	struct check_ctx *checks; /* at the gateway */
+	int sweep;                /* index into sweep_order of the status being swept */
 	int next_page;
 	bool pending_loaded; /* the local pending invoices are queued */
 	bool sweep_done;     /* no more pages to ask for */
@@ -251,6 +258,7 @@ static void pass_pump(struct reconcile_pass *p);
 struct store_ctx {
 	struct reconcile_pass *p;
 	char *invoice;
+	bool paid;
 	char what[120];
 };
 
@@ -273,6 +281,9 @@ static void pass_stored(enum store_outcome outcome, enum verdict verdict, void *
 		p->found++;
 		metrics_inc(METRIC_RECONCILER_FOUND, NULL);
 		pass_say(p, RECONCILE_FOUND, sc->invoice, "%s", sc->what);
+		/* Older than min_age and no callback: something eats them. */
+		if (sc->paid)
+			reconcile_missed_callback(sc->invoice, "found by a reconciliation pass");
 	} else {
 		/* A callback (or another process) got there first. */
 		pass_say(p, RECONCILE_CHECKED, sc->invoice, "%s: already recorded (%s)", sc->what,
@@ -284,58 +295,20 @@ static void pass_stored(enum store_outcome outcome, enum verdict verdict, void *
 		pass_pump(p);
 }
 
-/*
- * The store item for check-payment's answer: what actions read is that
- * answer shaped like a callback, without the API envelope, with the event
- * name a callback carries. NULL when cJSON cannot allocate (cJSON has its
- * own allocator, not xmalloc).
- */
-static char *pass_item(const struct pay_event *ev)
-{
-	cJSON *event = cJSON_Duplicate(ev->json, 1);
-	char *text;
-	struct jsonw w;
-
-	if (event == NULL)
-		return NULL;
-	cJSON_DeleteItemFromObjectCaseSensitive(event, "success");
-	if (!cJSON_HasObjectItem(event, "event")) {
-		char name[32];
-
-		snprintf(name, sizeof(name), "payment.%s", event_status_name(ev->status));
-		cJSON_AddStringToObject(event, "event", name);
-	}
-	text = cJSON_PrintUnformatted(event);
-	cJSON_Delete(event);
-	if (text == NULL)
-		return NULL;
-	jsonw_begin(&w);
-	store_write_event(&w, ev, "reconciler", text, strlen(text));
-	/* No audit row: bayarhook.callbacks holds requests to the callback path only. */
-	jsonw_bool(&w, "audit", false);
-	free(text);
-	return jsonw_finish(&w);
-}
-
-/* Records the gateway's answer exactly as a verified callback, source reconciler. */
+/* Records the gateway's word exactly as a verified callback, source reconciler. */
 static void pass_store(struct reconcile_pass *p, const struct pay_event *ev)
 {
-	char *item = pass_item(ev);
-	struct store_ctx *sc;
+	struct store_ctx *sc = xcalloc(1, sizeof(*sc));
 	int rc;
 
-	if (item == NULL) {
-		pass_store_failed(p, ev->invoice_id, "cannot copy the gateway's answer");
-		return;
-	}
-	sc = xcalloc(1, sizeof(*sc));
 	sc->invoice = xstrdup(ev->invoice_id);
+	sc->paid = ev->status == STATUS_PAID;
 	snprintf(sc->what, sizeof(sc->what), "recorded %s, final_amount %s",
 	         event_status_name(ev->status), ev->final_amount);
 	sc->p = p;
 	p->stores_out++;
 	p->in_store = true;
-	rc = store_submit(p->env.store, item, NULL, 0, pass_stored, sc);
+	rc = reconcile_record(p->env.store, ev, pass_stored, sc);
 	p->in_store = false;
 	if (rc < 0) {
 		p->stores_out--;
@@ -371,15 +344,9 @@ static void pass_checked(const struct gateway_reply *r, void *arg)
 			pass_store(p, r->event);
 		break;
 	case GATEWAY_ERR_NOT_FOUND:
-		if (t->from_list) {
-			p->errors++;
-			pass_note(p, "%s", r->message);
-			pass_say(p, RECONCILE_ERROR, t->invoice, "%s", r->message);
-		} else {
-			/* Known here only, e.g. from another merchant account: not ours to fix. */
-			p->checked++;
-			pass_say(p, RECONCILE_CHECKED, t->invoice, "the gateway does not know it");
-		}
+		/* Known here only, e.g. from another merchant account: not ours to fix. */
+		p->checked++;
+		pass_say(p, RECONCILE_CHECKED, t->invoice, "the gateway does not know it");
 		break;
 	case GATEWAY_ERR_AUTH:
 	case GATEWAY_ERR_CONFIG:
@@ -403,10 +370,35 @@ static void pass_checked(const struct gateway_reply *r, void *arg)
 
 /* ---- the feeds: list-payments pages and the local pending invoices ---- */
 
+/* The order of the sweeps: a late paid is seen before its earlier expiry. */
+static const enum pay_status sweep_order[] = {STATUS_PAID, STATUS_EXPIRED, STATUS_CANCELLED};
+#define NSWEEPS ((int)(sizeof(sweep_order) / sizeof(sweep_order[0])))
+
+/* Moves to the next configured status from index from on; sweep_done when none is left. */
+static void pass_sweep_from(struct reconcile_pass *p, int from)
+{
+	p->next_page = 1;
+	for (p->sweep = from; p->sweep < NSWEEPS; p->sweep++)
+		if (p->env.statuses & STATUS_MASK(sweep_order[p->sweep]))
+			return;
+	p->sweep_done = true;
+}
+
+/* A page's items that may need recording, until the database says which do. */
 struct page_ctx {
 	struct reconcile_pass *p;
 	bool last;
+	size_t n;
+	struct pay_event *evs;
 };
+
+static void page_ctx_free(struct page_ctx *pc)
+{
+	for (size_t i = 0; i < pc->n; i++)
+		event_release(&pc->evs[i]);
+	free(pc->evs);
+	free(pc);
+}
 
 static void pass_filtered(PGresult *res, const char *err, const char *sqlstate, void *arg)
 {
@@ -420,13 +412,57 @@ static void pass_filtered(PGresult *res, const char *err, const char *sqlstate, 
 		pass_note(p, "database: %s", err);
 		p->sweep_done = true;
 	} else {
-		for (int i = 0; i < PQntuples(res); i++)
-			reconcile_todos_add(&p->todo, PQgetvalue(res, i, 0), true);
+		for (int i = 0; i < PQntuples(res) && !p->aborting; i++) {
+			long k = strtol(PQgetvalue(res, i, 0), NULL, 10);
+
+			if (k >= 0 && (size_t)k < pc->n)
+				pass_store(p, &pc->evs[k]);
+		}
 		if (pc->last)
-			p->sweep_done = true;
+			pass_sweep_from(p, p->sweep + 1);
 	}
-	free(pc);
+	page_ctx_free(pc);
 	pass_pump(p);
+}
+
+/*
+ * A page's item worth recording: of the status swept, old enough when paid,
+ * not already handled in this pass. Its event goes to pc.
+ */
+static void pass_take_item(struct reconcile_pass *p, struct page_ctx *pc,
+                           const struct gateway_payment *gp, struct jsonw *ids)
+{
+	enum pay_status st = event_status_parse(gp->status);
+	struct pay_event *ev = &pc->evs[pc->n];
+	const char *why = NULL;
+
+	/* The gateway filtered by status; anything else is not this sweep's to act on. */
+	if (st != sweep_order[p->sweep])
+		return;
+	if (st == STATUS_PAID) {
+		time_t paid = gateway_wib_time(gp->paid_at);
+
+		/* Just paid: its callback is probably on its way; the next pass has it. */
+		if (paid != (time_t)-1 && paid > time(NULL) - p->env.min_age) {
+			pass_say(p, RECONCILE_CHECKED, gp->invoice_id,
+			         "paid less than min_age ago, left to its callback");
+			return;
+		}
+	}
+	if (!reconcile_todos_mark(&p->todo, gp->invoice_id))
+		return;
+	if (reconcile_event_from_item(ev, gp->json, &why) < 0) {
+		p->errors++;
+		pass_note(p, "list-payments item %s: %s", gp->invoice_id, why);
+		pass_say(p, RECONCILE_ERROR, gp->invoice_id, "unusable list-payments item: %s",
+		         why);
+		return;
+	}
+	jsonw_begin_object(ids, NULL);
+	jsonw_cstr(ids, "i", ev->invoice_id);
+	jsonw_cstr(ids, "s", event_status_name(ev->status));
+	jsonw_end_object(ids);
+	pc->n++;
 }
 
 static void pass_paged(const struct gateway_reply *r, void *arg)
@@ -436,19 +472,28 @@ static void pass_paged(const struct gateway_reply *r, void *arg)
 	struct page_ctx *pc;
 	struct jsonw ids;
 	char *text;
-	size_t nids = 0;
 	int page = p->next_page;
 
 	p->page_call = false;
 	p->requests += r->attempts;
 	if (r->error != GATEWAY_OK) {
 		p->errors++;
-		p->sweep_done = true;
 		pass_say(p, RECONCILE_ERROR, NULL, "%s", r->message);
-		if (r->error == GATEWAY_ERR_AUTH || r->error == GATEWAY_ERR_CONFIG)
+		switch (r->error) {
+		case GATEWAY_ERR_AUTH:
+		case GATEWAY_ERR_CONFIG:
+		case GATEWAY_ERR_TRANSPORT:
+		case GATEWAY_ERR_SERVER:
+		case GATEWAY_ERR_RATE_LIMITED:
+			/* After its retries: the other sweeps would fail the same way. */
 			pass_abort(p, r->message);
-		else
+			break;
+		default:
+			/* This status's pages cannot be trusted; the others may still be read. */
 			pass_note(p, "%s", r->message);
+			pass_sweep_from(p, p->sweep + 1);
+			break;
+		}
 		pass_pump(p);
 		return;
 	}
@@ -457,44 +502,41 @@ static void pass_paged(const struct gateway_reply *r, void *arg)
 	pc = xcalloc(1, sizeof(*pc));
 	pc->p = p;
 	pc->last = page >= pg->total_pages || pg->n == 0 || p->next_page > PASS_MAX_PAGES;
+	if (pg->n > 0)
+		pc->evs = xcalloc(pg->n, sizeof(*pc->evs));
 	jsonw_begin_array(&ids);
-	for (size_t i = 0; i < pg->n; i++) {
-		const struct gateway_payment *gp = &pg->items[i];
-		time_t paid = gateway_wib_time(gp->paid_at);
-
-		/* The sweep is for paid ones; anything else is not ours to act on. */
-		if (strcmp(gp->status, "paid") != 0)
-			continue;
-		/* Just paid: its callback is probably on its way; the next pass has it. */
-		if (paid != (time_t)-1 && paid > time(NULL) - p->env.min_age) {
-			pass_say(p, RECONCILE_CHECKED, gp->invoice_id,
-			         "paid less than min_age ago, left to its callback");
-			continue;
-		}
-		jsonw_cstr(&ids, NULL, gp->invoice_id);
-		nids++;
-	}
-	log_debug("reconcile: list-payments page %d of %d: %zu payments", page, pg->total_pages,
-	          pg->n);
+	for (size_t i = 0; i < pg->n; i++)
+		pass_take_item(p, pc, &pg->items[i], &ids);
+	log_debug("reconcile: list-payments status=%s page %d of %d: %zu payments",
+	          event_status_name(sweep_order[p->sweep]), page, pg->total_pages, pg->n);
 	text = jsonw_finish_array(&ids);
-	if (nids == 0) {
-		p->sweep_done = pc->last;
-		free(pc);
+	if (pc->n == 0) {
+		if (pc->last)
+			pass_sweep_from(p, p->sweep + 1);
+		page_ctx_free(pc);
 	} else {
 		const char *params[1] = {text};
 
-		/* Only what is not paid here yet needs a check-payment. */
+		/*
+		 * What is already so here, or cannot move there (ingest()'s
+		 * rule: paid is final; expired and cancelled only leave pending),
+		 * needs nothing; the store would say duplicate or out_of_order.
+		 */
 		p->db_out++;
 		if (db_query(p->env.pool,
-		             "SELECT i FROM jsonb_array_elements_text($1::jsonb) AS i"
+		             "SELECT x.n - 1 FROM jsonb_array_elements($1::jsonb)"
+		             "  WITH ORDINALITY AS x(e, n)"
 		             " WHERE NOT EXISTS (SELECT 1 FROM bayarhook.payments p"
-		             "  WHERE p.invoice_id = i AND p.status = 'paid')",
+		             "  WHERE p.invoice_id = x.e ->> 'i' AND (p.status = x.e ->> 's'"
+		             "   OR p.status = 'paid' OR (x.e ->> 's' <> 'paid'"
+		             "                            AND p.status <> 'pending')))"
+		             " ORDER BY x.n",
 		             1, params, pass_filtered, pc) < 0) {
 			p->db_out--;
 			p->errors++;
 			p->sweep_done = true;
 			pass_note(p, "database unavailable");
-			free(pc);
+			page_ctx_free(pc);
 		}
 	}
 	free(text);
@@ -513,7 +555,7 @@ static void pass_pending_loaded(PGresult *res, const char *err, const char *sqls
 		pass_note(p, "database: %s", err);
 	} else {
 		for (int i = 0; i < PQntuples(res); i++)
-			reconcile_todos_add(&p->todo, PQgetvalue(res, i, 0), false);
+			reconcile_todos_add(&p->todo, PQgetvalue(res, i, 0));
 	}
 	pass_pump(p);
 }
@@ -534,7 +576,7 @@ static void pass_pump(struct reconcile_pass *p)
 
 		cc->p = p;
 		cc->t = reconcile_todos_take(&p->todo);
-		gateway_check_payment(gw, cc->t->invoice, false, p, pass_checked, cc);
+		gateway_check_payment(gw, cc->t->invoice, 0, p, pass_checked, cc);
 		cc->next = p->checks;
 		if (p->checks)
 			p->checks->prev = cc;
@@ -542,9 +584,9 @@ static void pass_pump(struct reconcile_pass *p)
 		p->checks_out++;
 	}
 	if (!p->aborting && !p->sweep_done && !p->page_call && p->db_out == 0 &&
-	    p->todo.n < PASS_TODO_HIGH) {
-		gateway_list_payments(gw, "paid", p->start_date, p->next_page, GATEWAY_PAGE_LIMIT,
-		                      p, pass_paged, p);
+	    p->todo.n < PASS_TODO_HIGH && p->stores_out < PASS_STORES_HIGH) {
+		gateway_list_payments(gw, event_status_name(sweep_order[p->sweep]), p->start_date,
+		                      p->next_page, GATEWAY_PAGE_LIMIT, p, pass_paged, p);
 		p->page_call = true;
 	}
 	if (p->checks_out || p->stores_out || p->db_out || p->page_call)
@@ -657,7 +699,7 @@ struct reconcile_pass *reconcile_pass_new(const struct reconcile_pass_env *env,
 	p->report_arg = report_arg;
 	p->done = done;
 	p->done_arg = done_arg;
-	p->next_page = 1;
+	pass_sweep_from(p, 0);
 	clock_gettime(CLOCK_MONOTONIC, &p->t0);
 	gateway_start_date(time(NULL), env->lookback, p->start_date, sizeof(p->start_date));
 	return p;

@@ -18,6 +18,7 @@ struct reconcile_pass_env {
 	const char *trigger; /* recorded: "serve", "cli" */
 	const char *runner;  /* recorded: ident_process() */
 	int lookback, min_age;
+	unsigned statuses; /* [reconciler] statuses: STATUS_MASK() bits */
 };
 
 /*

@@ -48,7 +48,7 @@ static bool todo_seen_add(struct reconcile_todos *l, const char *s)
 	return true;
 }
 
-void reconcile_todos_add(struct reconcile_todos *l, const char *invoice, bool from_list)
+void reconcile_todos_add(struct reconcile_todos *l, const char *invoice)
 {
 	struct reconcile_todo *t;
 
@@ -56,13 +56,17 @@ void reconcile_todos_add(struct reconcile_todos *l, const char *invoice, bool fr
 		return;
 	t = xcalloc(1, sizeof(*t));
 	t->invoice = xstrdup(invoice);
-	t->from_list = from_list;
 	if (l->tail)
 		l->tail->next = t;
 	else
 		l->head = t;
 	l->tail = t;
 	l->n++;
+}
+
+bool reconcile_todos_mark(struct reconcile_todos *l, const char *invoice)
+{
+	return todo_seen_add(l, invoice);
 }
 
 struct reconcile_todo *reconcile_todos_take(struct reconcile_todos *l)

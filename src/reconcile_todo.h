@@ -12,7 +12,6 @@
 struct reconcile_todo {
 	struct reconcile_todo *next;
 	char *invoice;
-	bool from_list; /* list-payments said paid; else a local pending invoice */
 };
 
 struct reconcile_todos {
@@ -24,7 +23,9 @@ struct reconcile_todos {
 };
 
 /* Queues invoice unless this list has queued it before. */
-void reconcile_todos_add(struct reconcile_todos *l, const char *invoice, bool from_list);
+void reconcile_todos_add(struct reconcile_todos *l, const char *invoice);
+/* Marks invoice as handled in this pass without queueing it; false when it already was. */
+bool reconcile_todos_mark(struct reconcile_todos *l, const char *invoice);
 /* The oldest queued invoice, now the caller's (reconcile_todo_free); NULL when none. */
 struct reconcile_todo *reconcile_todos_take(struct reconcile_todos *l);
 void reconcile_todo_free(struct reconcile_todo *t);

@@ -8,13 +8,17 @@
 #include <time.h>
 
 static const char *const verdicts[] = {
-    "accepted",  "duplicate", "out_of_order", "bad_signature", "stale_timestamp",
-    "malformed", "forbidden", "too_large",    "unavailable",   NULL,
+    "accepted",        "duplicate",   "out_of_order", "bad_signature",
+    "stale_timestamp", "malformed",   "forbidden",    "too_large",
+    "unsigned",        "unavailable", NULL,
 };
 static const char *const job_states[] = {"pending", "running",   "succeeded", "dead",
                                          "held",    "cancelled", NULL};
 static const char *const attempt_outcomes[] = {"succeeded", "failed", "timeout", NULL};
 static const char *const pass_results[] = {"completed", "failed", NULL};
+
+static const char *const followup_outcomes[] = {"recorded", "not_confirmed", "failed", "throttled",
+                                                NULL};
 
 static const double ack_bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                     0.1,   0.25,   0.5,   1,    2.5,   5};
@@ -46,6 +50,10 @@ static const struct metrics_family families[METRIC__COUNT] = {
     [METRIC_JOB_ATTEMPTS] = {"bayarhook_job_attempts_total",
                              "Finished fulfillment attempts by outcome.", METRICS_COUNTER,
                              "outcome", attempt_outcomes, NULL, 0},
+    [METRIC_JOBS_DEAD] = {"bayarhook_jobs_dead_total",
+                          "Jobs this process recorded dead (a failure retrying cannot fix, or "
+                          "max_attempts spent), by action.",
+                          METRICS_COUNTER, "action", NULL, NULL, 0},
     [METRIC_QUEUE_DEPTH] = {"bayarhook_queue_depth", "Jobs due to run now but not yet started.",
                             METRICS_GAUGE, NULL, NULL, NULL, 0},
     [METRIC_RECONCILER_PASSES] = {"bayarhook_reconciler_passes_total",
@@ -54,6 +62,20 @@ static const struct metrics_family families[METRIC__COUNT] = {
     [METRIC_RECONCILER_FOUND] = {"bayarhook_reconciler_found_total",
                                  "Payment state changes the reconciler found that no "
                                  "callback had delivered.",
+                                 METRICS_COUNTER, NULL, NULL, NULL, 0},
+    [METRIC_MISSED_CALLBACKS] = {"bayarhook_missed_callbacks_total",
+                                 "Paid invoices the reconciler found whose callback never "
+                                 "came (missed_callback: a firewall, a CDN or a wrong "
+                                 "callback URL may be eating callbacks).",
+                                 METRICS_COUNTER, NULL, NULL, NULL, 0},
+    [METRIC_FOLLOWUPS] = {"bayarhook_followup_checks_total",
+                          "check-payment follow-ups of stale or unsigned callbacks, by "
+                          "outcome (throttled: not asked, over the budget or asked "
+                          "less than min_age ago).",
+                          METRICS_COUNTER, "outcome", followup_outcomes, NULL, 0},
+    [METRIC_PAYMENTS_FLAGGED] = {"bayarhook_payments_flagged_total",
+                                 "Payments flagged when recorded (a paid after expired or "
+                                 "cancelled): their actions run, with the flag.",
                                  METRICS_COUNTER, NULL, NULL, NULL, 0},
     [METRIC_BUILD_INFO] = {"bayarhook_build_info", "Always 1; the version is a label.",
                            METRICS_GAUGE, "version", NULL, NULL, 0},

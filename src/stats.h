@@ -17,9 +17,13 @@ enum metric {
 	METRIC_STORE_BATCH_SIZE,  /* histogram bayarhook_store_batch_size */
 	METRIC_JOBS,              /* gauge bayarhook_jobs{state} */
 	METRIC_JOB_ATTEMPTS,      /* counter bayarhook_job_attempts_total{outcome} */
+	METRIC_JOBS_DEAD,         /* counter bayarhook_jobs_dead_total{action} */
 	METRIC_QUEUE_DEPTH,       /* gauge bayarhook_queue_depth */
 	METRIC_RECONCILER_PASSES, /* counter bayarhook_reconciler_passes_total{result} */
 	METRIC_RECONCILER_FOUND,  /* counter bayarhook_reconciler_found_total */
+	METRIC_MISSED_CALLBACKS,  /* counter bayarhook_missed_callbacks_total */
+	METRIC_FOLLOWUPS,         /* counter bayarhook_followup_checks_total{outcome} */
+	METRIC_PAYMENTS_FLAGGED,  /* counter bayarhook_payments_flagged_total */
 	METRIC_BUILD_INFO,        /* gauge bayarhook_build_info{version}, always 1 */
 	METRIC_PROCESS_START,     /* gauge process_start_time_seconds */
 	METRIC_DROPPED,           /* counter bayarhook_metrics_dropped_total */

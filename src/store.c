@@ -78,6 +78,25 @@ struct store {
 
 static void store_flush(struct store *st);
 
+/*
+ * SPEC §7: ingest() flagged a payment (a late paid): the worst silent
+ * failure this daemon had, so it is a warning and a metric. Rare: the
+ * invoice is read back from the item only then.
+ */
+static void store_flagged(const struct store_item *it, const char *flag)
+{
+	cJSON *obj = cJSON_Parse(it->text);
+	const cJSON *inv = cJSON_GetObjectItemCaseSensitive(obj, "invoice_id");
+	const char *invoice = cJSON_IsString(inv) ? inv->valuestring : "";
+	char f_inv[160];
+	const char *fields[2] = {f_inv, NULL};
+
+	snprintf(f_inv, sizeof(f_inv), "INVOICE_ID=%s", invoice);
+	log_fields(LOG_WARNING, fields, "payment flagged invoice=%s flag=%s", invoice, flag);
+	metrics_inc(METRIC_PAYMENTS_FLAGGED, NULL);
+	cJSON_Delete(obj);
+}
+
 static void item_free(struct store_item *it)
 {
 	free(it->text);
@@ -154,6 +173,8 @@ static void batch_done(PGresult *res, const char *err, const char *sqlstate, voi
 				log_errx("store: unknown verdict \"%s\"", PQgetvalue(res, i, 1));
 				continue;
 			}
+			if (!PQgetisnull(res, i, 3))
+				store_flagged(b->items[idx], PQgetvalue(res, i, 3));
 			item_finish(st, b->items[idx], STORE_COMMITTED, v);
 			b->items[idx] = NULL;
 		}
@@ -280,7 +301,7 @@ static void store_flush(struct store *st)
 			params[1] = bodies;
 			params[2] = st->actions_json;
 			rc = db_query_bin(st->pool,
-			                  "SELECT idx, verdict, callback_id FROM "
+			                  "SELECT idx, verdict, callback_id, flag FROM "
 			                  "bayarhook.ingest($1::jsonb, $2::text[], $3::jsonb)",
 			                  3, params, binlen, batch_done, b);
 		}

@@ -57,6 +57,8 @@ static const struct reason_row reasons[REASON__COUNT] = {
     [REASON_NOT_OBJECT] = {VERDICT_MALFORMED, 0, "body is not a JSON object"},
     [REASON_NUMBER_RANGE] = {VERDICT_MALFORMED, 0, "number out of range"},
     [REASON_DUPLICATE_KEY] = {VERDICT_MALFORMED, 0, "duplicate key: "},
+    /* SPEC §13: "Invoice_ID" and "invoice_id" would give one BAYAR_INVOICE_ID. */
+    [REASON_AMBIGUOUS_KEY] = {VERDICT_MALFORMED, 0, "ambiguous field names: "},
     [REASON_MISSING_INVOICE] = {VERDICT_MALFORMED, 0, "missing field: invoice_id"},
     [REASON_INVOICE_TYPE] = {VERDICT_MALFORMED, 0, "invoice_id must be a string"},
     [REASON_INVOICE_TOO_LONG] = {VERDICT_MALFORMED, 0, "invoice_id too long"},

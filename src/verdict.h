@@ -20,7 +20,7 @@ enum verdict {
 	VERDICT_MALFORMED,       /* not an event (also wrong method, X-Invoice-ID mismatch): 400 */
 	VERDICT_FORBIDDEN,       /* client address not in allow_from: 403 */
 	VERDICT_TOO_LARGE,       /* body over max_body_bytes: 413 */
-	VERDICT_UNSIGNED,    /* SPEC §7 [security] unsigned = confirm; nothing produces it yet */
+	VERDICT_UNSIGNED,    /* SPEC §7 unsigned = confirm, no signature at all: 200, audit only */
 	VERDICT_UNAVAILABLE, /* could not be made durable: 503, never stored */
 	VERDICT__COUNT
 };
@@ -52,6 +52,7 @@ enum verdict_reason {
 	REASON_NOT_OBJECT,       /* JSON, but not an object */
 	REASON_NUMBER_RANGE,     /* a number PostgreSQL's numeric cannot hold */
 	REASON_DUPLICATE_KEY,    /* a top-level key twice; the message names it */
+	REASON_AMBIGUOUS_KEY,    /* two keys giving one BAYAR_* name; the message names both */
 	REASON_MISSING_INVOICE,  /* no invoice_id */
 	REASON_INVOICE_TYPE,     /* invoice_id not a non-empty string */
 	REASON_INVOICE_TOO_LONG, /* invoice_id over EVENT_MAX_INVOICE_ID bytes */
@@ -84,7 +85,10 @@ enum verdict_reason {
 enum verdict verdict_reason_verdict(enum verdict_reason r);
 /* The answer's status: the verdict's, except 405 for REASON_METHOD and the reader's own. */
 int verdict_reason_http_status(enum verdict_reason r);
-/* The answer's (and the audit row's) "error"; REASON_DUPLICATE_KEY's is followed by the key. */
+/*
+ * The answer's (and the audit row's) "error"; REASON_DUPLICATE_KEY's is
+ * followed by the key, REASON_AMBIGUOUS_KEY's by both keys.
+ */
 const char *verdict_reason_message(enum verdict_reason r);
 
 #endif

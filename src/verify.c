@@ -30,10 +30,12 @@
  * hashing the key cost more than the message itself; a copy of a keyed
  * context costs a few memcpys. The daemon is single-threaded and holds one
  * or two secrets (rotation); a reload with new secrets replaces entries.
+ * An entry is found by the secret's SHA-256, so that the cache holds no
+ * copy of the secret itself (SPEC §13: secrets kept once).
  */
 static EVP_MAC *hmac_alg;
 static struct {
-	char *secret;
+	unsigned char id[32]; /* SHA-256 of the secret */
 	EVP_MAC_CTX *ctx;
 } key_cache[KEY_CACHE];
 static unsigned key_cache_next;
@@ -42,10 +44,13 @@ static EVP_MAC_CTX *keyed_ctx(const char *secret)
 {
 	OSSL_PARAM params[2];
 	EVP_MAC_CTX *ctx;
+	unsigned char id[32];
 	unsigned slot;
 
+	if (!EVP_Digest(secret, strlen(secret), id, NULL, EVP_sha256(), NULL))
+		return NULL;
 	for (unsigned i = 0; i < KEY_CACHE; i++)
-		if (key_cache[i].secret && strcmp(key_cache[i].secret, secret) == 0)
+		if (key_cache[i].ctx && memcmp(key_cache[i].id, id, sizeof(id)) == 0)
 			return EVP_MAC_CTX_dup(key_cache[i].ctx);
 	if (hmac_alg == NULL && (hmac_alg = EVP_MAC_fetch(NULL, "HMAC", NULL)) == NULL)
 		return NULL;
@@ -58,15 +63,8 @@ static EVP_MAC_CTX *keyed_ctx(const char *secret)
 		return NULL;
 	}
 	slot = key_cache_next++ % KEY_CACHE;
-	if (key_cache[slot].secret) {
-		OPENSSL_clear_free(key_cache[slot].secret, strlen(key_cache[slot].secret));
-		EVP_MAC_CTX_free(key_cache[slot].ctx);
-	}
-	key_cache[slot].secret = OPENSSL_strdup(secret);
-	if (key_cache[slot].secret == NULL) {
-		key_cache[slot].ctx = NULL;
-		return ctx;
-	}
+	EVP_MAC_CTX_free(key_cache[slot].ctx); /* NULL is fine */
+	memcpy(key_cache[slot].id, id, sizeof(id));
 	key_cache[slot].ctx = ctx;
 	return EVP_MAC_CTX_dup(ctx);
 }

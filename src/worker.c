@@ -15,6 +15,11 @@
  * is fenced on that claim; a write that finds it gone changes nothing. A
  * crashed process's jobs are taken over when their lease ends, or at once
  * when the process was on this host and is gone (worker_reclaim).
+ *
+ * The jobs of actions no longer in the config are held, not failed
+ * (worker_hold.c), at start and on every reload; nothing is claimed until
+ * that has run once. A claimed job whose action is unknown all the same is
+ * held too, its attempt uncounted (job_hold_claimed).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +35,7 @@
 #include "log.h"
 #include "stats.h"
 #include "worker.h"
+#include "worker_hold.h"
 #include "worker_outcome.h"
 #include "worker_owner.h"
 #include "xmalloc.h"
@@ -67,6 +73,7 @@ struct job {
 	struct worker_outcome out; /* of the attempt, for job_finish() */
 	char attempts_text[16], max_text[16];
 	bool release; /* put back (SIGTERM) rather than finished */
+	bool hold;    /* its action is not in the config: held, the attempt uncounted */
 	int record_tries;
 	struct event *retry;
 };
@@ -78,6 +85,7 @@ struct worker {
 	struct action_set *actions;
 	char *leases; /* {"action": lease seconds} for the claim */
 	struct worker_owner owner;
+	struct worker_hold hold; /* the jobs of removed actions */
 	int concurrency, max_attempts, backoff_initial, backoff_max;
 	enum worker_state state;
 	bool claiming;    /* a claim is in flight */
@@ -96,7 +104,8 @@ static const char SQL_FINISH[] =
     "SELECT state FROM bayarhook.job_finish(p_job => $1, p_owner => $2, p_attempts => $3,"
     " p_attempt_id => $4, p_outcome => $5, p_exit_code => $6, p_http_status => $7,"
     " p_row_count => $8, p_output => $9, p_error => $10, p_max_attempts => $11,"
-    " p_retry_in => $12)";
+    " p_retry_in => $12, p_permanent => $13)";
+#define SQL_FINISH_NPARAMS 13
 
 static const char SQL_COUNTS[] =
     "SELECT state, count(*),"
@@ -133,8 +142,25 @@ static void job_done(struct job *job)
 
 static void job_set_outcome(struct job *job, const struct action_result *res)
 {
+	/* A permanent failure reaches job_finish() as p_permanent: dead at once. */
 	worker_outcome_set(&job->out, res, job->attempts, job->w->backoff_initial,
 	                   job->w->backoff_max);
+}
+
+/*
+ * A dead job waits for a person (bayarhook retry or cancel): a warning and
+ * bayarhook_jobs_dead_total{action}, the job_dead alert's signals (SPEC
+ * §7). permanent: the failure was one retrying cannot fix, not the last of
+ * max_attempts.
+ */
+static void job_log_dead(struct job *job)
+{
+	bool permanent = strcmp(job->out.permanent, "true") == 0;
+
+	metrics_inc(METRIC_JOBS_DEAD, job->action);
+	log_warnx("job dead job=%s invoice=%s action=%s attempt=%d reason=%s error=\"%s\"", job->id,
+	          job->invoice, job->action, job->attempts,
+	          permanent ? "permanent" : "max_attempts", job->out.error ? job->out.error : "");
 }
 
 static void job_log_outcome(struct job *job, const char *state)
@@ -143,9 +169,7 @@ static void job_log_outcome(struct job *job, const char *state)
 		log_info("job succeeded job=%s invoice=%s action=%s attempt=%d", job->id,
 		         job->invoice, job->action, job->attempts);
 	else if (strcmp(state, "dead") == 0)
-		log_errx("job dead job=%s invoice=%s action=%s attempt=%d error=\"%s\"", job->id,
-		         job->invoice, job->action, job->attempts,
-		         job->out.error ? job->out.error : "");
+		job_log_dead(job);
 	else
 		log_warnx("job failed job=%s invoice=%s action=%s attempt=%d retry_in=%ss "
 		          "error=\"%s\"",
@@ -220,6 +244,11 @@ static void job_recorded(PGresult *res, const char *err, const char *sqlstate, v
 	}
 	if (job->release) {
 		log_notice("job put back job=%s action=%s (stopping)", job->id, job->action);
+	} else if (job->hold) {
+		if (PQntuples(res) > 0)
+			log_warnx("job held job=%s invoice=%s action=%s: the action is not in the "
+			          "config; it resumes if the action returns",
+			          job->id, job->invoice, job->action);
 	} else if (PQntuples(res) == 0) {
 		log_warnx("job outcome dropped job=%s action=%s: its claim was taken over "
 		          "(lease expired)",
@@ -236,7 +265,7 @@ static void job_recorded(PGresult *res, const char *err, const char *sqlstate, v
 }
 
 /* The arguments of job_finish() for a job, in SQL_FINISH's order. */
-static void job_finish_params(struct job *job, const char *p[12])
+static void job_finish_params(struct job *job, const char *p[SQL_FINISH_NPARAMS])
 {
 	snprintf(job->attempts_text, sizeof(job->attempts_text), "%d", job->attempts);
 	snprintf(job->max_text, sizeof(job->max_text), "%d", job->max_attempts);
@@ -252,12 +281,13 @@ static void job_finish_params(struct job *job, const char *p[12])
 	p[9] = job->out.error;
 	p[10] = job->max_text;
 	p[11] = job->out.retry_in;
+	p[12] = job->out.permanent;
 }
 
 static void job_record(struct job *job)
 {
 	struct worker *w = job->w;
-	const char *p[12];
+	const char *p[SQL_FINISH_NPARAMS];
 	int rc;
 
 	job->phase = JOB_RECORDING;
@@ -267,9 +297,15 @@ static void job_record(struct job *job)
 		              "SELECT job_id FROM bayarhook.job_release(p_job => $1, p_owner => $2,"
 		              " p_attempts => $3, p_attempt_id => $4)",
 		              4, p, job_recorded, job);
+	} else if (job->hold) {
+		job_finish_params(job, p);
+		rc = db_query(w->pool,
+		              "SELECT job_id FROM bayarhook.job_hold_claimed(p_job => $1,"
+		              " p_owner => $2, p_attempts => $3, p_attempt_id => $4)",
+		              4, p, job_recorded, job);
 	} else {
 		job_finish_params(job, p);
-		rc = db_query(w->pool, SQL_FINISH, 12, p, job_recorded, job);
+		rc = db_query(w->pool, SQL_FINISH, SQL_FINISH_NPARAMS, p, job_recorded, job);
 	}
 	if (rc < 0)
 		job_record_later(job, "database unavailable");
@@ -340,13 +376,13 @@ static void job_tx(struct db_session *s, const struct action_result *res, void *
 {
 	struct job *job = arg;
 	struct tx_step *st = xmalloc(sizeof(*st));
-	const char *p[12];
+	const char *p[SQL_FINISH_NPARAMS];
 
 	job_set_outcome(job, res);
 	st->next = next;
 	st->token = token;
 	job_finish_params(job, p);
-	db_session_query(s, SQL_FINISH, 12, p, job_tx_done, st);
+	db_session_query(s, SQL_FINISH, SQL_FINISH_NPARAMS, p, job_tx_done, st);
 }
 
 static void job_start(struct worker *w, PGresult *res, int row)
@@ -373,7 +409,9 @@ static void job_start(struct worker *w, PGresult *res, int row)
 	}
 	a = action_set_find(w->actions, job->action);
 	if (a == NULL) {
-		job_fail_now(job, "unknown action");
+		/* Made while a reload removed its action: held, like the others (worker_hold). */
+		job->hold = true;
+		job_record(job);
 		return;
 	}
 	job->max_attempts = action_max_attempts(a);
@@ -390,6 +428,8 @@ static void job_start(struct worker *w, PGresult *res, int row)
 	aj.source = PQgetvalue(res, row, 4);
 	aj.event = PQgetvalue(res, row, 5);
 	aj.event_bare = PQgetvalue(res, row, 6);
+	/* NULL (no flag) reads as "". */
+	aj.flag = PQgetvalue(res, row, 9);
 	log_debug("job started job=%s invoice=%s action=%s attempt=%d", job->id, job->invoice,
 	          job->action, job->attempts);
 	job->phase = JOB_RUNNING;
@@ -427,7 +467,8 @@ static void worker_claim(struct worker *w)
 	char n[16], unknown[16];
 	const char *p[4] = {w->owner.id, n, w->leases, unknown};
 
-	if (w->state != WORKER_RUNNING || room <= 0 || db_pool_up(w->pool) == 0)
+	if (w->state != WORKER_RUNNING || room <= 0 || db_pool_up(w->pool) == 0 ||
+	    !worker_hold_settled(&w->hold))
 		return;
 	if (w->claiming) {
 		w->claim_again = true;
@@ -437,11 +478,12 @@ static void worker_claim(struct worker *w)
 	w->claim_n = room;
 	snprintf(n, sizeof(n), "%d", room);
 	snprintf(unknown, sizeof(unknown), "%d", WORKER_UNKNOWN_LEASE);
-	if (db_query(w->pool,
-	             "SELECT job_id, invoice_id, action, attempts, source, event, event_bare,"
-	             " attempt_id FROM bayarhook.job_claim(p_owner => $1, p_limit => $2,"
-	             " p_leases => $3, p_default_lease => $4)",
-	             4, p, claim_done, w) == 0)
+	if (db_query(
+	        w->pool,
+	        "SELECT job_id, invoice_id, action, attempts, source, event, event_bare,"
+	        " attempt_id, status, flag FROM bayarhook.job_claim(p_owner => $1, p_limit => $2,"
+	        " p_leases => $3, p_default_lease => $4)",
+	        4, p, claim_done, w) == 0)
 		w->claiming = true;
 }
 
@@ -533,6 +575,7 @@ static void worker_connected(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	/* First thing once connected: jobs a crash here left behind. */
 	w->ticks = 0;
+	worker_hold_sync(&w->hold);
 	worker_reclaim(w);
 	worker_claim(w);
 }
@@ -594,6 +637,8 @@ struct worker *worker_new(struct event_base *base, const struct config *cfg, cha
 	}
 	if (worker_apply(w, cfg, err, errlen) < 0)
 		goto fail;
+	worker_hold_init(&w->hold, w->pool, worker_taken, w);
+	worker_hold_set(&w->hold, cfg, false); /* runs once the pool is up */
 	db_pool_listen(w->pool, "bayarhook_jobs", worker_notified, w);
 	db_pool_on_state(w->pool, worker_pool_state, w);
 	event_add(w->tick, &tick);
@@ -609,6 +654,7 @@ int worker_set_config(struct worker *w, const struct config *cfg, char *err, siz
 {
 	if (worker_apply(w, cfg, err, errlen) < 0)
 		return -1;
+	worker_hold_set(&w->hold, cfg, true);
 	worker_claim(w);
 	return 0;
 }
@@ -681,6 +727,7 @@ void worker_free(struct worker *w)
 	db_pool_free(w->pool);
 	while ((job = LIST_FIRST(&w->jobs)) != NULL)
 		job_free(job);
+	worker_hold_clear(&w->hold);
 	free(w->leases);
 	free(w);
 }

@@ -79,6 +79,7 @@ static const char *outcome_name(enum action_outcome o)
 	case ACTION_TIMEOUT:
 		return "timeout";
 	case ACTION_FAILED:
+	case ACTION_FAILED_PERMANENT: /* the job's state says the rest */
 		break;
 	}
 	return "failed";
@@ -99,6 +100,7 @@ void worker_outcome_set(struct worker_outcome *o, const struct action_result *re
 {
 	worker_outcome_clear(o);
 	snprintf(o->outcome, sizeof(o->outcome), "%s", outcome_name(res->outcome));
+	o->permanent = res->outcome == ACTION_FAILED_PERMANENT ? "true" : "false";
 	o->output = clean_text(res->output ? res->output : "", res->output ? res->output_len : 0,
 	                       WORKER_OUTPUT_MAX);
 	if (res->error)

@@ -17,8 +17,9 @@ struct worker_outcome {
 	char outcome[16];                          /* job_attempts.outcome */
 	char *exit_code, *http_status, *row_count; /* NULL: SQL NULL */
 	char *output;
-	char *error;       /* NULL on success */
-	char retry_in[32]; /* seconds ("12.345") if the job is retried; "0" on success */
+	char *error;           /* NULL on success */
+	char retry_in[32];     /* seconds ("12.345") if the job is retried; "0" on success */
+	const char *permanent; /* "true": dead at once (ACTION_FAILED_PERMANENT); "false" */
 };
 
 /*

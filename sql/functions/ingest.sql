@@ -9,8 +9,19 @@
 -- batch (binary text[], so neither side escapes it); its item then has
 -- neither "body" nor "event": the body is both. Items without one (refusals,
 -- the reconciler's) carry "body" and "event" in the batch as before.
+--
+-- Item keys since 005: secret_index (which webhook secret verified it) and
+-- signature_valid, for the audit row. An item with "verdict" 'unsigned'
+-- ([security] unsigned = confirm) is, like a refusal, an audit row only: the
+-- body's values never touch a payment.
+--
+-- Late payments (SPEC §7): a `paid` after `expired` or `cancelled` is
+-- accepted, the payment flagged 'paid after <old status>' (payments.flag),
+-- and the `paid` actions get their jobs: one job per invoice, action and
+-- triggering status (jobs_once_idx, 005). flag in the result is the flag this
+-- item raised (NULL when it raised none), so the caller can say so.
 CREATE OR REPLACE FUNCTION bayarhook.ingest(batch jsonb, bodies text[], actions jsonb)
-RETURNS TABLE (idx integer, verdict text, callback_id bigint)
+RETURNS TABLE (idx integer, verdict text, callback_id bigint, flag text)
 LANGUAGE plpgsql AS $fn$
 DECLARE
     r       record;
@@ -19,6 +30,7 @@ DECLARE
     f_cid   bigint[];
     slow    integer[];        -- items left to step 2
     vs      text[] := '{}';   -- verdict of item idx, at idx + 1
+    fl      text[] := '{}';   -- the flag item idx raised, at idx + 1
     old     text;
     v       text;
     njobs   integer;
@@ -32,7 +44,8 @@ BEGIN
                    status text, amount numeric, final_amount numeric, paid_at text,
                    paid_reff_num text, source text, event jsonb, remote_addr text,
                    peer_addr text, event_name text, http_status integer, error text,
-                   method text, headers jsonb, body text, audit boolean)),
+                   method text, headers jsonb, body text, audit boolean,
+                   secret_index integer, signature_valid boolean)),
     ins AS (
         INSERT INTO bayarhook.payments AS p
             (invoice_id, status, amount, final_amount, paid_at, paid_reff_num, source, event)
@@ -55,10 +68,11 @@ BEGIN
     audited AS (
         INSERT INTO bayarhook.callbacks
             (id, remote_addr, peer_addr, invoice_id, event, status, verdict, http_status,
-             error, method, headers, body)
+             error, method, headers, body, secret_index, signature_valid)
         SELECT c.cid, c.remote_addr, c.peer_addr, c.invoice_id, c.event_name, c.status,
                c.known, coalesce(c.http_status, 200), c.error, c.method,
-               coalesce(c.headers, '{}'), coalesce(bodies[c.idx + 1], c.body)
+               coalesce(c.headers, '{}'), coalesce(bodies[c.idx + 1], c.body),
+               c.secret_index, c.signature_valid
           FROM decided c
          WHERE c.cid IS NOT NULL
          ORDER BY c.cid)
@@ -74,6 +88,7 @@ BEGIN
         idx := f_idx[n];
         verdict := f_v[n];
         callback_id := f_cid[n];
+        flag := NULL;  -- a payment's first event raises no flag
         RETURN NEXT;
     END LOOP;
 
@@ -105,35 +120,44 @@ BEGIN
                                        THEN 'paid after ' || old ELSE p.flag_reason END
                  WHERE p.invoice_id = r.inv;
                 v := 'accepted';
+                -- Only a late paid gets here from a status other than pending.
+                IF old <> 'pending' THEN
+                    fl[r.i + 1] := 'paid after ' || old;
+                END IF;
             END IF;
             vs[r.i + 1] := v;
         END LOOP;
 
         RETURN QUERY
         WITH src AS MATERIALIZED (
-            SELECT x.*, vs[x.idx + 1] AS final_verdict,
+            SELECT x.*, vs[x.idx + 1] AS final_verdict, fl[x.idx + 1] AS raised,
                    CASE WHEN coalesce(x.audit, true)
                         THEN nextval('bayarhook.callbacks_id_seq') END AS cid
               FROM jsonb_to_recordset(batch) AS x(idx integer, remote_addr text,
                        peer_addr text, invoice_id text, event_name text, status text,
                        http_status integer, error text, method text, headers jsonb,
-                       body text, audit boolean)
+                       body text, audit boolean, secret_index integer,
+                       signature_valid boolean)
              WHERE x.idx = ANY (slow)),
         audited AS (
             INSERT INTO bayarhook.callbacks
                 (id, remote_addr, peer_addr, invoice_id, event, status, verdict,
-                 http_status, error, method, headers, body)
+                 http_status, error, method, headers, body, secret_index, signature_valid)
             SELECT s.cid, s.remote_addr, s.peer_addr, s.invoice_id, s.event_name, s.status,
                    s.final_verdict, coalesce(s.http_status, 200), s.error, s.method,
-                   coalesce(s.headers, '{}'), coalesce(bodies[s.idx + 1], s.body)
+                   coalesce(s.headers, '{}'), coalesce(bodies[s.idx + 1], s.body),
+                   s.secret_index, s.signature_valid
               FROM src s
              WHERE s.cid IS NOT NULL
              ORDER BY s.cid)
-        SELECT s.idx, s.final_verdict, s.cid FROM src s ORDER BY s.idx;
+        SELECT s.idx, s.final_verdict, s.cid, s.raised FROM src s ORDER BY s.idx;
     END IF;
 
     -- "hold": confirm_with_api; the jobs are held until the gateway confirms
-    -- the payment (bayarhook.confirm_held() in jobs.sql).
+    -- the payment (bayarhook.confirm_held() in jobs.sql). A job is keyed by
+    -- the status that triggered it (jobs.status, generated from
+    -- trigger_status), so a later status of the same invoice starts the
+    -- actions of that status even when they already ran for an earlier one.
     IF jsonb_path_exists(actions, '$.*[0]') THEN
         INSERT INTO bayarhook.jobs
             (invoice_id, action, trigger_status, source, event, state)
@@ -147,7 +171,7 @@ BEGIN
                         THEN actions -> (e ->> 'status') ELSE '[]' END) AS a(name)
          WHERE vs[(e ->> 'idx')::integer + 1] = 'accepted'
          ORDER BY 1, 2
-        ON CONFLICT (invoice_id, action) WHERE NOT replay DO NOTHING;
+        ON CONFLICT (invoice_id, action, status) WHERE NOT replay DO NOTHING;
         GET DIAGNOSTICS njobs = ROW_COUNT;
         IF njobs > 0 THEN
             PERFORM pg_notify('bayarhook_jobs', '');
@@ -161,5 +185,5 @@ $fn$;
 CREATE OR REPLACE FUNCTION bayarhook.ingest(batch jsonb, actions jsonb)
 RETURNS TABLE (idx integer, verdict text, callback_id bigint)
 LANGUAGE sql AS $fn$
-    SELECT * FROM bayarhook.ingest(batch, NULL::text[], actions)
+    SELECT i.idx, i.verdict, i.callback_id FROM bayarhook.ingest(batch, NULL::text[], actions) i
 $fn$;

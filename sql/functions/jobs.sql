@@ -11,9 +11,12 @@
 --   pending    waits for next_attempt_at, then job_claim() takes it
 --   running    claimed: lease_owner holds it until lease_until
 --   succeeded  final
---   dead       failed max_attempts times, or refused by the confirmer;
---              waits for bayarhook retry
---   held       waits for the gateway to confirm the payment (confirm_held)
+--   dead       failed max_attempts times, or once with a failure retrying
+--              cannot fix, or refused by the confirmer; waits for
+--              bayarhook retry
+--   held       held_reason NULL: waits for the gateway to confirm the
+--              payment (confirm_held); 'action_removed': waits for its
+--              action to come back to the config (job_resume)
 --   cancelled  final: bayarhook cancel ended it
 --
 -- Every write to a claimed job is fenced on its claim (lease_owner and
@@ -67,10 +70,12 @@ $do$;
 -- seconds (p_default_lease for an action this process does not know). The
 -- open attempt of a job taken over is closed as abandoned, and a new
 -- attempt row opened. event_bare is the event without the signature fields.
+-- status is the payment status that triggered the job; flag the payment's
+-- flag as it is now (SPEC §7: every action sees it; NULL when none).
 CREATE OR REPLACE FUNCTION bayarhook.job_claim(p_owner text, p_limit integer, p_leases jsonb,
                                                p_default_lease integer)
 RETURNS TABLE (job_id bigint, invoice_id text, action text, attempts integer, source text,
-               event text, event_bare text, attempt_id bigint)
+               event text, event_bare text, attempt_id bigint, status text, flag text)
 LANGUAGE sql AS $fn$
     WITH c AS (
         SELECT id FROM bayarhook.jobs
@@ -84,7 +89,7 @@ LANGUAGE sql AS $fn$
                lease_until = now() + make_interval(secs =>
                    coalesce((p_leases ->> t.action)::integer, p_default_lease))
           FROM c WHERE t.id = c.id
-        RETURNING t.id, t.invoice_id, t.action, t.attempts, t.source, t.event
+        RETURNING t.id, t.invoice_id, t.action, t.attempts, t.source, t.event, t.status
     ), ab AS (
         UPDATE bayarhook.job_attempts AS a SET outcome = 'abandoned', finished_at = now()
           FROM j WHERE a.job_id = j.id AND a.finished_at IS NULL
@@ -94,16 +99,19 @@ LANGUAGE sql AS $fn$
         RETURNING id, job_id
     )
     SELECT j.id, j.invoice_id, j.action, j.attempts, j.source, j.event::text,
-           (j.event - 'timestamp' - 'signature')::text, ins.id
+           (j.event - 'timestamp' - 'signature')::text, ins.id, j.status, p.flag
       FROM j JOIN ins ON ins.job_id = j.id
+      JOIN bayarhook.payments p ON p.invoice_id = j.invoice_id
      ORDER BY j.id
 $fn$;
 
 -- Records the outcome of attempt p_attempt_id of a job claimed by p_owner
 -- as its attempt number p_attempts. Success: succeeded. Failure: pending
 -- again in p_retry_in seconds (the caller's backoff), or dead once
--- attempts reach p_max_attempts. Returns the new state, or no row when the
--- claim is gone (nothing is written then).
+-- attempts reach p_max_attempts, or dead at once when p_permanent (a
+-- failure retrying cannot fix, SPEC §7: the action type decided it).
+-- Returns the new state, or no row when the claim is gone (nothing is
+-- written then). (006 dropped the version without p_permanent.)
 CREATE OR REPLACE FUNCTION bayarhook.job_finish(p_job bigint, p_owner text, p_attempts integer,
                                                 p_attempt_id bigint, p_outcome text,
                                                 p_max_attempts integer,
@@ -112,17 +120,20 @@ CREATE OR REPLACE FUNCTION bayarhook.job_finish(p_job bigint, p_owner text, p_at
                                                 p_http_status integer DEFAULT NULL,
                                                 p_row_count bigint DEFAULT NULL,
                                                 p_output text DEFAULT NULL,
-                                                p_error text DEFAULT NULL)
+                                                p_error text DEFAULT NULL,
+                                                p_permanent boolean DEFAULT false)
 RETURNS TABLE (state text)
 LANGUAGE sql AS $fn$
     WITH j AS (
         UPDATE bayarhook.jobs SET
                state = CASE WHEN p_outcome = 'succeeded' THEN 'succeeded'
-                            WHEN attempts >= p_max_attempts THEN 'dead'
+                            WHEN p_permanent OR attempts >= p_max_attempts THEN 'dead'
                             ELSE 'pending' END,
-               finished_at = CASE WHEN p_outcome = 'succeeded' OR attempts >= p_max_attempts
+               finished_at = CASE WHEN p_outcome = 'succeeded' OR p_permanent
+                                       OR attempts >= p_max_attempts
                                   THEN now() END,
-               next_attempt_at = CASE WHEN p_outcome = 'succeeded' OR attempts >= p_max_attempts
+               next_attempt_at = CASE WHEN p_outcome = 'succeeded' OR p_permanent
+                                           OR attempts >= p_max_attempts
                                       THEN next_attempt_at
                                       ELSE now() + p_retry_in * interval '1 second' END,
                last_error = p_error, lease_owner = NULL, lease_until = NULL
@@ -136,6 +147,78 @@ LANGUAGE sql AS $fn$
          WHERE id = p_attempt_id AND finished_at IS NULL AND EXISTS (SELECT 1 FROM j)
     )
     SELECT j.state FROM j
+$fn$;
+
+-- Actions that go away (SPEC §7): the pending jobs of every action not in
+-- p_actions (the actions of the running config) are held, held_reason
+-- 'action_removed': never claimed, no attempt spent. serve calls this at
+-- start and on every reload. Returns how many it held (held) and how many
+-- wait so in all, those held earlier included (waiting).
+CREATE OR REPLACE FUNCTION bayarhook.job_hold_removed(p_actions text[])
+RETURNS TABLE (held integer, waiting integer)
+LANGUAGE plpgsql AS $fn$
+BEGIN
+    UPDATE bayarhook.jobs j SET state = 'held', held_reason = 'action_removed'
+     WHERE j.state = 'pending' AND NOT (j.action = ANY (p_actions));
+    GET DIAGNOSTICS held = ROW_COUNT;
+    SELECT count(*)::integer INTO waiting FROM bayarhook.jobs j
+     WHERE j.state = 'held' AND j.held_reason = 'action_removed'
+       AND NOT (j.action = ANY (p_actions));
+    RETURN NEXT;
+END
+$fn$;
+
+-- The jobs job_hold_removed() held whose action is in p_actions again are
+-- pending, due now, and the queue is notified. Jobs held for the gateway's
+-- confirmation (held_reason NULL) are never touched. Returns how many.
+CREATE OR REPLACE FUNCTION bayarhook.job_resume(p_actions text[])
+RETURNS integer
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    n   integer;
+    inv text;
+BEGIN
+    WITH r AS (
+        UPDATE bayarhook.jobs j SET state = 'pending', held_reason = NULL,
+               next_attempt_at = now()
+         WHERE j.state = 'held' AND j.held_reason = 'action_removed'
+           AND j.action = ANY (p_actions)
+        RETURNING j.invoice_id
+    )
+    SELECT count(*)::integer, min(r.invoice_id) INTO n, inv FROM r;
+    IF n > 0 THEN
+        PERFORM pg_notify('bayarhook_jobs', inv);
+    END IF;
+    RETURN n;
+END
+$fn$;
+
+-- A claimed job whose action the claiming process does not know (made by a
+-- batch that was in flight while a reload removed the action): the claim
+-- is given back uncounted, as job_release() does, and the job held as
+-- job_hold_removed() holds. Fenced like job_finish(); returns the job, or
+-- no row when the claim is gone.
+CREATE OR REPLACE FUNCTION bayarhook.job_hold_claimed(p_job bigint, p_owner text,
+                                                      p_attempts integer, p_attempt_id bigint)
+RETURNS TABLE (job_id bigint)
+LANGUAGE plpgsql AS $fn$
+BEGIN
+    -- Two steps, each a move the state rule allows: running -> pending -> held.
+    UPDATE bayarhook.jobs j SET state = 'pending', attempts = j.attempts - 1,
+           lease_owner = NULL, lease_until = NULL
+     WHERE j.id = p_job AND j.lease_owner = p_owner AND j.attempts = p_attempts
+       AND j.state = 'running';
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    UPDATE bayarhook.jobs j SET state = 'held', held_reason = 'action_removed'
+     WHERE j.id = p_job;
+    UPDATE bayarhook.job_attempts a SET finished_at = now(), outcome = 'abandoned',
+           output = 'not run: its action is not in the config; the job is held'
+     WHERE a.id = p_attempt_id AND a.finished_at IS NULL;
+    job_id := p_job;
+    RETURN NEXT;
+END
 $fn$;
 
 -- bayarhook serve stopping (SIGTERM after the grace): the job goes back,
@@ -246,7 +329,8 @@ BEGIN
     status := st;
     names := p_actions -> st;
     IF EXISTS (SELECT 1 FROM bayarhook.jobs j
-                WHERE j.invoice_id = p_invoice AND j.state = 'held') THEN
+                WHERE j.invoice_id = p_invoice AND j.state = 'held'
+                  AND j.held_reason IS NULL) THEN
         outcome := 'held';
         RETURN NEXT;
         RETURN;
@@ -271,7 +355,7 @@ BEGIN
 END
 $fn$;
 
--- confirm_with_api: decides the held jobs of one invoice against the
+-- confirm_with_api: decides the held jobs (held_reason NULL) of one invoice against the
 -- gateway's check-payment answer. gw_status NULL means the gateway does not
 -- know the invoice. For each (status, final_amount) the held jobs were
 -- queued with:
@@ -304,7 +388,7 @@ BEGIN
     FOR g IN
         SELECT j.trigger_status AS st, j.event ->> 'final_amount' AS fa
           FROM bayarhook.jobs j
-         WHERE j.invoice_id = inv AND j.state = 'held'
+         WHERE j.invoice_id = inv AND j.state = 'held' AND j.held_reason IS NULL
          GROUP BY 1, 2
     LOOP
         why := NULL;
@@ -338,7 +422,7 @@ BEGIN
         n := 0;
         IF o = 'agreed' THEN
             UPDATE bayarhook.jobs j SET state = 'pending', next_attempt_at = now()
-             WHERE j.invoice_id = inv AND j.state = 'held'
+             WHERE j.invoice_id = inv AND j.state = 'held' AND j.held_reason IS NULL
                AND j.trigger_status = g.st AND (j.event ->> 'final_amount') IS NOT DISTINCT FROM g.fa;
             GET DIAGNOSTICS n = ROW_COUNT;
             IF n > 0 THEN
@@ -347,7 +431,7 @@ BEGIN
         ELSIF o = 'disagreed' THEN
             UPDATE bayarhook.jobs j SET state = 'dead', finished_at = now(),
                    last_error = 'not confirmed by the gateway: ' || why
-             WHERE j.invoice_id = inv AND j.state = 'held'
+             WHERE j.invoice_id = inv AND j.state = 'held' AND j.held_reason IS NULL
                AND j.trigger_status = g.st AND (j.event ->> 'final_amount') IS NOT DISTINCT FROM g.fa;
             GET DIAGNOSTICS n = ROW_COUNT;
             UPDATE bayarhook.payments p SET flagged = true,

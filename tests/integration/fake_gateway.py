@@ -9,12 +9,14 @@
     g.stop()
 
 Endpoints (under /api):
-    GET /check-payment.php?invoice=ID
+    GET /check-payment.php?invoice=ID   (the API docs' name; the gateway's own examples
+        say invoice_id=ID, and either is answered; invoice wins when both are given)
         200 {"success":true,"invoice_id",...}; 404 {"success":false,...} when unknown
     GET /list-payments.php?status=&start_date=YYYY-MM-DD&end_date=&page=&limit=
         200 {"success":true,"data":[...],"pagination":{"page","limit","total","total_pages"}}
         limit > 100 (or not a number) -> 400; newest first; dates are WIB (UTC+7)
 Every request needs X-API-Key equal to api_key, else 401.
+g.list_delay = 0.5 delays every list-payments answer (a slow gateway, for crash tests).
 """
 
 import copy
@@ -85,6 +87,7 @@ class FakeGateway:
         self.payments = {}          # invoice_id -> dict of check-payment fields (+created_at)
         self.requests = []          # request log
         self.unknown_status = 404   # check-payment answer for an unknown invoice
+        self.list_delay = 0         # seconds before each list-payments answer
         self._forced = []           # [(status, body, headers)] for the next requests
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
@@ -246,7 +249,7 @@ class FakeGateway:
         return self._list_payments(h, query)
 
     def _check_payment(self, h, query):
-        inv = query.get("invoice", "")
+        inv = query.get("invoice") or query.get("invoice_id") or ""
         if not inv:
             return h._send(400, {"success": False, "error": "invoice is required"})
         with self._lock:
@@ -276,6 +279,8 @@ class FakeGateway:
                 except ValueError:
                     return bad(f"{k} must be YYYY-MM-DD")
         status = query.get("status") or ""
+        if self.list_delay:
+            time.sleep(self.list_delay)
         with self._lock:
             items = copy.deepcopy(list(self.payments.values()))
         out = []

@@ -477,6 +477,16 @@ def string_amount(text):
     return raw("POST", "/callback", hdrs, body)
 
 
+def aliased(tag, aliases, signature=None):
+    """A genuinely signed callback with the alias keys placed before the real ones
+    (issue 17 finding 4: the first key used to win the BAYAR_* name)."""
+    body, hdrs = signed(tag)
+    d = json.loads(body)
+    if signature is not None:
+        hdrs = [(k, signature if k == "X-Webhook-Signature" else v) for k, v in hdrs]
+    return raw("POST", "/callback", hdrs, json.dumps({**aliases, **d}, separators=(",", ":")))
+
+
 def many_keys(n):
     body, hdrs = signed("keys", extra={f"k{i}": i for i in range(n)})
     return raw("POST", "/callback", hdrs, body)
@@ -674,6 +684,38 @@ CATALOGUE = [
      "no Set-Cookie in the answer, no forged log line"),
     ("xff-garbage", lambda: signed_req("xff", headers_extra=(("X-Forwarded-For", "<script>, ;"),)),
      "plain", 200, OK, "remote_addr stays the TCP peer"),
+    # --- fields posing as others (issue 17 finding 4, SPEC §13) ---
+    ("alias-keys-signed", lambda: aliased("alias", {"Invoice_ID": "PAY-OTHER-1",
+                                                    "STATUS": "expired", "FINAL_AMOUNT": 1}),
+     "plain", 400, M, "a genuine signature, but the aliases would give the script another "
+     "invoice's BAYAR_INVOICE_ID/STATUS/FINAL_AMOUNT"),
+    ("alias-case-only", lambda: aliased("aliascase", {"Status": "expired"}), "plain", 400, M, ""),
+    ("alias-punctuation-only", lambda: aliased("aliaspunct", {"invoice-id": "PAY-OTHER-1"}),
+     "plain", 400, M, ""),
+    ("alias-unsigned-field", lambda: aliased("aliasmail", {"Customer.Email": "x@example.com"}),
+     "plain", 400, M, "unsigned fields cannot pose as each other either"),
+    ("alias-escaped-underscore",
+     lambda: body_replace("aliasesc", b'{"event"', b'{"Invoice\\u005fID":"PAY-OTHER-1","event"'),
+     "plain", 400, M, "an escape spells the alias"),
+    ("alias-before-signature", lambda: aliased("aliassig", {"STATUS": "expired"},
+                                               signature="0" * 64),
+     "plain", 400, M, "decided before the signature: malformed, not bad_signature"),
+    ("near-keys-distinct", lambda: aliased("near", {"invoice_id2": "x", "status_": "x",
+                                                    "_final_amount": 1}),
+     "plain", 200, OK, "keys that give distinct BAYAR_* names are fine"),
+    # --- buyer's typing that actions must survive (refused or cleaned at job level) ---
+    ("event-control-byte", lambda: signed_req("evctl", event="payment.paid\x01\r\nX-Evil: 1",
+                                              headers_extra=()).replace(
+        b"X-Webhook-Event: payment.paid\x01\r\nX-Evil: 1", b"X-Webhook-Event: payment.paid"),
+     "plain", 200, OK, "accepted; a forward action sends X-Webhook-Event with '?' for each "
+     "control byte (test_fields.py)"),
+    ("email-leading-dash", lambda: signed_req("dash", extra={"customer_email":
+                                                             "--output=/etc/passwd"}),
+     "plain", 200, OK, "accepted; an exec job substituting it as a word is dead at once "
+     "(test_fields.py)"),
+    ("description-200k", lambda: signed_req("big", extra={"description": "d" * 200 * 1024}),
+     "plain", 413, "too_large", "over max_body_bytes here; with a larger limit an exec job "
+     "still runs, the variable left out (test_fields.py)"),
 ]
 
 
@@ -741,6 +783,10 @@ def test_hostile_request(hd, case):
         assert rows[0]["invoice_id"] is None, "an over-long id must not reach an indexed column"
     if name == "amount-1e400":
         assert db.payment(rows[0]["invoice_id"])["amount"] is None
+    if name.startswith("alias-"):
+        assert ans.json["error"].startswith("ambiguous field names: "), ans
+        assert rows[0]["error"] == ans.json["error"], rows[0]
+        assert db.count("payments", "invoice_id LIKE %s", ["PAY-hostile-alias%"]) == 0
 
 
 def test_catalogue_is_large_enough():

@@ -38,7 +38,7 @@ SPEC_COMMANDS = {
     "retry": [],
     "replay": ["--action"],
     "audit": ["--invoice", "--verdict", "--since", "--json"],
-    "send-test": ["--url", "--invoice", "--status", "--amount"],
+    "send-test": ["--url", "--real-secret", "--invoice", "--status", "--amount"],
 }
 # Where `cmake --install` / the .deb put things (prefix /usr).
 EXPECTED = [

@@ -103,12 +103,14 @@ def test_paid_without_callback_is_fulfilled_once(make_daemon, gateway, db, tmp_p
 
     ps = last_pass(db)
     assert ps["result"] == "completed" and ps["finished_at"] is not None
-    assert (ps["found"], ps["errors"], ps["checked"]) == (1, 0, 1)
+    assert (ps["found"], ps["errors"], ps["checked"]) == (1, 0, 0)
     assert ps["trigger"] == "cli"
-    # one list-payments page, one check-payment
-    assert ps["requests"] == len(gateway.requests) == 2
+    # One list-payments page per status of [reconciler] statuses (paid, expired,
+    # cancelled); the item carries check-payment's fields, so no check-payment.
+    assert ps["requests"] == len(gateway.requests) == 3
     for r in gateway.requests:
         assert r["headers"].get("X-API-Key") == bh.DEFAULT_API_KEY
+    assert [r["query"]["status"] for r in gateway.requests] == ["paid", "expired", "cancelled"]
     lst = gateway.requests_to("list-payments")[0]["query"]
     assert lst["status"] == "paid" and lst["limit"] == "100" and lst["page"] == "1"
     # today in WIB, minus lookback (2 days), minus one more day
@@ -129,7 +131,7 @@ def test_paid_without_callback_is_fulfilled_once(make_daemon, gateway, db, tmp_p
     # A second pass finds nothing to do: the invoice is paid here.
     reconcile(d)
     assert last_pass(db)["found"] == 0
-    assert len(gateway.requests_to("check-payment")) == 1
+    assert gateway.requests_to("check-payment") == []
     time.sleep(1)
     assert len(runs(d)) == 1
 
@@ -173,14 +175,15 @@ def test_two_429_then_success_completes(make_daemon, gateway, db, tmp_path):
     assert f"found   {inv}" in p.stdout
     assert db.payment(inv)["source"] == "reconciler"
     statuses = [r["status"] for r in gateway.requests]
-    assert statuses.count(429) == 2 and statuses[-1] == 200, statuses
+    assert statuses.count(429) == 2 and statuses[2:] == [200, 200, 200], statuses
     # Retry-After: 1 was honoured, twice: nothing was sent during the pauses.
     times = [r["time"] for r in gateway.requests]
     assert times[1] - times[0] >= 0.9 and times[2] - times[1] >= 0.9, times
     assert took >= 1.8
     ps = last_pass(db)
     assert ps["result"] == "completed" and ps["errors"] == 0
-    assert ps["requests"] == len(gateway.requests) == 4
+    # paid: 429, 429, 200; then expired and cancelled
+    assert ps["requests"] == len(gateway.requests) == 5
 
 
 def test_long_retry_after_is_honoured_by_not_asking(make_daemon, gateway, db, tmp_path):
@@ -218,7 +221,9 @@ def test_persistent_500_fails_the_pass_after_bounded_retries(make_daemon, gatewa
     assert "failed" in p.stderr and "HTTP 500" in p.stderr, p.stderr
     ps = last_pass(db)
     assert ps["result"] == "failed" and ps["errors"] == 1 and "500" in ps["note"]
-    assert len(gateway.requests) == 5  # the first try and 4 retries, then it gives up
+    # The first try and 4 retries, then it gives up: the gateway is down, so the
+    # pass ends rather than try the other statuses' sweeps.
+    assert len(gateway.requests) == 5
 
 
 def test_wrong_api_key_fails_fast_and_never_logs_the_key(make_daemon, gateway, db, tmp_path):
@@ -246,12 +251,14 @@ def test_malformed_answer_is_a_clear_error(make_daemon, gateway, db, tmp_path):
 
 
 def test_rate_limit_is_respected(make_daemon, gateway, db, tmp_path):
-    # 6 requests at 3 per minute: the 4th waits until a minute after the 1st.
+    # 8 requests at 3 per minute: the 4th waits until a minute after the 1st.
     # Too slow for every run; the limit itself is what is checked.
-    for i in range(5):
-        gateway.add_payment(bh.new_invoice(f"rl{i}"), status="paid")
     d = make_recon(make_daemon, gateway, tmp_path,
                    config={"reconciler": {"max_requests_per_minute": "3"}})
+    for i in range(5):  # pending here: each one a check-payment
+        inv = bh.new_invoice(f"rl{i}")
+        gateway.add_payment(inv, status="pending")
+        add_local(db, inv, "pending", age_s=600)
     argv = [bh.BIN, "-c", d.config_path, "reconcile", "--once"]
     child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=d.env,
                              text=True)
@@ -319,6 +326,8 @@ def test_pending_invoices(make_daemon, gateway, db, tmp_path):
     assert f"checked {young}  paid less than min_age ago" in p.stdout, p.stdout
     asked = {r["query"]["invoice"] for r in gateway.requests_to("check-payment")}
     assert asked == {still, paid, expired}  # not the young one: its callback may yet come
+    # The sweeps list paid and expired ones too: each invoice is handled once a pass.
+    assert len(gateway.requests_to("check-payment")) == 3
     assert db.payment(still)["status"] == "pending"
     assert db.count("jobs", "invoice_id = %s", [still]) == 0  # a pending invoice is not fulfilled
     assert db.payment(paid)["status"] == "paid" and db.count("jobs", "invoice_id = %s", [paid]) == 1
@@ -340,7 +349,7 @@ def test_three_pages_are_swept_completely(make_daemon, gateway, db, tmp_path):
         gateway.add_payment(inv, status="paid", final_amount=50000 + i,
                             created_at=bh_wib_days_ago(0) - datetime.timedelta(seconds=i))
     d = make_recon(make_daemon, gateway, tmp_path)
-    # 10 of them are already paid here: the sweep skips them without a check-payment.
+    # 10 of them are already paid here: the sweep skips them without recording them.
     for inv in invs[:10]:
         add_local(db, inv, status="paid", age_s=100)
     # Outside lookback + 1 day: not listed, not found.
@@ -349,16 +358,19 @@ def test_three_pages_are_swept_completely(make_daemon, gateway, db, tmp_path):
 
     p = reconcile(d)
     lists = gateway.requests_to("list-payments")
-    assert sorted(int(r["query"]["page"]) for r in lists) == [1, 2, 3]
+    paid_pages = [r for r in lists if r["query"]["status"] == "paid"]
+    assert sorted(int(r["query"]["page"]) for r in paid_pages) == [1, 2, 3]
+    # expired and cancelled: one empty page each
+    assert sorted((r["query"]["status"], r["query"]["page"]) for r in lists
+                  if r not in paid_pages) == [("cancelled", "1"), ("expired", "1")]
     assert all(r["query"]["limit"] == "100" for r in lists)
-    checks = [r["query"]["invoice"] for r in gateway.requests_to("check-payment")]
-    assert sorted(checks) == sorted(invs[10:])
+    assert gateway.requests_to("check-payment") == []
     assert db.count("payments", "source = 'reconciler' AND status = 'paid'") == 240
     assert db.count("jobs", "source = 'reconciler'") == 240
     assert db.payment(old) is None
     assert float(db.payment(invs[200])["final_amount"]) == 50200
     ps = last_pass(db)
-    assert (ps["pages"], ps["checked"], ps["found"], ps["errors"]) == (3, 240, 240, 0)
+    assert (ps["pages"], ps["checked"], ps["found"], ps["errors"]) == (5, 0, 240, 0)
     assert p.stdout.count("\nfound ") + p.stdout.startswith("found ") == 240
 
 
@@ -434,33 +446,43 @@ def test_confirm_with_api_unknown_invoice_is_refused(make_daemon, gateway, db, t
 
 
 # ---------------------------------------------------------------------------
-# the measurement asked for in issue 4
+# the measurements asked for in issues 4 and 11
 
-def test_measure_thousand_paid_invoices(make_daemon, gateway, db, tmp_path):
+def test_measure_thousand_invoices_in_each_status(make_daemon, gateway, db, tmp_path):
     n = 1000
-    for i in range(n):
-        gateway.add_payment(bh.new_invoice(f"m{i:04d}"), status="paid",
-                            created_at=bh_wib_days_ago(0) - datetime.timedelta(seconds=i))
-    d = make_recon(make_daemon, gateway, tmp_path)
+    for st in ("paid", "expired", "cancelled"):
+        for i in range(n):
+            gateway.add_payment(bh.new_invoice(f"m{st[0]}{i:04d}"), status=st,
+                                created_at=bh_wib_days_ago(0) - datetime.timedelta(seconds=i))
+    d = make_recon(make_daemon, gateway, tmp_path,
+                   config={"action.fulfill": {"on": "paid, expired, cancelled"}})
     t0 = time.monotonic()
     p = reconcile(d, timeout=300)
     wall = time.monotonic() - t0
     ps = last_pass(db)
-    lists = len(gateway.requests_to("list-payments"))
+    lists = gateway.requests_to("list-payments")
     checks = len(gateway.requests_to("check-payment"))
-    print(f"\nMEASURE: {n} paid invoices: {ps['requests']} API requests "
-          f"({lists} list-payments pages + {checks} check-payment), pass "
+    print(f"\nMEASURE: {n} invoices in each of paid, expired, cancelled: {ps['requests']} API "
+          f"requests ({len(lists)} list-payments pages + {checks} check-payment), pass "
           f"{(ps['finished_at'] - ps['started_at']).total_seconds():.2f} s, "
           f"command wall time {wall:.2f} s\n{p.stdout.splitlines()[-1]}")
-    assert (lists, checks, ps["requests"]) == (10, n, n + 10)
-    assert ps["found"] == n and ps["result"] == "completed"
-    assert db.count("jobs", "source = 'reconciler'") == n
-    # The next pass: the same 1,000 are paid here, so only the pages are read.
+    # Ten pages of 100 per status; the items are recorded as listed.
+    assert sorted((r["query"]["status"], int(r["query"]["page"])) for r in lists) == \
+        sorted((st, pg) for st in ("paid", "expired", "cancelled") for pg in range(1, 11))
+    assert (checks, ps["requests"]) == (0, 30)
+    assert ps["found"] == 3 * n and ps["result"] == "completed"
+    for st in ("paid", "expired", "cancelled"):
+        assert db.count("payments", "source = 'reconciler' AND status = %s", [st]) == n
+        assert db.count("jobs", "source = 'reconciler' AND invoice_id IN (SELECT invoice_id"
+                                " FROM bayarhook.payments WHERE status = %s)", [st]) == n
+    # The next pass: the same 3,000 are known here, so only the pages are read.
     gateway.clear_requests()
     t0 = time.monotonic()
     reconcile(d)
     wall = time.monotonic() - t0
     ps = last_pass(db)
-    print(f"MEASURE: next pass over the same {n}: {ps['requests']} API requests, "
+    print(f"MEASURE: next pass over the same {3 * n}: {ps['requests']} API requests, "
+          f"pass {(ps['finished_at'] - ps['started_at']).total_seconds():.2f} s, "
           f"command wall time {wall:.2f} s")
-    assert (ps["requests"], ps["found"]) == (10, 0)
+    assert (ps["requests"], ps["found"]) == (30, 0)
+    assert db.count("jobs") == 3 * n

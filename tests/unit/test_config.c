@@ -89,6 +89,26 @@ static int teardown(void **state)
 
 #define SECRET "[security]\nwebhook_secret = whsec_test\n"
 
+/* SPEC §7: unsigned = confirm, with the API key it needs. */
+static void test_unsigned_confirm(void **state)
+{
+	char err[512];
+	struct config *cfg;
+
+	(void)state;
+	cfg =
+	    load_text(SECRET "unsigned = confirm\n[gateway]\napi_key = key-1\n", err, sizeof(err));
+	if (cfg == NULL)
+		fail_msg("%s", err);
+	assert_true(cfg->unsigned_confirm);
+	config_free(cfg);
+	cfg = load_text(SECRET "unsigned = refuse\n", err, sizeof(err));
+	if (cfg == NULL)
+		fail_msg("%s", err);
+	assert_false(cfg->unsigned_confirm);
+	config_free(cfg);
+}
+
 static void test_defaults(void **state)
 {
 	char err[512];
@@ -112,6 +132,7 @@ static void test_defaults(void **state)
 	assert_string_equal(cfg->secrets[0], "whsec_test");
 	assert_int_equal(cfg->replay_window, 300);
 	assert_false(cfg->confirm_with_api);
+	assert_false(cfg->unsigned_confirm);
 	assert_string_equal(cfg->conninfo, "postgresql:///bayarhook");
 	assert_string_equal(cfg->gateway_base_url, "https://www.bayar.gg/api");
 	assert_null(cfg->api_key);
@@ -121,11 +142,18 @@ static void test_defaults(void **state)
 	assert_int_equal(cfg->reconciler_lookback, 172800);
 	assert_int_equal(cfg->reconciler_min_age, 120);
 	assert_int_equal(cfg->reconciler_max_rpm, 30);
+	assert_int_equal(cfg->reconciler_statuses, STATUS_MASK(STATUS_PAID) |
+	                                               STATUS_MASK(STATUS_EXPIRED) |
+	                                               STATUS_MASK(STATUS_CANCELLED));
 	assert_int_equal(cfg->max_attempts, 10);
 	assert_int_equal(cfg->backoff_initial, 5);
 	assert_int_equal(cfg->backoff_max, 3600);
 	assert_int_equal(cfg->concurrency, 4);
 	assert_int_equal(cfg->nactions, 0);
+	config_free(cfg);
+	cfg = load_text(SECRET "[reconciler]\nstatuses = expired\n", err, sizeof(err));
+	assert_non_null(cfg);
+	assert_int_equal(cfg->reconciler_statuses, STATUS_MASK(STATUS_EXPIRED));
 	config_free(cfg);
 }
 
@@ -355,7 +383,8 @@ static const struct error_case error_cases[] = {
      "@/receiver.conf:1: webhook_secret_file: required (or webhook_secret)"},
     {"missing secret, no section", "[server]\n",
      "@/receiver.conf:0: webhook_secret_file: required (or webhook_secret)"},
-    {"secret inline and file", "[security]\nwebhook_secret = x\nwebhook_secret_file = s\n",
+    {"secret inline and file",
+     "[security]\nwebhook_secret = whsec_long_enough\nwebhook_secret_file = s\n",
      "@/receiver.conf:3: webhook_secret_file: conflicts with webhook_secret on line 2"},
     {"secret file missing", "[security]\nwebhook_secret_file = nope\n",
      "@/receiver.conf:2: webhook_secret_file: cannot open @/nope: No such file or directory"},
@@ -373,6 +402,10 @@ static const struct error_case error_cases[] = {
      "@/receiver.conf:4: backoff_max: must be at least backoff_initial (7200)"},
     {"confirm_with_api without an API key", SECRET "confirm_with_api = true\n",
      "@/receiver.conf:3: confirm_with_api: needs a [gateway] api_key_file (or api_key)"},
+    {"unsigned = confirm without an API key", SECRET "unsigned = confirm\n",
+     "@/receiver.conf:3: unsigned: confirm needs a [gateway] api_key_file (or api_key)"},
+    {"bad unsigned", SECRET "unsigned = accept\n",
+     "@/receiver.conf:3: unsigned: must be refuse or confirm"},
     {"'#' without a blank is no comment", SECRET "replay_window = 60# one minute\n",
      "@/receiver.conf:3: replay_window: must be a whole number"},
     {"duplicate key", "[server]\nlisten = 127.0.0.1:1\nlisten = 127.0.0.1:2\n",
@@ -425,6 +458,11 @@ static const struct error_case error_cases[] = {
      "@/receiver.conf:5: url: must start with http:// or https://"},
     {"action max_attempts zero", SECRET "[action.a]\ntype = exec\ncommand = x\nmax_attempts = 0\n",
      "@/receiver.conf:6: max_attempts: must be between 1 and 1000"},
+    {"sweep pending", SECRET "[reconciler]\nstatuses = paid, pending\n",
+     "@/receiver.conf:4: statuses: pending cannot be swept (use paid, expired, cancelled)"},
+    {"sweep unknown status", SECRET "[reconciler]\nstatuses = paid, refunded\n",
+     "@/receiver.conf:4: statuses: unknown status 'refunded' (use pending, paid, expired, "
+     "cancelled)"},
 };
 
 static void test_errors(void **state)
@@ -548,7 +586,7 @@ static void test_comments_and_blanks(void **state)
 	    "allow_from =                     ; optional\r\n"
 	    "\t request_timeout=7 # seconds\r\n"
 	    "[security]\r\n"
-	    "webhook_secret = whsec_x   # hash comment after blank\r\n"
+	    "webhook_secret = whsec_x_012345678   # hash comment after blank\r\n"
 	    "[database]\r\n"
 	    "conninfo = dbname=a#not-a-comment;nor-this\r\n"
 	    "[action.a]\r\n"
@@ -564,7 +602,7 @@ static void test_comments_and_blanks(void **state)
 	assert_string_equal(cfg->conninfo, "dbname=a#not-a-comment;nor-this");
 	assert_int_equal(cfg->allow_from.n, 0);
 	assert_int_equal(cfg->request_timeout, 7);
-	assert_string_equal(cfg->secrets[0], "whsec_x");
+	assert_string_equal(cfg->secrets[0], "whsec_x_012345678");
 	assert_string_equal(cfg->actions[0].statement, "UPDATE t SET a = 1 WHERE b = ';';");
 	config_free(cfg);
 }
@@ -692,6 +730,7 @@ static void test_docs_name_every_key(void **state)
 	    "command",
 	    "statement",
 	    "expect_rows",
+	    "on_mismatch",
 	    "url",
 	    "sign",
 	    "secret_file",
@@ -900,6 +939,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_defaults, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_full, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_unsigned_confirm, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_action_defaults, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_missing_file, setup, teardown),

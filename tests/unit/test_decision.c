@@ -391,6 +391,10 @@ static void test_requests(void **state)
 		                 c->want_status);
 		assert_string_equal(d.message, c->want_message ? c->want_message
 		                                               : verdict_reason_message(c->want));
+		/* Only a verified signature (stale or not) says so. */
+		assert_int_equal(d.signature_valid,
+		                 c->want == REASON_NONE || c->want == REASON_OUTSIDE_WINDOW);
+		assert_false(d.is_unsigned);
 		if (c->want == REASON_NONE) {
 			assert_int_equal(d.secret_index, 0);
 			assert_string_equal(d.ev.invoice_id, "INV-1");
@@ -442,11 +446,99 @@ static void test_stale_but_authentic(void **state)
 	config_init(&cfg, secrets, 2);
 	decision_make(&d, &cfg, &req, NOW + 3600);
 	assert_int_equal(d.reason, REASON_OUTSIDE_WINDOW);
+	assert_int_equal(decision_verdict(&d), VERDICT_STALE_TIMESTAMP);
+	assert_int_equal(verdict_reason_http_status(d.reason), 401);
 	assert_int_equal(d.secret_index, 1);
+	assert_true(d.signature_valid);
 	/* What the body holds stays readable for the audit. */
 	assert_string_equal(d.ev.invoice_id, "INV-1");
 	assert_string_equal(d.ev.status_text, "paid");
 	decision_release(&d);
+
+	/* Forged and stale: refused for the signature, which is not valid. */
+	sig[0] = sig[0] == '0' ? '1' : '0';
+	decision_make(&d, &cfg, &req, NOW + 3600);
+	assert_int_equal(d.reason, REASON_SIGNATURE_WRONG);
+	assert_false(d.signature_valid);
+	assert_int_equal(d.secret_index, -1);
+	decision_release(&d);
+}
+
+struct unsigned_case {
+	const char *name;
+	bool confirm;             /* [security] unsigned = confirm */
+	const char *body;         /* NULL: BODY */
+	const char *ts;           /* NULL: absent */
+	const char *sig;          /* NULL: absent; "@": signed right */
+	enum verdict_reason want; /* REASON_NONE with want_unsigned: unsigned */
+	bool want_unsigned;
+	enum verdict want_verdict;
+	int want_status;
+};
+
+/* SPEC §7: only a request with no signature at all is unsigned, and only under confirm. */
+static void test_unsigned(void **state)
+{
+	static const struct unsigned_case cases[] = {
+	    {"no signature, confirm", true, NULL, TS, NULL, REASON_NONE, true, VERDICT_UNSIGNED,
+	     200},
+	    {"no signature nor timestamp, confirm", true, NULL, NULL, NULL, REASON_NONE, true,
+	     VERDICT_UNSIGNED, 200},
+	    /* Nothing vouches for the timestamp: the window does not apply. */
+	    {"stale timestamp, no signature, confirm", true, NULL, "1", NULL, REASON_NONE, true,
+	     VERDICT_UNSIGNED, 200},
+	    {"no signature, refuse", false, NULL, TS, NULL, REASON_NO_SIGNATURE, false,
+	     VERDICT_BAD_SIGNATURE, 401},
+	    {"no signature nor timestamp, refuse", false, NULL, NULL, NULL, REASON_NO_TIMESTAMP,
+	     false, VERDICT_STALE_TIMESTAMP, 401},
+	    /* A wrong signature is a forgery, whatever the setting. */
+	    {"wrong signature, confirm", true, NULL, TS, "00", REASON_SIGNATURE_WRONG, false,
+	     VERDICT_BAD_SIGNATURE, 401},
+	    {"empty signature, confirm", true, NULL, TS, "", REASON_SIGNATURE_WRONG, false,
+	     VERDICT_BAD_SIGNATURE, 401},
+	    {"wrong body signature, confirm", true,
+	     SIGNED_IN_BODY(",\"timestamp\":1705312530,\"signature\":\"abc\""), NULL, NULL,
+	     REASON_SIGNATURE_WRONG, false, VERDICT_BAD_SIGNATURE, 401},
+	    {"signed, confirm", true, NULL, TS, "@", REASON_NONE, false, VERDICT_ACCEPTED, 200},
+	    /* Shape still comes first. */
+	    {"malformed, confirm", true, "{\"status\":\"paid\"}", NULL, NULL,
+	     REASON_MISSING_INVOICE, false, VERDICT_MALFORMED, 400},
+	};
+	char *secrets[] = {(char *)SECRET};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const struct unsigned_case *c = &cases[i];
+		const char *body = c->body != NULL ? c->body : BODY;
+		struct decision_request req = {
+		    .method = "POST", .body = body, .body_len = strlen(body)};
+		struct callback_answer ans;
+		struct config cfg;
+		struct decision d;
+		char sig[65], buf[256];
+
+		config_init(&cfg, secrets, 1);
+		cfg.unsigned_confirm = c->confirm;
+		sign_body(body, TS, sig);
+		req.x_webhook_timestamp = c->ts;
+		req.x_webhook_signature = c->sig != NULL && strcmp(c->sig, "@") == 0 ? sig : c->sig;
+		decision_make(&d, &cfg, &req, NOW);
+		if (d.reason != c->want || d.is_unsigned != c->want_unsigned)
+			fail_msg("%s: got reason %d unsigned %d", c->name, d.reason, d.is_unsigned);
+		assert_int_equal(decision_verdict(&d), c->want_verdict);
+		assert_int_equal(d.signature_valid, c->want_verdict == VERDICT_ACCEPTED);
+		callback_answer_for(decision_verdict(&d), d.reason, d.message, &ans, buf,
+		                    sizeof(buf));
+		assert_int_equal(ans.status, c->want_status);
+		if (c->want_unsigned) {
+			assert_string_equal(ans.body, "{\"success\":true}");
+			assert_int_equal(d.secret_index, -1);
+			/* The body's values are there for the audit row. */
+			assert_string_equal(d.ev.invoice_id, "INV-1");
+			assert_string_equal(d.message, "");
+		}
+		decision_release(&d);
+	}
 }
 
 /* ---- the tables and the answers ---- */
@@ -502,6 +594,7 @@ static void test_answers(void **state)
 {
 	static const struct answer_case cases[] = {
 	    {VERDICT_ACCEPTED, REASON_NONE, "", 200, "{\"success\":true}", false, 0},
+	    {VERDICT_UNSIGNED, REASON_NONE, "", 200, "{\"success\":true}", false, 0},
 	    {VERDICT_OUT_OF_ORDER, REASON_NONE, "", 200, "{\"success\":true}", false, 0},
 	    {VERDICT_DUPLICATE, REASON_NONE, "", 200, "{\"success\":true,\"duplicate\":true}",
 	     false, 0},
@@ -542,12 +635,33 @@ static void test_answers(void **state)
 	}
 }
 
+/* Which durable callbacks the gateway is asked about (SPEC §7), and which never. */
+static void test_followup(void **state)
+{
+	enum callback_followup kind;
+
+	(void)state;
+	assert_true(callback_followup_for(VERDICT_STALE_TIMESTAMP, false, true, &kind));
+	assert_int_equal(kind, CALLBACK_FOLLOWUP_STALE);
+	assert_true(callback_followup_for(VERDICT_UNSIGNED, true, false, &kind));
+	assert_int_equal(kind, CALLBACK_FOLLOWUP_UNSIGNED);
+	/* A forged stale one never costs a gateway request. */
+	assert_false(callback_followup_for(VERDICT_STALE_TIMESTAMP, false, false, &kind));
+	assert_false(callback_followup_for(VERDICT_BAD_SIGNATURE, false, false, &kind));
+	/* Recorded events need no asking; nor does anything the store did not say unsigned. */
+	assert_false(callback_followup_for(VERDICT_ACCEPTED, false, true, &kind));
+	assert_false(callback_followup_for(VERDICT_DUPLICATE, false, true, &kind));
+	assert_false(callback_followup_for(VERDICT_UNAVAILABLE, true, false, &kind));
+	assert_false(callback_followup_for(VERDICT_UNSIGNED, false, false, &kind));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_vectors),       cmocka_unit_test(test_requests),
 	    cmocka_unit_test(test_size_limit),    cmocka_unit_test(test_stale_but_authentic),
 	    cmocka_unit_test(test_verdict_table), cmocka_unit_test(test_answers),
+	    cmocka_unit_test(test_unsigned),      cmocka_unit_test(test_followup),
 	};
 
 	return cmocka_run_group_tests_name("decision", tests, NULL, NULL);

@@ -91,6 +91,30 @@ static const struct bad_case bad_cases[] = {
      REASON_DUPLICATE_KEY},
     {"{\"k\xc3\xa9\":1,\"k\xc3\xa9\":2," OK_FIELDS "}", 0, "duplicate key: k??",
      REASON_DUPLICATE_KEY},
+    /*
+     * SPEC §13: two keys giving one BAYAR_* name (upper case, any other byte
+     * '_') are malformed, so that neither can pose as the other to a script.
+     * The message names both, in body order.
+     */
+    {"{\"Invoice_ID\":\"PAY-OTHER-1\",\"STATUS\":\"expired\",\"FINAL_AMOUNT\":1," OK_FIELDS "}", 0,
+     "ambiguous field names: FINAL_AMOUNT, final_amount", REASON_AMBIGUOUS_KEY},
+    {"{\"A\":1,\"a\":2," OK_FIELDS "}", 0, "ambiguous field names: A, a", REASON_AMBIGUOUS_KEY},
+    {"{" OK_FIELDS ",\"Status\":\"paid\"}", 0, "ambiguous field names: status, Status",
+     REASON_AMBIGUOUS_KEY},
+    {"{\"invoice-id\":\"x\"," OK_FIELDS "}", 0, "ambiguous field names: invoice-id, invoice_id",
+     REASON_AMBIGUOUS_KEY},
+    {"{\"invoice.id\":\"x\"," OK_FIELDS "}", 0, "ambiguous field names: invoice.id, invoice_id",
+     REASON_AMBIGUOUS_KEY},
+    {"{\"invoice id\":\"x\"," OK_FIELDS "}", 0, "ambiguous field names: invoice id, invoice_id",
+     REASON_AMBIGUOUS_KEY},
+    /* An escape spells the same key differently: still one variable. */
+    {"{\"Invoice\\u005fId\":\"x\"," OK_FIELDS "}", 0,
+     "ambiguous field names: Invoice_Id, invoice_id", REASON_AMBIGUOUS_KEY},
+    /* Punctuation only, no letters involved; non-ASCII bytes fold to '_' each. */
+    {"{\"a-b\":1,\"a.b\":2," OK_FIELDS "}", 0, "ambiguous field names: a-b, a.b",
+     REASON_AMBIGUOUS_KEY},
+    {"{\"k\xc3\xa9\":1,\"k__\":2," OK_FIELDS "}", 0, "ambiguous field names: k??, k__",
+     REASON_AMBIGUOUS_KEY},
     /* Long keys are cut to fit the message. */
     {"{\"" LONG_KEY "\":1,\"" LONG_KEY "\":2," OK_FIELDS "}", 0,
      "duplicate key: 01234567890123456789012345678901234567890123456789012345678901234567890"
@@ -255,7 +279,9 @@ static const struct good_case good_cases[] = {
     {"{\"note\":\"C:\\\\u0000\"," OK_FIELDS "}", "50123", "", "", NULL, NULL},
     /* Only top-level keys must be unique; PHP keeps the last nested one. */
     {"{\"x\":{\"a\":1,\"a\":2}," OK_FIELDS "}", "50123", "", "", NULL, NULL},
-    {"{\"A\":1,\"a\":2," OK_FIELDS "}", "50123", "", "", NULL, NULL},
+    /* Keys that differ by more than case or punctuation give distinct BAYAR_* names. */
+    {"{\"a\":1,\"ab\":2,\"a_\":3,\"_a\":4,\"invoice_id2\":5," OK_FIELDS "}", "50123", "", "", NULL,
+     NULL},
     {"{\"list\":[1,2.5,-0,1e3,{\"k\":[true,false,null,\"\\\"]\"]}]," OK_FIELDS "}", "50123", "", "",
      NULL, NULL},
     {"{\"invoice_id\":\"PAY-\xe4\xb8\xad\xf0\x9f\x98\x80\",\"status\":\"pending\","
@@ -313,7 +339,7 @@ static void test_event_field(void **state)
 	    "\"note\":null,\"items\":[1],\"meta\":{\"a\":1},\"ratio\":0.1,\"big\":1e15,"
 	    "\"huge\":1e999,\"neg_huge\":-1e999,\"negzero\":-0.0,\"intzero\":-0,"
 	    "\"bigint\":99999999999999999999,\"max\":9223372036854775807,\"tiny\":1.5e-5,"
-	    "\"empty\":\"\",\"Case\":\"upper\",\"case\":\"lower\"}";
+	    "\"empty\":\"\",\"Case\":\"upper\"}";
 	static const struct field_case cases[] = {
 	    {"event", "payment.paid"},
 	    {"invoice_id", "PAY-admin-1"},
@@ -340,7 +366,7 @@ static void test_event_field(void **state)
 	    {"tiny", "1.5E-5"},
 	    {"empty", ""},
 	    {"Case", "upper"},
-	    {"case", "lower"},
+	    {"case", NULL}, /* PHP's properties are case-sensitive */
 	    {"CASE", NULL},
 	    {"missing", NULL},
 	    {"", NULL},
@@ -392,6 +418,8 @@ static void test_event_from_json(void **state)
 	     NULL},
 	    {"{\"status\":\"paid\",\"final_amount\":1}", "missing field: invoice_id", NULL},
 	    {"{\"a\":1,\"a\":1," OK_FIELDS "}", "duplicate key: a", NULL},
+	    {"{\"Status\":\"expired\"," OK_FIELDS "}", "ambiguous field names: Status, status",
+	     NULL},
 	    {"{\"a\":\"\xff\"," OK_FIELDS "}", "body is not valid UTF-8", NULL},
 	    {"[1]", "body is not a JSON object", NULL},
 	};
@@ -524,6 +552,24 @@ static void test_many_keys(void **state)
 	free(body);
 }
 
+/* The BAYAR_* name of a field, the one folding both event_parse and the exec action use. */
+static void test_var_name(void **state)
+{
+	static const char *const cases[][2] = {
+	    {"invoice_id", "BAYAR_INVOICE_ID"}, {"Invoice-ID", "BAYAR_INVOICE_ID"},
+	    {"a.b c", "BAYAR_A_B_C"},           {"k\xc3\xa9", "BAYAR_K__"},
+	    {"Mixed9", "BAYAR_MIXED9"},         {"", "BAYAR_"},
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *v = event_var_name(cases[i][0]);
+
+		assert_string_equal(v, cases[i][1]);
+		free(v);
+	}
+}
+
 static void test_release_null(void **state)
 {
 	struct pay_event ev;
@@ -541,7 +587,7 @@ int main(void)
 	    cmocka_unit_test(test_good_bodies),     cmocka_unit_test(test_event_field),
 	    cmocka_unit_test(test_event_from_json), cmocka_unit_test(test_utf8),
 	    cmocka_unit_test(test_status),          cmocka_unit_test(test_many_keys),
-	    cmocka_unit_test(test_release_null),
+	    cmocka_unit_test(test_release_null),    cmocka_unit_test(test_var_name),
 	};
 
 	return cmocka_run_group_tests_name("event", tests, NULL, NULL);

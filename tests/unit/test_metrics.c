@@ -269,9 +269,13 @@ static void test_all_families_at_zero(void **state)
 	    {"bayarhook_store_batch_size", "histogram"},
 	    {"bayarhook_jobs", "gauge"},
 	    {"bayarhook_job_attempts_total", "counter"},
+	    {"bayarhook_jobs_dead_total", "counter"},
 	    {"bayarhook_queue_depth", "gauge"},
 	    {"bayarhook_reconciler_passes_total", "counter"},
 	    {"bayarhook_reconciler_found_total", "counter"},
+	    {"bayarhook_missed_callbacks_total", "counter"},
+	    {"bayarhook_followup_checks_total", "counter"},
+	    {"bayarhook_payments_flagged_total", "counter"},
 	    {"bayarhook_build_info", "gauge"},
 	    {"process_start_time_seconds", "gauge"},
 	    {"bayarhook_metrics_dropped_total", "counter"},
@@ -287,6 +291,7 @@ static void test_all_families_at_zero(void **state)
 	    {"bayarhook_http_requests_total", "malformed"},
 	    {"bayarhook_http_requests_total", "forbidden"},
 	    {"bayarhook_http_requests_total", "too_large"},
+	    {"bayarhook_http_requests_total", "unsigned"},
 	    {"bayarhook_http_requests_total", "unavailable"},
 	    {"bayarhook_jobs", "pending"},
 	    {"bayarhook_jobs", "running"},
@@ -303,6 +308,10 @@ static void test_all_families_at_zero(void **state)
 	    {"bayarhook_store_batches_total", NULL},
 	    {"bayarhook_queue_depth", NULL},
 	    {"bayarhook_reconciler_found_total", NULL},
+	    {"bayarhook_missed_callbacks_total", NULL},
+	    {"bayarhook_followup_checks_total", "recorded"},
+	    {"bayarhook_followup_checks_total", "throttled"},
+	    {"bayarhook_payments_flagged_total", NULL},
 	    {"bayarhook_ack_seconds_count", NULL},
 	    {"bayarhook_ack_seconds_sum", NULL},
 	    {"bayarhook_ack_seconds_bucket", "+Inf"},
@@ -484,7 +493,7 @@ static void test_dynamic_labels(void **state)
 	metrics_inc(METRIC_HTTP_REQUESTS, label);
 	assert_true(metrics_get(METRIC_DROPPED, NULL) == 3);
 
-	/* 9 presets + 2 above: fill the rest, then one more is dropped */
+	/* 10 presets + 2 above: fill the rest, then one more is dropped */
 	for (int i = 0; i < METRICS_MAX_SERIES; i++) {
 		char v[16];
 
@@ -493,9 +502,9 @@ static void test_dynamic_labels(void **state)
 		if (metrics_get(METRIC_HTTP_REQUESTS, v) == 1)
 			added++;
 	}
-	assert_int_equal(added, METRICS_MAX_SERIES - 11);
+	assert_int_equal(added, METRICS_MAX_SERIES - 12);
 	render_and_parse();
-	assert_true(value("bayarhook_metrics_dropped_total", NULL) == 3 + 11);
+	assert_true(value("bayarhook_metrics_dropped_total", NULL) == 3 + 12);
 	assert_null(find("bayarhook_http_requests_total", "extra5"));
 	/* existing series still count after the family is full */
 	metrics_inc(METRIC_HTTP_REQUESTS, "accepted");

@@ -324,14 +324,15 @@ static void test_env_exact(void **state)
 	    {"description", "two\nlines"},
 	};
 	char *argv[] = {"env", "-0", NULL};
-	char **env, want[1024];
+	char **env, want[1024], *note;
 	size_t wlen = 0;
 	struct outcome o;
 
 	(void)state;
 	setenv("BAYARHOOK_TEST_LEAK", "must not be seen", 1);
-	env = action_exec_env(vars, 4, "callback", "123", 2);
+	env = action_exec_env(vars, 4, "callback", "123", 2, "", &note);
 	assert_non_null(env);
+	assert_null(note);
 	for (size_t i = 0; env[i] != NULL; i++) {
 		size_t n = strlen(env[i]) + 1;
 

@@ -55,6 +55,8 @@ $headers = [
     'timestamp' => $timestamp,
     'invoice' => $_SERVER['HTTP_X_INVOICE_ID'] ?? '',
     'job' => $_SERVER['HTTP_X_BAYARHOOK_JOB_ID'] ?? '',
+    // bayarhook's own: why the payment is flagged; null when the header is absent.
+    'flagged' => $_SERVER['HTTP_X_BAYARHOOK_FLAGGED'] ?? null,
 ];
 
 if (!hash_equals($expected, $signature)) {
