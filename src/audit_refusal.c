@@ -7,7 +7,6 @@
  */
 #include <stdlib.h>
 #include <string.h>
-#include <sys/queue.h>
 #include <time.h>
 
 #include "audit_limit.h"
@@ -37,21 +36,18 @@ static void put_field(struct jsonw *w, const char *key, const char *val)
 }
 
 /* The headers as an object, the first of repeated names kept, capped by count and bytes. */
-static void put_headers(struct jsonw *w, const struct evkeyvalq *headers)
+static void put_headers(struct jsonw *w, const struct httpd_header *h, size_t n)
 {
 	struct audit_headers cap = {0};
-	const struct evkeyval *kv, *prev;
 
 	jsonw_begin_object(w, "headers");
-	if (headers != NULL) {
-		TAILQ_FOREACH(kv, headers, next)
-		{
-			for (prev = TAILQ_FIRST(headers); prev != kv; prev = TAILQ_NEXT(prev, next))
-				if (strcmp(prev->key, kv->key) == 0)
-					break;
-			if (prev == kv && audit_headers_keep(&cap, kv->key, kv->value))
-				jsonw_cstr(w, kv->key, kv->value);
-		}
+	for (size_t i = 0; i < n; i++) {
+		size_t j = 0;
+
+		while (j < i && strcmp(h[j].name, h[i].name) != 0)
+			j++;
+		if (j == i && audit_headers_keep(&cap, h[i].name, h[i].value))
+			jsonw_cstr(w, h[i].name, h[i].value);
 	}
 	jsonw_end_object(w);
 	if (cap.dropped > 0)
@@ -94,9 +90,14 @@ void audit_refusal_store(struct store *st, const struct audit_refusal *r)
 	put_field(&w, "remote_addr", r->remote_addr);
 	put_field(&w, "peer_addr", r->peer_addr);
 	put_field(&w, "method", r->method);
-	put_headers(&w, r->headers);
-	jsonw_int(&w, "body_length", r->body ? (long long)r->body_len : 0);
-	jsonw_cstr(&w, "body_sha256", hex);
+	put_headers(&w, r->headers, r->nheaders);
+	if (r->body_total > r->body_len) {
+		/* Refused unread: its length is known, its digest is not. */
+		jsonw_int(&w, "body_length", (long long)r->body_total);
+	} else {
+		jsonw_int(&w, "body_length", r->body ? (long long)r->body_len : 0);
+		jsonw_cstr(&w, "body_sha256", hex);
+	}
 	jsonw_int(&w, "repeat", t.repeat);
 	jsonw_int(&w, "suppressed", (long long)t.suppressed);
 	prefix = xmalloc(AUDIT_BODY_PREFIX + 1);

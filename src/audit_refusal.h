@@ -8,8 +8,9 @@
 
 #include <stdbool.h>
 #include <stddef.h>
-#include <event2/keyvalq_struct.h>
+#include <stdint.h>
 
+#include "httpd.h"
 #include "store.h"
 #include "verdict.h"
 
@@ -22,9 +23,12 @@ struct audit_refusal {
 	const char *remote_addr;
 	const char *peer_addr;
 	const char *method;
-	const struct evkeyvalq *headers;
-	const char *body;
+	const struct httpd_header *headers;
+	size_t nheaders;
+	const char *body; /* what was read of it */
 	size_t body_len;
+	/* The whole body's length when more than body_len (refused unread): no SHA-256 then. */
+	uint64_t body_total;
 	/* What could be read of the refused event: it helps the audit, capped. */
 	const char *invoice_id;
 	const char *status;

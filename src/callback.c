@@ -6,9 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/queue.h>
+#include <strings.h>
 #include <time.h>
-#include <event2/http.h>
 
 #include "audit_refusal.h"
 #include "callback.h"
@@ -133,21 +132,20 @@ static void stored(enum store_outcome outcome, enum verdict v, void *arg)
 		finish(p, VERDICT_UNAVAILABLE);
 }
 
-/* The request's headers as an object; the first of repeated names is kept, as evhttp does. */
-static void write_headers(struct jsonw *w, const struct evkeyvalq *headers)
+/*
+ * The request's headers as an object; of names repeated exactly the first
+ * is kept. The reader bounds their number (HTTPD_MAX_HEADERS).
+ */
+static void write_headers(struct jsonw *w, const struct callback_request *req)
 {
-	const struct evkeyval *kv, *prev;
-
 	jsonw_begin_object(w, "headers");
-	if (headers != NULL) {
-		TAILQ_FOREACH(kv, headers, next)
-		{
-			for (prev = TAILQ_FIRST(headers); prev != kv; prev = TAILQ_NEXT(prev, next))
-				if (strcmp(prev->key, kv->key) == 0)
-					break;
-			if (prev == kv)
-				jsonw_cstr(w, kv->key, kv->value);
-		}
+	for (size_t i = 0; i < req->nheaders; i++) {
+		size_t prev = 0;
+
+		while (prev < i && strcmp(req->headers[prev].name, req->headers[i].name) != 0)
+			prev++;
+		if (prev == i)
+			jsonw_cstr(w, req->headers[i].name, req->headers[i].value);
 	}
 	jsonw_end_object(w);
 }
@@ -181,8 +179,10 @@ static void refuse(struct store *st, const struct callback_request *req, struct 
 	                            .peer_addr = req->peer_addr,
 	                            .method = req->method,
 	                            .headers = req->headers,
+	                            .nheaders = req->nheaders,
 	                            .body = req->body,
 	                            .body_len = req->body_len,
+	                            .body_total = req->body_total,
 	                            .invoice_id = ev->invoice_id,
 	                            .status = ev->status_text,
 	                            .event_name = ev->event_name,
@@ -230,7 +230,7 @@ static void submit(const struct config *cfg, struct store *st, const struct call
 	jsonw_cstr(&w, "remote_addr", req->remote_addr);
 	jsonw_cstr(&w, "peer_addr", req->peer_addr);
 	jsonw_cstr(&w, "method", req->method);
-	write_headers(&w, req->headers);
+	write_headers(&w, req);
 	if (p->is_unsigned) {
 		jsonw_str(&w, "body", req->body ? req->body : "", req->body ? req->body_len : 0);
 		if (store_submit(st, jsonw_finish(&w), NULL, 0, stored, p) < 0)
@@ -241,9 +241,13 @@ static void submit(const struct config *cfg, struct store *st, const struct call
 	}
 }
 
+/* The first header of that name (case-insensitive), or NULL. */
 static const char *header(const struct callback_request *req, const char *name)
 {
-	return req->headers ? evhttp_find_header(req->headers, name) : NULL;
+	for (size_t i = 0; i < req->nheaders; i++)
+		if (strcasecmp(req->headers[i].name, name) == 0)
+			return req->headers[i].value;
+	return NULL;
 }
 
 void callback_handle(const struct config *cfg, struct store *st, const struct callback_request *req,

@@ -8,22 +8,33 @@
 #define BAYARHOOK_CALLBACK_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stddef.h>
-#include <event2/keyvalq_struct.h>
 
 #include "config.h"
+#include "httpd.h"
 #include "store.h"
 #include "verdict.h"
 
 /* What the HTTP layer knows about a request. */
 struct callback_request {
-	const char *method;
-	const char *remote_addr;         /* real client (trusted proxies applied) */
-	const char *peer_addr;           /* TCP peer */
-	const struct evkeyvalq *headers; /* request headers */
-	const char *body;
+	const char *method;      /* as sent */
+	const char *remote_addr; /* real client (trusted proxies applied) */
+	const char *peer_addr;   /* TCP peer */
+	/* The header fields as the request reader gives them: in order, repeats kept. */
+	const struct httpd_header *headers;
+	size_t nheaders;
+	const char *body; /* for a refusal of the reader: the first bytes it read */
 	size_t body_len;
-	/* REASON_TOO_LARGE when the HTTP layer refuses the body unread; else REASON_NONE. */
+	/*
+	 * For a refusal of the reader: the body's whole length as far as it is
+	 * known (bytes received, or the Content-Length when larger); 0: body_len.
+	 */
+	uint64_t body_total;
+	/*
+	 * The reason the request reader refused it for (it has answered it
+	 * already: only the audit row is left); REASON_NONE for a whole request.
+	 */
 	enum verdict_reason refused;
 };
 

@@ -4,12 +4,15 @@
  * and the running config kept); SIGTERM stops accepting, lets in-flight
  * callbacks finish within a bound, and exits 0.
  */
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
 #include <event2/event.h>
 
 #include "proc.h"
@@ -32,6 +35,16 @@
 #define DAEMON_STOP_JOBS_SEC (WORKER_STOP_GRACE_SEC + 10)
 /* How long the listener waits for the first database connection at start. */
 #define DAEMON_START_DB_WAIT_MS 3000
+/*
+ * After a burst (nothing in flight at a tick of the memory timer) a resident
+ * size over this gives the heap's free pages back (SPEC §13: under 32 MB
+ * within seconds after a load).
+ */
+#define DAEMON_TRIM_RSS (24L * 1024 * 1024)
+#define DAEMON_TRIM_EVERY_SEC 2
+/* libevent's own messages: at most this many per DAEMON_EVLOG_WINDOW_SEC. */
+#define DAEMON_EVLOG_BURST 5
+#define DAEMON_EVLOG_WINDOW_SEC 10
 
 struct daemon {
 	struct event_base *base;
@@ -45,7 +58,7 @@ struct daemon {
 	struct reconcile *reconcile;
 	struct confirm *confirm;
 	struct service_watchdog *watchdog;
-	struct event *ev_term, *ev_int, *ev_hup, *ev_drain;
+	struct event *ev_term, *ev_int, *ev_hup, *ev_drain, *ev_trim;
 	int stop_ticks;
 	bool stopping;
 };
@@ -55,6 +68,76 @@ static bool daemon_db_up(void *arg)
 	struct daemon *d = arg;
 
 	return db_pool_up(d->pool) > 0;
+}
+
+static bool daemon_writes_failing(void *arg)
+{
+	struct daemon *d = arg;
+
+	return store_writes_failing(d->store);
+}
+
+/*
+ * libevent logs on its own (an accept error, a bufferevent's trouble) to
+ * stderr by default, past our format and priorities and without a bound:
+ * at the descriptor limit it wrote hundreds of MB. Its messages go through
+ * our log, at most DAEMON_EVLOG_BURST per window, and the next line that
+ * gets through says how many were left out.
+ */
+static void daemon_evlog(int severity, const char *msg)
+{
+	static struct timespec window;
+	static unsigned n;
+	static unsigned long dropped;
+	struct timespec now;
+	int prio = severity >= EVENT_LOG_ERR    ? LOG_ERR
+	           : severity >= EVENT_LOG_WARN ? LOG_WARNING
+	           : severity >= EVENT_LOG_MSG  ? LOG_INFO
+	                                        : LOG_DEBUG;
+
+	if (prio == LOG_DEBUG && !log_debug_enabled())
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (now.tv_sec - window.tv_sec >= DAEMON_EVLOG_WINDOW_SEC) {
+		window = now;
+		n = 0;
+	}
+	if (++n > DAEMON_EVLOG_BURST) {
+		dropped++;
+		return;
+	}
+	if (dropped > 0)
+		log_msg(prio, "libevent: %s (%lu earlier message(s) left out)", msg, dropped);
+	else
+		log_msg(prio, "libevent: %s", msg);
+	dropped = 0;
+}
+
+/* Resident set size in bytes, from /proc/self/statm; 0 when unknown. */
+static long daemon_rss(void)
+{
+	FILE *f = fopen("/proc/self/statm", "re");
+	long pages = 0, rss = 0;
+
+	if (f == NULL)
+		return 0;
+	if (fscanf(f, "%ld %ld", &pages, &rss) != 2)
+		rss = 0;
+	fclose(f);
+	return rss * sysconf(_SC_PAGESIZE);
+}
+
+/* Gives freed heap pages back once a burst is over (glibc keeps them otherwise). */
+static void daemon_trim(evutil_socket_t fd, short what, void *arg)
+{
+	struct daemon *d = arg;
+
+	(void)fd;
+	(void)what;
+	if (server_inflight(d->server) + store_outstanding(d->store) > 0)
+		return;
+	if (daemon_rss() > DAEMON_TRIM_RSS)
+		malloc_trim(0);
 }
 
 static bool daemon_healthy(void *arg)
@@ -247,6 +330,8 @@ static void daemon_free(struct daemon *d)
 	callback_set_followup(NULL, NULL);
 	if (d->ev_drain)
 		event_free(d->ev_drain);
+	if (d->ev_trim)
+		event_free(d->ev_trim);
 	if (d->ev_term)
 		event_free(d->ev_term);
 	if (d->ev_int)
@@ -290,6 +375,7 @@ int daemon_serve(const char *config_path)
 	}
 	daemon_log_config(d.cfg, "start");
 	stats_init(BAYARHOOK_VERSION);
+	event_set_log_callback(daemon_evlog);
 	signal(SIGPIPE, SIG_IGN);
 	raise_fd_limit();
 	d.base = event_base_new();
@@ -333,6 +419,7 @@ int daemon_serve(const char *config_path)
 		log_notice("using %d socket(s) from systemd; listen = %s is ignored", nfds,
 		           d.cfg->listen.text);
 	hooks.db_up = daemon_db_up;
+	hooks.writes_failing = daemon_writes_failing;
 	hooks.arg = &d;
 	d.server = server_new(d.base, d.cfg, d.store, fds, nfds, &hooks, err, sizeof(err));
 	free(fds);
@@ -347,6 +434,15 @@ int daemon_serve(const char *config_path)
 	    evsignal_add(d.ev_int, NULL) < 0 || evsignal_add(d.ev_hup, NULL) < 0) {
 		log_errx("cannot install signal handlers");
 		goto out;
+	}
+	{
+		struct timeval every = {DAEMON_TRIM_EVERY_SEC, 0};
+
+		d.ev_trim = event_new(d.base, -1, EV_PERSIST, daemon_trim, &d);
+		if (d.ev_trim == NULL || event_add(d.ev_trim, &every) < 0) {
+			log_errx("cannot start the memory timer");
+			goto out;
+		}
 	}
 	d.watchdog = service_watchdog_start(d.base, daemon_healthy, &d);
 	metrics_set(METRIC_DATABASE_UP, NULL, db_pool_up(d.pool) ? 1 : 0);

@@ -1,20 +1,25 @@
 /*
  * server.h: the HTTP side only: listeners, routes, limits, the real client
- * address. Callback requests are handed to callback.c.
+ * address. Requests are read by lib/httpd; callback requests (and the
+ * reader's refusals of them) are handed to callback.c.
  */
 #ifndef BAYARHOOK_SERVER_H
 #define BAYARHOOK_SERVER_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <event2/event.h>
 
 #include "config.h"
+#include "httpd.h"
 #include "store.h"
+#include "verdict.h"
 
 struct server;
 
 struct server_hooks {
-	bool (*db_up)(void *arg); /* for /healthz */
+	bool (*db_up)(void *arg);          /* for /healthz and /metrics */
+	bool (*writes_failing)(void *arg); /* for /healthz: callbacks cannot be committed */
 	void *arg;
 };
 
@@ -34,24 +39,25 @@ void server_set_config(struct server *srv, const struct config *cfg);
  */
 void server_stop_accepting(struct server *srv);
 /*
- * After server_stop_accepting(), called periodically: closes listeners whose
- * accept queue is empty; true once none is left and no client sent a byte
- * for a moment (nobody is in the middle of a request). Requests already
- * read are counted by server_inflight().
+ * After server_stop_accepting(), called periodically: true once no
+ * listener and no connection is left (lib/httpd: httpd_drained). Requests
+ * handed to callback.c are counted by server_inflight().
  */
 bool server_drained(struct server *srv);
-/* Callback requests received and not yet answered. */
+/* Callback requests (and audit rows of refused ones) not yet answered or written. */
 unsigned server_inflight(const struct server *srv);
 /* The address actually bound ("127.0.0.1:8080"), for logs. */
 const char *server_address(const struct server *srv);
 void server_free(struct server *srv);
 
 /*
- * The real client address: the peer, unless the peer is a trusted proxy,
- * in which case the rightmost untrusted X-Forwarded-For entry (or
- * X-Real-IP). Exposed for tests.
+ * The real client address behind trusted_proxies: X-Forwarded-For read from
+ * the right, bounded (lib/forwarded.h). Exposed for tests.
  */
-void server_real_client(const struct cidr_list *trusted, const char *peer, const char *xff,
-                        const char *xreal, char *out, size_t outlen);
+void server_real_client(const struct cidr_list *trusted, const char *peer, const char *const *xff,
+                        size_t nxff, const char *xreal, char *out, size_t outlen);
+
+/* The reason an httpd refusal is audited under (verdict.c). Exposed for tests. */
+enum verdict_reason server_refusal_reason(enum httpd_refusal r);
 
 #endif

@@ -11,6 +11,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "audit_limit.h"
 #include "event.h"
@@ -33,6 +34,17 @@
  * 5,400-6,700/s; from 4 or 6: 4,800-5,100/s).
  */
 #define STORE_SPILL_MIN 8
+/*
+ * Bytes of items (their text and body) held from store_submit() until they
+ * are answered, waiting or in flight. Past it an item is refused at once:
+ * a callback is answered 503 with Retry-After (the gateway sends it again),
+ * a refused request keeps its answer without an audit row. 8 MiB is some
+ * thousands of callbacks, seconds of a flash sale at full ingest speed,
+ * and keeps a database that stalls from costing more memory than that.
+ */
+#define STORE_MAX_BYTES (8u * 1024 * 1024)
+/* A failed commit keeps /healthz degraded this long, unless one succeeds. */
+#define STORE_FAILING_SEC 60
 
 struct store_item {
 	struct store_item *next;
@@ -59,6 +71,11 @@ struct store {
 	int inflight; /* batches sent, not answered */
 	unsigned outstanding;
 	struct audit_limit *audit_limit;
+	size_t bytes;       /* held by the items of outstanding (STORE_MAX_BYTES) */
+	bool failing;       /* the last commit failed (none succeeded since) */
+	bool read_only;     /* ... because the session was read-only */
+	time_t failed_at;   /* CLOCK_MONOTONIC seconds of that failure */
+	time_t full_logged; /* the last "queue full" line, at most one per 10 s */
 };
 
 static void store_flush(struct store *st);
@@ -89,10 +106,33 @@ static void item_free(struct store_item *it)
 	free(it);
 }
 
+static size_t item_bytes(const struct store_item *it)
+{
+	return strlen(it->text) + it->body_len + sizeof(*it);
+}
+
+static time_t now_sec(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec;
+}
+
+/* For store_writes_failing(): sqlstate NULL or "" when no server error. */
+static void commit_failed(struct store *st, const char *sqlstate)
+{
+	st->failing = true;
+	/* read_only_sql_transaction: every commit on this session will fail alike. */
+	st->read_only = sqlstate != NULL && strcmp(sqlstate, "25006") == 0;
+	st->failed_at = now_sec();
+}
+
 static void item_finish(struct store *st, struct store_item *it, enum store_outcome o,
                         enum verdict verdict)
 {
 	st->outstanding--;
+	st->bytes -= item_bytes(it);
 	it->cb(o, verdict, it->arg);
 	item_free(it);
 }
@@ -146,6 +186,7 @@ static void batch_done(PGresult *res, const char *err, const char *sqlstate, voi
 				item_finish(st, b->items[i], STORE_FAILED, VERDICT_UNAVAILABLE);
 			}
 		}
+		st->failing = false;
 		metrics_inc(METRIC_STORE_BATCHES, NULL);
 		metrics_observe(METRIC_STORE_BATCH_SIZE, b->n);
 		batch_free(b);
@@ -173,6 +214,7 @@ static void batch_done(PGresult *res, const char *err, const char *sqlstate, voi
 			queue_front(st, it);
 		} else {
 			log_warnx("store: item not recorded: %s", err ? err : "unknown error");
+			commit_failed(st, sqlstate);
 			item_finish(st, it, STORE_FAILED, VERDICT_UNAVAILABLE);
 		}
 	}
@@ -268,6 +310,7 @@ static void store_flush(struct store *st)
 		free(text);
 		free(bodies);
 		if (rc < 0) {
+			commit_failed(st, NULL);
 			for (int i = 0; i < b->n; i++)
 				item_finish(st, b->items[i], STORE_FAILED, VERDICT_UNAVAILABLE);
 			batch_free(b);
@@ -312,8 +355,21 @@ int store_submit(struct store *st, char *item, char *body, size_t body_len, stor
                  void *arg)
 {
 	struct store_item *it;
+	size_t bytes;
 
 	if (item == NULL || item[0] != '{' || body_len > INT32_MAX || db_pool_up(st->pool) == 0) {
+		free(item);
+		free(body);
+		return -1;
+	}
+	bytes = strlen(item) + body_len + sizeof(*it);
+	if (st->bytes + bytes > STORE_MAX_BYTES) {
+		if (now_sec() - st->full_logged >= 10) {
+			log_warnx("store: %zu bytes waiting for the database; refusing items until "
+			          "they are written",
+			          st->bytes);
+			st->full_logged = now_sec();
+		}
 		free(item);
 		free(body);
 		return -1;
@@ -331,6 +387,7 @@ int store_submit(struct store *st, char *item, char *body, size_t body_len, stor
 	st->tail = it;
 	st->waiting++;
 	st->outstanding++;
+	st->bytes += bytes;
 	store_flush(st);
 	return 0;
 }
@@ -343,6 +400,11 @@ struct audit_limit *store_audit_limit(struct store *st)
 unsigned store_outstanding(const struct store *st)
 {
 	return st->outstanding;
+}
+
+bool store_writes_failing(const struct store *st)
+{
+	return st->failing && (st->read_only || now_sec() - st->failed_at < STORE_FAILING_SEC);
 }
 
 /* Only numeric text goes to a numeric column; anything else would fail the batch. */

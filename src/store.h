@@ -36,7 +36,8 @@ void store_set_actions(struct store *st, const struct config *cfg);
  * for a verified callback as event_parse accepted it, and also the event;
  * for a refusal, the prefix audit_limit.h keeps.
  * The store owns both from here, also on failure. Returns -1 without
- * calling cb when the database is down; otherwise cb is called exactly
+ * calling cb when the database is down or the items held would pass a
+ * byte cap (store.c: STORE_MAX_BYTES); otherwise cb is called exactly
  * once, possibly before store_submit returns.
  */
 int store_submit(struct store *st, char *item, char *body, size_t body_len, store_done_cb cb,
@@ -47,6 +48,13 @@ struct audit_limit *store_audit_limit(struct store *st);
 
 /* Items accepted by store_submit and not yet answered. */
 unsigned store_outstanding(const struct store *st);
+
+/*
+ * Whether callbacks cannot be committed: the last commit failed, on a
+ * read-only session (SQLSTATE 25006, until one succeeds) or within the last
+ * minute. For /healthz (SPEC §12).
+ */
+bool store_writes_failing(const struct store *st);
 
 /*
  * Writes the members of the item for a verified event into an open object:

@@ -71,6 +71,22 @@ static const struct reason_row reasons[REASON__COUNT] = {
     [REASON_NO_SIGNATURE] = {VERDICT_BAD_SIGNATURE, 0, "invalid signature"},
     [REASON_SIGNATURE_WRONG] = {VERDICT_BAD_SIGNATURE, 0, "invalid signature"},
     [REASON_OUTSIDE_WINDOW] = {VERDICT_STALE_TIMESTAMP, 0, "timestamp outside replay window"},
+    /*
+     * The reader has answered these already (lib/httpd's table): status and
+     * message must be its own, so that the audit row says what the client got
+     * (tests/unit/test_server.c compares the two tables).
+     */
+    [REASON_HTTP_SYNTAX] = {VERDICT_MALFORMED, 400, "malformed request"},
+    [REASON_HTTP_INCOMPLETE] = {VERDICT_MALFORMED, 400, "request incomplete"},
+    [REASON_HTTP_METHOD] = {VERDICT_MALFORMED, 501, "method not implemented"},
+    [REASON_HTTP_VERSION] = {VERDICT_MALFORMED, 505, "HTTP version not supported"},
+    [REASON_URL_TOO_LONG] = {VERDICT_TOO_LARGE, 414, "URI too long"},
+    [REASON_HEADERS_TOO_LARGE] = {VERDICT_TOO_LARGE, 431, "request header fields too large"},
+    [REASON_BAD_LENGTH] = {VERDICT_MALFORMED, 400, "invalid Content-Length"},
+    [REASON_TRANSFER_ENCODING] = {VERDICT_MALFORMED, 501, "transfer encoding not implemented"},
+    [REASON_LENGTH_AND_CHUNKED] = {VERDICT_MALFORMED, 400,
+                                   "both Content-Length and Transfer-Encoding"},
+    [REASON_REQUEST_TIMEOUT] = {VERDICT_MALFORMED, 408, "request timeout"},
 };
 
 /* Out-of-range values read as the unavailable row: a 503 is never a wrong 200. */

@@ -65,11 +65,25 @@ enum verdict_reason {
 	REASON_NO_SIGNATURE,     /* neither X-Webhook-Signature nor a body signature */
 	REASON_SIGNATURE_WRONG,  /* no secret gives this signature */
 	REASON_OUTSIDE_WINDOW,   /* signed, but |now - timestamp| > replay_window */
+	/*
+	 * Refused by the request reader (lib/httpd) before a whole request was
+	 * read; each has the status and message of its httpd refusal.
+	 */
+	REASON_HTTP_SYNTAX,        /* 400 not HTTP/1.x syntax */
+	REASON_HTTP_INCOMPLETE,    /* 400 the client closed mid-request */
+	REASON_HTTP_METHOD,        /* 501 unknown method, CONNECT, WebDAV, ... */
+	REASON_HTTP_VERSION,       /* 505 not HTTP/1.x */
+	REASON_URL_TOO_LONG,       /* 414 request line over the head limit (too_large) */
+	REASON_HEADERS_TOO_LARGE,  /* 431 header block over the limit (too_large) */
+	REASON_BAD_LENGTH,         /* 400 Content-Length not one run of digits, or twice */
+	REASON_TRANSFER_ENCODING,  /* 501 Transfer-Encoding other than chunked */
+	REASON_LENGTH_AND_CHUNKED, /* 400 both Transfer-Encoding and Content-Length */
+	REASON_REQUEST_TIMEOUT,    /* 408 not received within request_timeout */
 	REASON__COUNT
 };
 
 enum verdict verdict_reason_verdict(enum verdict_reason r);
-/* The answer's status: the verdict's, except 405 for REASON_METHOD. */
+/* The answer's status: the verdict's, except 405 for REASON_METHOD and the reader's own. */
 int verdict_reason_http_status(enum verdict_reason r);
 /*
  * The answer's (and the audit row's) "error"; REASON_DUPLICATE_KEY's is

@@ -12,7 +12,8 @@
 -- refusal sends the first bytes of its body there too (audit_limit.h), with
 -- "body_length" and "body_sha256" (hex) of the whole body as received, and
 -- "repeat", "suppressed", "headers_dropped" (sql/008); an item without them
--- gets the length and digest of the body it stores, 1, 0 and 0.
+-- gets the length and digest of the body it stores, 1, 0 and 0. A refusal
+-- whose body was not read whole (too large) has its length and no digest.
 --
 -- Item keys since 005: secret_index (which webhook secret verified it) and
 -- signature_valid, for the audit row. An item with "verdict" 'unsigned'
@@ -81,8 +82,9 @@ BEGIN
                coalesce(c.headers, '{}'), coalesce(bodies[c.idx + 1], c.body),
                c.secret_index, c.signature_valid,
                coalesce(c.body_length, octet_length(coalesce(bodies[c.idx + 1], c.body))),
-               coalesce(decode(c.body_sha256, 'hex'),
-                        sha256(convert_to(coalesce(bodies[c.idx + 1], c.body), 'UTF8'))),
+               CASE WHEN c.body_length IS NULL  -- a whole body: its digest here
+                    THEN sha256(convert_to(coalesce(bodies[c.idx + 1], c.body), 'UTF8'))
+                    ELSE decode(c.body_sha256, 'hex') END,  -- NULL: refused unread
                coalesce(c.repeat, 1), coalesce(c.suppressed, 0), coalesce(c.headers_dropped, 0)
           FROM decided c
          WHERE c.cid IS NOT NULL
@@ -161,8 +163,9 @@ BEGIN
                    coalesce(s.headers, '{}'), coalesce(bodies[s.idx + 1], s.body),
                    s.secret_index, s.signature_valid,
                    coalesce(s.body_length, octet_length(coalesce(bodies[s.idx + 1], s.body))),
-                   coalesce(decode(s.body_sha256, 'hex'),
-                            sha256(convert_to(coalesce(bodies[s.idx + 1], s.body), 'UTF8'))),
+                   CASE WHEN s.body_length IS NULL  -- a whole body: its digest here
+                    THEN sha256(convert_to(coalesce(bodies[s.idx + 1], s.body), 'UTF8'))
+                    ELSE decode(s.body_sha256, 'hex') END,  -- NULL: refused unread
                    coalesce(s.repeat, 1), coalesce(s.suppressed, 0),
                    coalesce(s.headers_dropped, 0)
               FROM src s

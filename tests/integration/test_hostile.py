@@ -3,12 +3,15 @@
 CATALOGUE is the table: each row is one request (sent over a raw socket, so
 that nothing is tidied up on the way), the status it must be answered with
 (None: the connection is closed without an answer), and the verdict of the
-audit row it must leave (None: no audit row). Rows whose note starts with
-"evhttp:" are answered by libevent's HTTP parser before bayarhook sees a
-request (a broken request line, a header block over the limit, a bad chunk):
-for those only the status is asserted, and that no audit row appeared. Every
-other row must leave exactly one bayarhook.callbacks row with that verdict
-and the same http_status.
+audit row it must leave (None: no audit row). Rows refused by the request
+reader itself (lib/httpd: a broken request line, a header block over the
+limit, a bad chunk, a second Content-Length, a timeout) are answered with
+the reader's status (400, 408, 413, 414, 431, 501, 505) and, on the callback
+path or before a path could be read, audited by the same rules as
+callback.c's own refusals. Every row with a verdict must leave exactly one
+bayarhook.callbacks row with that verdict, the same http_status and the
+same error as the answer; a request refused on another path is answered
+and not audited.
 
 After the catalogue: the daemon is still alive and accepts a valid callback;
 500 slow senders holding connections do not keep a valid callback from being
@@ -146,6 +149,8 @@ def exchange(port, data, mode="plain", timeout=10, source="127.0.0.1"):
           hold       send, keep the connection open until the server acts
           continue   data is (head, body): send the head, wait for the answer
                      to Expect: 100-continue, send the body only after a 100
+          split      data is (head, body): send the head, then the body in a
+                     read of its own (the body starts a fresh input buffer)
     """
     deadline = time.monotonic() + timeout * bh.SLOW
     s = socket.create_connection(("127.0.0.1", port), timeout=timeout * bh.SLOW,
@@ -164,6 +169,10 @@ def exchange(port, data, mode="plain", timeout=10, source="127.0.0.1"):
                 buf = buf[buf.find(b"\r\n\r\n") + 4:]
                 s.sendall(body)
             return read_answer(s, deadline, buf)
+        if mode == "split":
+            head, data = data
+            s.sendall(head)
+            time.sleep(0.2)  # the shape of the attack: the body arrives on its own
         try:
             s.sendall(data)
         except (BrokenPipeError, ConnectionResetError):
@@ -393,6 +402,52 @@ def chunked_bad():
                b"zz\r\n" + body + b"\r\n0\r\n\r\n", content_length=False)
 
 
+def chunked_too_large():
+    body, hdrs = signed("chunkbig")
+    big = b'{"x":"' + b"a" * 70000 + b'"}'
+    return raw("POST", "/callback", hdrs + [("Transfer-Encoding", "chunked")],
+               chunked(big, 8192), content_length=False)
+
+
+def two_equal_content_lengths():
+    body, hdrs = signed("cl2eq")
+    n = str(len(body))
+    return raw("POST", "/callback", hdrs + [("Content-Length", n), ("Content-Length", n)],
+               body, content_length=False)
+
+
+def content_length_text(text):
+    body, hdrs = signed("cltext")
+    return raw("POST", "/callback", hdrs + [("Content-Length", text)], body[:2],
+               content_length=False)
+
+
+def phantom_body(offset):
+    """A body that reads like a request of its own (finding 3), at offset in the stream."""
+    phantom = (b"POST /callback HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Forwarded-For: 6.6.6.6\r\n"
+               b"X-Phantom: 1\r\nContent-Length: 99999999\r\n\r\n")
+    hdrs = [("Content-Type", "application/json"), ("X-Webhook-Signature", "0" * 64),
+            ("X-Webhook-Timestamp", str(int(time.time())))]
+    head = raw("POST", "/callback", hdrs, b"", content_length=False)
+    pad = b""
+    if offset:
+        # Content-Length's own digits are part of the head: fixed width keeps it exact.
+        pad_len = offset - len(head) - len(b"Content-Length: 0000000000\r\n")
+        pad = b" " * pad_len
+    body = pad + phantom
+    head = raw("POST", "/callback", hdrs + [("Content-Length", f"{len(body):010d}")], b"",
+               content_length=False)
+    data = head + body
+    assert offset == 0 or data.index(b"POST /callback", 1) == offset, data.index(b"POST", 1)
+    return data
+
+
+def phantom_split():
+    data = phantom_body(0)
+    end = data.index(b"\r\n\r\n") + 4
+    return data[:end], data[end:]
+
+
 def expect_continue(too_large):
     body, hdrs = signed("expect")
     length = 10 * 1024 * 1024 if too_large else len(body)
@@ -443,22 +498,28 @@ def many_keys(n):
 # the catalogue
 
 M, SIG, STALE, OK = "malformed", "bad_signature", "stale_timestamp", "accepted"
-EVHTTP = "evhttp: answered (or dropped) by libevent before bayarhook sees a request; no audit row"
+READER = "refused by the request reader (lib/httpd), answered by it and audited"
 
 # (id, build() -> bytes, mode, status, verdict, note)
 CATALOGUE = [
     # --- truncated and cut bodies ---
-    ("truncated-body-then-close", lambda: truncated("close"), "shutdown", None, None,
-     "evhttp: Content-Length larger than what was sent, then the client half-closes: "
-     "evhttp drops the connection unanswered (nothing to answer: the client is gone)"),
-    ("truncated-body-held-open", lambda: truncated("hold"), "hold", None, None,
-     "evhttp: body never completes; request_timeout closes it unanswered"),
+    ("truncated-body-then-close", lambda: truncated("close"), "shutdown", 400, M,
+     READER + ": Content-Length larger than what was sent, then the client half-closes; "
+     "a half-closed client can still read the answer (was: dropped unanswered by evhttp)"),
+    ("truncated-body-held-open", lambda: truncated("hold"), "hold", 408, M,
+     READER + ": the body never completes; request_timeout answers 408 "
+     "(was: closed unanswered by evhttp)"),
     ("json-cut-mid-way", json_cut, "plain", 400, M, ""),
     # --- header limits ---
-    ("header-20k", lambda: huge_header(20 * 1024), "plain", 400, None,
-     EVHTTP + " (header block over 16 KiB: evhttp answers 400, not 431)"),
-    ("headers-2000", lambda: many_headers(2000), "plain", 400, None,
-     EVHTTP + " (2000 headers, block over 16 KiB)"),
+    ("header-20k", lambda: huge_header(20 * 1024), "plain", 431, "too_large",
+     READER + " (header block over 16 KiB: 431; was evhttp's 400, not audited)"),
+    ("headers-2000", lambda: many_headers(2000), "plain", 431, "too_large",
+     READER + " (2000 headers, block over 16 KiB)"),
+    ("headers-101", lambda: many_headers(100), "plain", 431, "too_large",
+     READER + " (more than 100 header fields, block under 16 KiB)"),
+    ("url-20k", lambda: raw("GET", "/callback?x=" + "a" * 20000, content_length=False),
+     "plain", 414, "too_large", READER + " (request line over 16 KiB: its path is not known, "
+     "so it is audited as if it were the callback path)"),
     ("header-15k-under-limit", lambda: huge_header(15 * 1024), "plain", 200, OK,
      "a big but allowed header is kept in the audit row"),
     # --- content types ---
@@ -558,19 +619,50 @@ CATALOGUE = [
      "over 255: refused before the btree index (max ~2700 bytes) could fail the batch"),
     # --- framing ---
     ("chunked-valid", chunked_valid, "plain", 200, OK, ""),
-    ("chunked-bad-size", chunked_bad, "plain", 413, None,
-     EVHTTP + " (libevent reports a corrupt chunk as DATA_TOO_LONG: 413)"),
-    ("te-and-content-length", te_and_cl, "plain", 400, None,
-     EVHTTP + " (both Transfer-Encoding and Content-Length: refused, no smuggling)"),
+    ("chunked-bad-size", chunked_bad, "plain", 400, M,
+     READER + " (a chunk size that is not hex; was evhttp's 413, not audited)"),
+    ("chunked-too-large", chunked_too_large, "plain", 413, "too_large",
+     READER + " (chunked, counted past max_body_bytes; was evhttp's, not audited)"),
+    ("te-and-content-length", te_and_cl, "plain", 400, M,
+     READER + " (both Transfer-Encoding and Content-Length: refused, no smuggling)"),
+    ("te-gzip", lambda: raw("POST", "/callback", [("Transfer-Encoding", "gzip")], b"",
+                            content_length=False), "plain", 501, M, READER),
     ("two-content-lengths", two_content_lengths, "plain", 400, M,
-     "evhttp takes the first Content-Length (5): bayarhook gets '{\"eve' and refuses it; "
-     "the rest is read as a next request and refused by evhttp. nginx in front refuses "
-     "duplicate Content-Length itself"),
+     READER + ": exactly one Content-Length (was: evhttp took the first, and read the rest "
+     "of the body as a next request)"),
+    ("two-equal-content-lengths", two_equal_content_lengths, "plain", 400, M,
+     READER + ": even when both say the same"),
+    ("content-length-plus", lambda: content_length_text("+2"), "plain", 400, M,
+     READER + ": digits only (was accepted by evhttp as 2)"),
+    ("content-length-space", lambda: content_length_text("1 2"), "plain", 400, M, READER),
+    ("content-length-hex", lambda: content_length_text("0x10"), "plain", 400, M, READER),
+    ("bad-length-other-path", lambda: raw("POST", "/other", [("Content-Length", "+2")], b"ab",
+                                          content_length=False), "plain", 400, None,
+     "refused by the reader on another path: answered, not audited"),
+    ("phantom-request-in-body", lambda: phantom_body(0), "plain", 400, M,
+     "finding 3: a body that reads like a request is a body: one row, the real one"),
+    ("phantom-request-at-4096", lambda: phantom_body(4096), "plain", 400, M,
+     "finding 3: the same, the phantom aligned to a 4,096-byte read"),
+    ("phantom-request-own-read", lambda: phantom_split(), "split", 400, M,
+     "finding 3: the body, starting with a request, arrives in a read of its own (evhttp's "
+     "peek took it for a new header block and wrote a forged too_large row)"),
     ("http-1.0", lambda: signed_req("h10", version="HTTP/1.0"), "plain", 200, OK, ""),
     ("bare-lf-line-ends", bare_lf, "plain", 200, OK, "evhttp reads lines ending in LF alone"),
-    ("garbage-request-line", lambda: b"HELLO THERE\r\n\r\n", "plain", 400, None, EVHTTP),
+    ("garbage-request-line", lambda: b"HELLO THERE\r\n\r\n", "plain", 501, M,
+     READER + " (no path could be read: audited)"),
+    ("garbage-bytes", lambda: b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 64,
+     "plain", 501, M, READER + " (a TLS hello on the plain port: not a method)"),
     ("negative-content-length", lambda: raw("POST", "/callback", [("Content-Length", "-1")], b"",
-                                            content_length=False), "plain", 400, None, EVHTTP),
+                                            content_length=False), "plain", 400, M, READER),
+    ("http-2.0", lambda: signed_req("h20", version="HTTP/2.0"), "plain", 505, M, READER),
+    ("method-connect", lambda: b"CONNECT 127.0.0.1:443 HTTP/1.1\r\nHost: x\r\n\r\n", "plain",
+     501, M, READER + " (CONNECT has no path: audited)"),
+    ("method-unknown", lambda: signed_req("foo", method="FOO"), "plain", 501, M, READER),
+    ("method-webdav", lambda: signed_req("prop", method="PROPFIND"), "plain", 501, M, READER),
+    ("method-webdav-other-path", lambda: raw("PROPFIND", "/elsewhere"), "plain", 501, None,
+     "answered, not audited: the path was read and is not the callback's"),
+    ("method-unknown-other-path", lambda: raw("FOO", "/elsewhere"), "plain", 501, M,
+     READER + " (http-parser stops at the method's first byte, before any path: audited)"),
     # --- methods and paths ---
     ("method-put", lambda: signed_req("put", method="PUT"), "plain", 405, M, "Allow: POST"),
     ("method-delete", lambda: signed_req("del", method="DELETE"), "plain", 405, M, "Allow: POST"),
@@ -656,9 +748,8 @@ def test_hostile_request(hd, case):
     else:
         assert ans is not None, f"{name}: connection closed without an answer"
         assert ans.status == status, f"{name}: {ans!r}"
-        if status in (400, 401, 405) and verdict is not None:
-            # bayarhook's own refusals: a JSON error body (SPEC §4); a 413
-            # is evhttp's answer (audited by server.c's peek), with its HTML
+        if status >= 400:
+            # every refusal, the reader's included: a JSON error body (SPEC §4)
             assert ans.json is not None and ans.json.get("success") is False, ans
         if status == 405:
             assert ans.headers.get("allow") == "POST", ans.headers
@@ -678,6 +769,8 @@ def test_hostile_request(hd, case):
         row = rows[0]
         assert row["verdict"] == verdict, f"{name}: {row['verdict']} {row.get('error')}"
         assert row["http_status"] == status, row
+        if status >= 400 and "error" in row:
+            assert row["error"] == ans.json["error"], (row["error"], ans)
         if verdict == OK:
             assert db.payment(row["invoice_id"]) is not None, row
 
@@ -688,6 +781,11 @@ def test_hostile_request(hd, case):
             "the invoice id's line breaks reached the log unescaped"
     if name == "xff-garbage":
         assert rows[0]["remote_addr"] == "127.0.0.1", rows[0]
+    if name.startswith("phantom-request"):
+        row = rows[0]
+        assert row["remote_addr"] == "127.0.0.1", row
+        assert "x-phantom" not in bh.header_names(row["headers"]), row
+        assert "POST /callback" in (row["body"] or ""), "the phantom is the body of the real row"
     if name == "invoice-id-10k":
         assert rows[0]["invoice_id"] is None, "an over-long id must not reach an indexed column"
     if name == "amount-1e400":

@@ -23,6 +23,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import threading
 import time
 
 import pytest
@@ -59,7 +60,7 @@ def subst(text, pattern, repl, what):
 class Nginx:
     """nginx in the foreground with its own prefix, config and logs in workdir."""
 
-    def __init__(self, workdir, upstream_port):
+    def __init__(self, workdir, upstream_port, worker_connections=256):
         self.dir = str(workdir)
         os.makedirs(self.dir, exist_ok=True)
         self.port = free_port(NGINX_ADDR)
@@ -97,7 +98,7 @@ class Nginx:
 worker_processes 1;
 pid {self.dir}/nginx.pid;
 error_log {self.error_log} info;
-events {{ worker_connections 256; }}
+events {{ worker_connections {worker_connections}; }}
 http {{
     log_format bh '$remote_addr "$request" $status $upstream_addr "$http_x_forwarded_for"';
     access_log {self.access_log} bh;
@@ -248,7 +249,7 @@ def test_nginx_limits_and_locations(stack, db):
     assert 65536 < len(body) < 128 * 1024
     r = n.request("POST", "/callback", body, headers)
     assert r.status == 413, r
-    # evhttp answers 413 itself; the audit row is written beside it.
+    # The request reader answers 413 itself; the audit row is written beside it.
     rows = bh.wait_for(lambda: db.query("SELECT verdict, remote_addr FROM bayarhook.callbacks "
                                         "WHERE verdict = 'too_large'"), 10 * bh.SLOW,
                        what="the too_large audit row")
@@ -271,3 +272,165 @@ def test_bayarhook_down_is_503_with_retry_after(stack):
     assert r.status == 503, r
     assert r.headers.get("Retry-After") == "30", dict(r.headers)
     assert r.json == {"success": False, "error": "temporarily unavailable"}, r
+
+
+# ---------------------------------------------------------------------------
+# issue 17 through nginx
+
+PHANTOM = (b"POST /callback HTTP/1.1\r\nHost: pay.example.com\r\nX-Forwarded-For: " +
+           FORGED.encode() + b"\r\nX-Phantom: 1\r\nContent-Length: 99999999\r\n\r\n")
+PHANTOM_BODY_LEN = 16384
+
+
+def phantom_request(n, pad):
+    """A refused callback whose body holds a request of its own, pad bytes in."""
+    body = b" " * pad + PHANTOM
+    body += b" " * (PHANTOM_BODY_LEN - len(body))
+    headers = {"Content-Type": "application/json", "X-Webhook-Signature": "0" * 64,
+               "X-Webhook-Timestamp": "1700000000"}
+    return n.request("POST", "/callback", body, headers)
+
+
+def test_phantom_request_in_a_body_through_nginx(stack, db):
+    """Finding 3: a body that starts with (or, through nginx, is aligned to a
+    4,096-byte read at) `POST /callback ... Content-Length: 99999999` leaves
+    exactly one audit row, the real one."""
+    d, n = stack
+    # The head nginx sends upstream, measured on a probe: its audit row holds
+    # every header as received, and the body's length is the same each time.
+    r = phantom_request(n, 0)
+    assert r.status == 400, r
+    probe = only(bh.wait_for(lambda: db.callbacks() or None, 10 * bh.SLOW, what="the probe row"))
+    head = len("POST /callback HTTP/1.1\r\n") + 2 + sum(
+        len(k) + 2 + len(v) + 2 for k, v in probe["headers"].items())
+    assert head < 4096 - 64, probe["headers"]
+    # The phantom at each 4,096-byte boundary of the upstream stream (and a
+    # little either side), and of the body alone (nginx may send it apart).
+    pads = sorted({4096 * k - head + j for k in (1, 2, 3) for j in (-2, 0, 2)} |
+                  {4096 * k for k in (1, 2, 3)})
+    for pad in pads:
+        assert phantom_request(n, pad).status == 400
+    rows = bh.wait_for(lambda: (lambda r: r if len(r) >= 1 + len(pads) else None)(
+        db.callbacks()), 10 * bh.SLOW, what="the audit rows")
+    time.sleep(0.3)  # a phantom row would come right behind its real one
+    rows = db.callbacks()
+    assert len(rows) == 1 + len(pads), [(r["verdict"], r["headers"]) for r in rows]
+    for row in rows:
+        assert (row["verdict"], row["http_status"]) == ("malformed", 400), row
+        assert row["remote_addr"] == CLIENT, row
+        assert "x-phantom" not in bh.header_names(row["headers"]), row
+        assert "POST /callback" in row["body"], row
+
+
+@pytest.fixture
+def gated(make_daemon, tmp_path, request):
+    """nginx in front of a daemon that allows callbacks from GATEWAY only."""
+    d = make_daemon(config={"server": {"trusted_proxies": "127.0.0.1/32",
+                                       "allow_from": f"{GATEWAY}/32"}})
+    n = Nginx(tmp_path / "nginx", d.port).start()
+    yield d, n
+    n.stop()
+    if getattr(request.node, "rep_call", None) is None or request.node.rep_call.failed:
+        print(n.log())
+
+
+GATEWAY = "127.0.0.4"
+
+
+@pytest.mark.parametrize("forged_hops", [1, 63, 64, 65, 300])
+def test_allow_from_cannot_be_bypassed_with_a_long_forged_chain(gated, db, forged_hops):
+    """Finding 2: with 64+ X-Forwarded-For entries (or 2+ KiB) the parser kept
+    the left end; the right end, which nginx appended, must decide."""
+    d, n = gated
+    inv = bh.new_invoice("xff")
+    body, headers = bh.make_callback(inv)
+    headers["X-Forwarded-For"] = ", ".join([GATEWAY] * forged_hops)
+    r = n.request("POST", "/callback", body, headers, source=CLIENT)
+    assert r.status == 403, (forged_hops, r)
+    # Refused before the body is read: the row has no invoice id.
+    row = only(db.callbacks(verdict="forbidden"))
+    assert row["remote_addr"] == CLIENT, row
+    # The gateway itself, with the same forged prefix, is let in.
+    inv2 = bh.new_invoice("xff")
+    body, headers = bh.make_callback(inv2)
+    headers["X-Forwarded-For"] = ", ".join(["203.0.113.1"] * forged_hops)
+    r = n.request("POST", "/callback", body, headers, source=GATEWAY)
+    assert r.status == 200, r
+    assert only(db.callbacks(inv2))["remote_addr"] == GATEWAY
+
+
+def test_allow_from_long_forged_bytes(gated, db):
+    d, n = gated
+    inv = bh.new_invoice("xffkb")
+    body, headers = bh.make_callback(inv)
+    headers["X-Forwarded-For"] = GATEWAY + ", " + "a" * 3000 + ", " + GATEWAY
+    r = n.request("POST", "/callback", body, headers, source=CLIENT)
+    assert r.status == 403, r
+    assert only(db.callbacks(verdict="forbidden"))["remote_addr"] == CLIENT
+
+
+def daemon_rss_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def test_many_large_control_character_bodies_through_nginx(make_daemon, tmp_path, db):
+    """Finding 6: 700 concurrent 64 KiB bodies of control characters through
+    nginx (from 20 addresses, under limit_conn) must leave the daemon within
+    its memory bound and answer every one."""
+    import resource
+    from test_attack import ASAN_ENV, RSS_MAX_KB, SANITIZED
+    total, sources = 700, [f"127.0.1.{i}" for i in range(1, 21)]
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 4 * total:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(4 * total, hard), hard))
+    if resource.getrlimit(resource.RLIMIT_NOFILE)[0] < 2 * total + 100:
+        pytest.skip("cannot open enough sockets (RLIMIT_NOFILE)")
+    d = make_daemon(config={"server": {"trusted_proxies": "127.0.0.1/32"}}, env=ASAN_ENV)
+    n = Nginx(tmp_path / "nginx", d.port, worker_connections=4 * total).start()
+    try:
+        body = bytes(range(1, 32)) * (65536 // 31) + b"\x01" * (65536 % 31)
+        assert len(body) == 65536
+        rss0 = daemon_rss_kb(d.pid)
+        peak = [rss0]
+        statuses = []
+        stop = threading.Event()
+
+        def sample():
+            while not stop.is_set():
+                peak[0] = max(peak[0], daemon_rss_kb(d.pid))
+                time.sleep(0.01)
+
+        def one(i):
+            try:
+                r = n.request("POST", "/callback", body, {"Content-Type": "application/json"},
+                              source=sources[i % len(sources)], timeout=60)
+                statuses.append(r.status)
+            except Exception as e:  # noqa: BLE001 - counted below
+                statuses.append(repr(e))
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(total)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        stop.set()
+        sampler.join()
+        print(f"700 x 64 KiB control characters: RSS {rss0} kB -> peak {peak[0]} kB")
+        assert len(statuses) == total
+        assert all(s == 400 for s in statuses), {repr(s) for s in statuses}
+        assert d.alive()
+        if not SANITIZED:
+            assert peak[0] < RSS_MAX_KB, peak[0]
+            # ... and falls back under 32 MB within seconds after (SPEC §13).
+            bh.wait_for(lambda: daemon_rss_kb(d.pid) < 32 * 1024, 10, what="RSS under 32 MB")
+        else:
+            assert peak[0] - rss0 < 128 * 1024, (rss0, peak[0])
+        assert d.callback().status == 200
+    finally:
+        n.stop()

@@ -154,6 +154,8 @@ def test_units_keep_what_the_daemon_relies_on():
     families = " ".join(svc.get(("Service", "RestrictAddressFamilies"), [])).split()
     assert {"AF_UNIX", "AF_INET", "AF_INET6"} <= set(families)
     assert svc.get(("Service", "PrivateNetwork"), ["no"]) == ["no"]
+    # SPEC §13: a bound on memory, above bayarhook's own 64 MB.
+    assert size_bytes(one(svc, "Service", "MemoryMax")) >= 64 * 1024 * 1024
 
     assert one(sock, "Socket", "Accept") == "no"
     listen = one(sock, "Socket", "ListenStream")
@@ -213,5 +215,8 @@ http {{
     r = run(args + ["-T"])
     assert r.returncode == 0, r.stderr
     assert "location = /callback" in r.stdout
+    # Issue 17: per-address limits on the callback path (values explained in the snippet).
+    assert re.search(r"limit_req zone=bayarhook_req burst=\d+ nodelay;", r.stdout)
+    assert re.search(r"limit_conn bayarhook_conn \d+;", r.stdout)
     body = re.search(r"client_max_body_size\s+(\S+);", text)
     assert body and size_bytes(body.group(1)) >= 65536, "below max_body_bytes' default"
