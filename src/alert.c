@@ -352,6 +352,15 @@ static void alert_tick(evutil_socket_t fd, short what, void *arg)
 
 /* ---- configuration and life ---- */
 
+/* The URL may hold a token (url_file): not left in freed memory. */
+static void alert_wipe(char *s)
+{
+	if (s != NULL) {
+		explicit_bzero(s, strlen(s));
+		free(s);
+	}
+}
+
 static char *alert_kinds_literal(unsigned mask)
 {
 	char buf[256] = "{";
@@ -387,8 +396,10 @@ int alert_configure(struct alert *a, const struct config *cfg, char *err, size_t
 	/* A delivery in flight keeps its own copies: argv was copied by proc_start. */
 	words_free(a->argv);
 	a->argv = argv;
-	free(a->url);
-	a->url = cfg->alert_url && cfg->alert_url[0] ? xstrdup(cfg->alert_url) : NULL;
+	alert_wipe(a->url);
+	a->url = cfg->alert_url && cfg->alert_url[0] ? xstrdup(cfg->alert_url)
+	         : cfg->alert_url_secret             ? xstrdup(cfg->alert_url_secret)
+	                                             : NULL;
 	free(a->chat);
 	a->chat = cfg->alert_telegram_chat && cfg->alert_telegram_chat[0]
 	              ? xstrdup(cfg->alert_telegram_chat)
@@ -479,7 +490,7 @@ void alert_free(struct alert *a)
 		alert_item_clear(&a->queue[i]);
 	free(a->cur.body);
 	words_free(a->argv);
-	free(a->url);
+	alert_wipe(a->url);
 	free(a->chat);
 	free(a->kinds);
 	free(a);

@@ -95,7 +95,8 @@ struct config {
 
 	/* [alert] (SPEC §8; src/alert.c) */
 	char *alert_command;       /* NULL: no command */
-	char *alert_url;           /* url = or the first line of url_file; NULL: none */
+	char *alert_url;           /* url =; NULL: none */
+	char *alert_url_secret;    /* url_file's first line (secret memory); NULL: none */
 	char *alert_kinds;         /* NULL or empty: every kind */
 	int alert_min_interval;    /* seconds between two alerts of one kind and subject */
 	int alert_timeout;         /* seconds for one delivery (command or POST) */

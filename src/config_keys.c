@@ -66,7 +66,7 @@ const struct conf_key config_keys[] = {
 	{KEY("alert", "command", T_STRING, NULL, alert_command), .unset = "none"},
 	{KEY("alert", "url", T_URL, NULL, alert_url), .flags = K_REDACT, .excl = "url_file",
 	 .unset = "none"},
-	{KEY("alert", "url_file", T_SECRET_FILE, NULL, alert_url), .excl = "url"},
+	{KEY("alert", "url_file", T_SECRET_FILE, NULL, alert_url_secret), .excl = "url"},
 	{KEY("alert", "kinds", T_STRING, NULL, alert_kinds), .unset = "every kind"},
 	{KEY("alert", "min_interval", T_INT, "300", alert_min_interval), RANGE(0, 604800)},
 	{KEY("alert", "timeout", T_INT, "30", alert_timeout), RANGE(1, 3600)},

@@ -354,3 +354,36 @@ def test_a_hanging_alert_command_never_blocks_callbacks_or_jobs(make_daemon, db,
     bh.wait_for(lambda: runs.exists() and len(runs.read_text().split()) == 20, 30,
                 what="every job run while the alert hangs")
     assert started.exists() and alert_rows(db)[0]["delivered_at"] is None
+
+
+def test_telegram_body_and_url_from_a_secret_file(make_daemon, db, tmp_path, hook):
+    secret_url = hook.url.replace("/hook", "/bot123456:SECRET-token/sendMessage")
+    url_file = tmp_path / "telegram-url"
+    url_file.write_text(secret_url + "\n")
+    url_file.chmod(0o600)
+    d = make_daemon(config={"alert": {"url_file": str(url_file),
+                                      "telegram_chat_id": "987654321"}})
+    db.execute("SELECT bayarhook.alert_raise('missed_callback', 'INV4', '{\"invoice\": \"INV4\"}')")
+    post = bh.wait_for(lambda: hook.posts, 20, what="the sendMessage POST")[0]
+    assert post["path"] == "/bot123456:SECRET-token/sendMessage"
+    assert post["body"]["chat_id"] == "987654321"
+    text = post["body"]["text"]
+    assert text.startswith("bayarhook alert: missed_callback\n")
+    alert = json.loads(text.split("\n", 1)[1])
+    assert alert["kind"] == "missed_callback" and alert["subject"] == "INV4"
+    bh.wait_for(lambda: alert_rows(db)[0]["delivered_at"], 10, what="delivered_at")
+    # The token never reaches the log or check-config's summary.
+    p = d.cli("check-config")
+    assert p.returncode == 0, p.stderr
+    assert "SECRET-token" not in p.stdout + p.stderr and "SECRET-token" not in d.log()
+
+
+def test_url_file_must_hold_a_url(make_daemon, tmp_path):
+    bad = tmp_path / "telegram-url"
+    bad.write_text("123456:SECRET-token\n")  # the bare token, a usual mistake
+    bad.chmod(0o600)
+    d = make_daemon(config={"alert": {"url_file": str(bad)}}, start=False)
+    p = d.cli("check-config")
+    out = p.stdout + p.stderr
+    assert p.returncode != 0 and "url_file" in out and "http:// or https://" in out, out
+    assert "SECRET-token" not in out
