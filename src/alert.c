@@ -26,8 +26,9 @@
 #include "xmalloc.h"
 
 #define ALERT_TICK_SEC 1
-#define ALERT_QUEUE_MAX 64   /* raises waiting for the database; older ones are dropped */
-#define ALERT_OUTPUT_LOG 200 /* bytes of a failed command's output in last_error */
+#define ALERT_QUEUE_MAX 64      /* raises waiting for the database; older ones are dropped */
+#define ALERT_OUTPUT_LOG 200    /* bytes of a failed command's output in last_error */
+#define ALERT_TELEGRAM_MAX 4000 /* bytes of text; sendMessage takes 4096 characters */
 
 struct alert_item {
 	enum alert_kind kind;
@@ -52,6 +53,7 @@ struct alert {
 	int min_interval, timeout, db_down_after, backoff_initial, backoff_max;
 
 	enum alert_phase phase;
+	bool claim_failing;
 	struct {
 		char id[32];
 		char kind[32];
@@ -241,6 +243,22 @@ static void alert_url_done(const struct http_client_resp *resp, void *arg)
 	alert_finish(a, why);
 }
 
+/*
+ * Cuts s to at most max bytes on a character boundary: Telegram refuses a
+ * longer text for good, and an alert refused for good would be retried forever.
+ */
+static void alert_cut_utf8(char *s, size_t max)
+{
+	size_t n = strlen(s);
+
+	if (n <= max)
+		return;
+	n = max;
+	while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+		n--;
+	s[n] = '\0';
+}
+
 /* Telegram's sendMessage wants chat_id and text, not our JSON: the text carries it. */
 static char *alert_telegram_body(const struct alert *a)
 {
@@ -248,6 +266,7 @@ static char *alert_telegram_body(const struct alert *a)
 	char *text, *out;
 
 	xasprintf(&text, "bayarhook alert: %s\n%s", a->cur.kind, a->cur.body);
+	alert_cut_utf8(text, ALERT_TELEGRAM_MAX);
 
 	cJSON_AddStringToObject(o, "chat_id", a->chat);
 	cJSON_AddStringToObject(o, "text", text);
@@ -304,9 +323,13 @@ static void alert_claimed(PGresult *res, const char *err, const char *sqlstate, 
 	(void)sqlstate;
 	a->phase = ALERT_IDLE;
 	if (res == NULL) {
-		log_warnx("cannot claim alerts: %s", err);
+		/* Once per run of failures: the tick asks again every second. */
+		if (!a->claim_failing)
+			log_warnx("cannot claim alerts (is the schema migrated?): %s", err);
+		a->claim_failing = true;
 		return;
 	}
+	a->claim_failing = false;
 	if (PQntuples(res) == 0)
 		return;
 	snprintf(a->cur.id, sizeof(a->cur.id), "%s", PQgetvalue(res, 0, 0));

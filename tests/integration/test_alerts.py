@@ -25,7 +25,7 @@ data = sys.stdin.read()
 with open({out!r}, "a") as f:
     f.write(json.dumps({{"env": os.environ.get("BAYARHOOK_ALERT"),
                         "path": os.environ.get("PATH"),
-                        "shell": os.environ.get("HOME"),
+                        "home": os.environ.get("HOME"),
                         "alert": json.loads(data)}}) + "\\n")
 """
 
@@ -147,7 +147,7 @@ def test_job_dead_reaches_the_command_and_the_url(make_daemon, db, tmp_path, hoo
     assert d.callback(inv).json == OK
     got = wait_recorded(d, "job_dead")[0]
     check_shape(got["alert"], "job_dead", "ship")
-    assert got["env"] == "job_dead" and got["path"] and got["shell"] is None
+    assert got["env"] == "job_dead" and got["path"] and got["home"] is None
     det = got["alert"]["detail"]
     job = db.query("SELECT * FROM bayarhook.jobs WHERE invoice_id = %s", [inv])[0]
     assert det["invoice"] == inv and det["job_id"] == job["id"]
