@@ -32,6 +32,7 @@
 
 struct alert_item {
 	enum alert_kind kind;
+	bool sent; /* already delivered (database_down, sent straight) */
 	char *subject;
 	char *detail;
 };
@@ -60,6 +61,7 @@ struct alert {
 		int attempts;
 		char *body;
 		bool cmd_done;
+		bool direct; /* database_down sent without the database: no row yet */
 		struct proc *proc;
 		struct http_client_call *call;
 	} cur;
@@ -68,9 +70,13 @@ struct alert {
 	size_t nqueue;
 	bool writing;
 
+	unsigned kinds_mask;
 	bool down;
 	struct timespec down_mono;
 	time_t down_wall;
+	bool down_sent;            /* database_down delivered straight during this outage */
+	int down_tries;            /* its attempts */
+	struct timespec down_next; /* its next attempt, monotonic */
 };
 
 static struct alert *alert_running; /* for alert_raise() */
@@ -86,13 +92,11 @@ static void alert_item_clear(struct alert_item *it)
 
 /* ---- raises the daemon sees itself ---- */
 
-void alert_raise(enum alert_kind kind, const char *subject, const char *detail_json)
+static void alert_queue(struct alert *a, enum alert_kind kind, const char *subject,
+                        const char *detail_json, bool sent)
 {
-	struct alert *a = alert_running;
 	struct alert_item *it;
 
-	if (a == NULL)
-		return;
 	if (a->nqueue == ALERT_QUEUE_MAX) {
 		log_warnx("alert queue full: dropping the oldest (%s)",
 		          alert_kind_name(a->queue[0].kind));
@@ -106,6 +110,13 @@ void alert_raise(enum alert_kind kind, const char *subject, const char *detail_j
 	it->kind = kind;
 	it->subject = xstrdup(subject ? subject : "");
 	it->detail = xstrdup(detail_json ? detail_json : "{}");
+	it->sent = sent;
+}
+
+void alert_raise(enum alert_kind kind, const char *subject, const char *detail_json)
+{
+	if (alert_running != NULL)
+		alert_queue(alert_running, kind, subject, detail_json, false);
 }
 
 static void alert_written(PGresult *res, const char *err, const char *sqlstate, void *arg)
@@ -135,8 +146,10 @@ static void alert_write_next(struct alert *a)
 	params[0] = alert_kind_name(a->queue[0].kind);
 	params[1] = a->queue[0].subject;
 	params[2] = a->queue[0].detail;
-	if (db_query(a->pool, "SELECT bayarhook.alert_raise($1, $2, $3::jsonb)", 3, params,
-	             alert_written, a) == 0)
+	if (db_query(a->pool,
+	             a->queue[0].sent ? "SELECT bayarhook.alert_record_sent($1, $2, $3::jsonb)"
+	                              : "SELECT bayarhook.alert_raise($1, $2, $3::jsonb)",
+	             3, params, alert_written, a) == 0)
 		a->writing = true;
 }
 
@@ -176,6 +189,19 @@ static void alert_finish(struct alert *a, const char *error)
 		snprintf(retry, sizeof(retry), "%.3f", (double)ms / 1000.0);
 		log_warnx("alert %s %s not delivered (attempt %d, again in %ss): %s", a->cur.id,
 		          a->cur.kind, a->cur.attempts, retry, error);
+	}
+	if (a->cur.direct) {
+		struct timespec now;
+
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		a->down_sent = error == NULL;
+		a->down_next = now;
+		a->down_next.tv_sec += (time_t)atof(retry);
+		free(a->cur.body);
+		a->cur.body = NULL;
+		a->cur.direct = false;
+		a->phase = ALERT_IDLE;
+		return;
 	}
 	params[0] = a->cur.id;
 	params[1] = a->owner;
@@ -337,6 +363,56 @@ static void alert_claimed(PGresult *res, const char *err, const char *sqlstate, 
 	a->cur.attempts = atoi(PQgetvalue(res, 0, 2));
 	a->cur.body = xstrdup(PQgetvalue(res, 0, 3));
 	a->cur.cmd_done = false;
+	a->cur.direct = false;
+	a->phase = ALERT_SENDING;
+	alert_send(a);
+}
+
+static double alert_since(const struct timespec *then)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (double)(now.tv_sec - then->tv_sec) + (double)(now.tv_nsec - then->tv_nsec) / 1e9;
+}
+
+static char *alert_down_detail(const struct alert *a)
+{
+	char since[64], *out;
+
+	strftime(since, sizeof(since), "%Y-%m-%dT%H:%M:%SZ", gmtime(&a->down_wall));
+	xasprintf(&out, "{\"down_since\":\"%s\",\"seconds\":%.0f}", since,
+	          alert_since(&a->down_mono));
+	return out;
+}
+
+/*
+ * database_down cannot wait for the database: once the outage is
+ * database_down_after old it is sent straight, without a row (written,
+ * as sent, once the database is back), and retried with the backoff.
+ */
+static void alert_down_direct(struct alert *a)
+{
+	char now_text[64], *detail;
+	time_t now = time(NULL);
+
+	if (!a->down || a->down_sent || a->phase != ALERT_IDLE ||
+	    (a->argv == NULL && a->url == NULL) || !(a->kinds_mask & (1u << ALERT_DATABASE_DOWN)) ||
+	    alert_since(&a->down_mono) < a->db_down_after || alert_since(&a->down_next) < 0)
+		return;
+	strftime(now_text, sizeof(now_text), "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+	detail = alert_down_detail(a);
+	free(a->cur.body);
+	xasprintf(&a->cur.body,
+	          "{\"id\":null,\"kind\":\"database_down\",\"subject\":\"\",\"detail\":%s,"
+	          "\"created_at\":\"%s\",\"suppressed\":0}",
+	          detail, now_text);
+	free(detail);
+	snprintf(a->cur.id, sizeof(a->cur.id), "(database down)");
+	snprintf(a->cur.kind, sizeof(a->cur.kind), "%s", alert_kind_name(ALERT_DATABASE_DOWN));
+	a->cur.attempts = ++a->down_tries;
+	a->cur.cmd_done = false;
+	a->cur.direct = true;
 	a->phase = ALERT_SENDING;
 	alert_send(a);
 }
@@ -370,6 +446,7 @@ static void alert_tick(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	alert_write_next(a);
+	alert_down_direct(a);
 	alert_claim(a);
 }
 
@@ -429,6 +506,7 @@ int alert_configure(struct alert *a, const struct config *cfg, char *err, size_t
 	              : NULL;
 	free(a->kinds);
 	a->kinds = alert_kinds_literal(mask);
+	a->kinds_mask = mask;
 	a->min_interval = cfg->alert_min_interval;
 	a->timeout = cfg->alert_timeout;
 	a->db_down_after = cfg->alert_db_down_after;
@@ -462,31 +540,32 @@ struct alert *alert_new(struct event_base *base, const struct config *cfg, char 
 
 void alert_db_state(struct alert *a, bool up)
 {
-	struct timespec now;
-	char detail[160], since[64];
-	double secs;
+	char *detail;
+	bool sent;
 
 	if (a == NULL)
 		return;
-	clock_gettime(CLOCK_MONOTONIC, &now);
 	if (!up) {
 		if (!a->down) {
 			a->down = true;
-			a->down_mono = now;
+			clock_gettime(CLOCK_MONOTONIC, &a->down_mono);
 			a->down_wall = time(NULL);
+			a->down_sent = false;
+			a->down_tries = 0;
+			a->down_next = a->down_mono;
 		}
 		return;
 	}
 	if (!a->down)
 		return;
 	a->down = false;
-	secs = (double)(now.tv_sec - a->down_mono.tv_sec) +
-	       (double)(now.tv_nsec - a->down_mono.tv_nsec) / 1e9;
-	if (secs < a->db_down_after)
+	sent = a->down_sent;
+	a->down_sent = false;
+	if (!sent && alert_since(&a->down_mono) < a->db_down_after)
 		return;
-	strftime(since, sizeof(since), "%Y-%m-%dT%H:%M:%SZ", gmtime(&a->down_wall));
-	snprintf(detail, sizeof(detail), "{\"down_since\":\"%s\",\"seconds\":%.0f}", since, secs);
-	alert_raise(ALERT_DATABASE_DOWN, "", detail);
+	detail = alert_down_detail(a);
+	alert_queue(a, ALERT_DATABASE_DOWN, "", detail, sent);
+	free(detail);
 }
 
 bool alert_idle(const struct alert *a)

@@ -30,8 +30,9 @@ struct alert *alert_new(struct event_base *base, const struct config *cfg, char 
 /* SIGHUP: the new [alert] settings; -1 with err keeps the old ones. */
 int alert_configure(struct alert *a, const struct config *cfg, char *err, size_t errlen);
 /*
- * The main pool's state: down for [alert] database_down_after seconds or
- * more raises database_down once it is back (it can only be written then).
+ * The main pool's state. Down for [alert] database_down_after seconds:
+ * database_down is sent straight (no row can be written), and written once
+ * the database is back (as sent, or pending when it could not be sent).
  */
 void alert_db_state(struct alert *a, bool up);
 /*

@@ -3,13 +3,24 @@
 -- flagged, a confirmation that disagreed and a third failed reconcile pass
 -- in a row are rows changing, and a trigger on each writes the alert.
 -- missed_callback and database_down are raised by the daemon with
--- alert_raise().
+-- alert_raise() (database_down, sent straight while the database was away,
+-- with alert_record_sent() once it is back).
 
 CREATE OR REPLACE FUNCTION bayarhook.alert_raise(p_kind text, p_subject text, p_detail jsonb)
 RETURNS bigint
 LANGUAGE sql AS $fn$
     INSERT INTO bayarhook.alerts (kind, subject, detail)
     VALUES (p_kind, coalesce(p_subject, ''), coalesce(p_detail, '{}'))
+    RETURNING id
+$fn$;
+
+-- database_down already sent straight from the daemon while the database
+-- was away: kept for the record, delivered.
+CREATE OR REPLACE FUNCTION bayarhook.alert_record_sent(p_kind text, p_subject text, p_detail jsonb)
+RETURNS bigint
+LANGUAGE sql AS $fn$
+    INSERT INTO bayarhook.alerts (kind, subject, detail, state, delivered_at, attempts)
+    VALUES (p_kind, coalesce(p_subject, ''), coalesce(p_detail, '{}'), 'sent', now(), 1)
     RETURNING id
 $fn$;
 

@@ -221,7 +221,7 @@ def test_reconcile_failing_after_three_failed_passes(make_daemon, db, tmp_path, 
     assert wait_posted(hook, "reconcile_failing")[0]["body"]["subject"] == ""
 
 
-def test_database_down_once_it_is_back(make_daemon, db, pg, tmp_path, hook):
+def test_database_down_is_sent_while_it_is_down(make_daemon, db, pg, tmp_path, hook):
     d = make_alerting(make_daemon, tmp_path, hook,
                       config={"alert": {"database_down_after": "1"}})
 
@@ -232,13 +232,43 @@ def test_database_down_once_it_is_back(make_daemon, db, pg, tmp_path, hook):
     pg.stop("immediate")
     try:
         bh.wait_for(lambda: db_up().endswith(" 0"), 30, what="the daemon to see it down")
+        # Sent straight, while the database is still away.
+        got = wait_recorded(d, "database_down", timeout=30)[0]["alert"]
+        assert got["id"] is None
+        check_shape(got, "database_down", "")
+        assert got["detail"]["seconds"] >= 1 and got["detail"]["down_since"].endswith("Z")
+        assert wait_posted(hook, "database_down")[0]["body"] == got
+    finally:
+        pg.start()
+    # Back: the row is written for the record, as sent, and not sent again.
+    row = bh.wait_for(lambda: alert_rows(db, "database_down"), 60, what="the row")[0]
+    assert row["state"] == "sent" and row["delivered_at"] is not None
+    assert row["detail"]["down_since"] == got["detail"]["down_since"]
+    db.execute("SELECT bayarhook.alert_raise('job_dead', 'after', '{}')")
+    wait_recorded(d, "job_dead")  # a later alert went through: the queue is past it
+    assert len(recorded(d, "database_down")) == 1
+    assert len([p for p in hook.posts if p["body"]["kind"] == "database_down"]) == 1
+    assert metric(d, "database_down") == "1"
+
+
+def test_database_down_without_a_receiver_is_written_once_it_is_back(make_daemon, db, pg,
+                                                                     tmp_path):
+    # Nowhere to send it meanwhile (kinds leaves it out of direct delivery too):
+    # the row is written when the database is back, pending like any other.
+    d = make_alerting(make_daemon, tmp_path,
+                      config={"alert": {"database_down_after": "1", "kinds": "job_dead"}})
+    pg.stop("immediate")
+    try:
+        bh.wait_for(lambda: "database down pool=ingest" in d.log(), 30,
+                    what="the daemon to see it down")
         time.sleep(1.5)  # the outage itself must outlast database_down_after
     finally:
         pg.start()
-    got = wait_recorded(d, "database_down", timeout=60)[0]["alert"]
-    check_shape(got, "database_down", "")
-    assert got["detail"]["seconds"] >= 1 and got["detail"]["down_since"].endswith("Z")
-    assert wait_posted(hook, "database_down")[0]["body"]["kind"] == "database_down"
+    row = bh.wait_for(lambda: alert_rows(db, "database_down"), 60, what="the row")[0]
+    assert row["detail"]["seconds"] >= 1
+    bh.wait_for(lambda: alert_rows(db, "database_down")[0]["state"] == "ignored", 10,
+                what="set aside by kinds")
+    assert recorded(d, "database_down") == []
 
 
 def test_a_short_outage_raises_nothing(make_daemon, db, tmp_path, hook):
