@@ -28,6 +28,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "alert_kind.h"
 #include "config_table.h"
 #include "event.h"
 #include "jsonw.h"
@@ -337,6 +338,24 @@ static void finish_config(struct parser *ps)
 		            ps->key_line[find_key(config_keys, N_CONFIG_KEYS, "security",
 		                                  "confirm_with_api")],
 		            "confirm_with_api", "needs a [gateway] api_key_file (or api_key)");
+	/* A misspelt kind would silence that alert for good. */
+	if (!ps->failed) {
+		unsigned mask;
+		char bad[64];
+
+		if (alert_kinds_parse(cfg->alert_kinds, &mask, bad, sizeof(bad)) < 0)
+			config_fail(
+			    ps,
+			    ps->key_line[find_key(config_keys, N_CONFIG_KEYS, "alert", "kinds")],
+			    "kinds", "unknown kind '%s'", bad);
+	}
+	/* Checked here, not at the first alert: a wrong file would go unnoticed for weeks. */
+	if (!ps->failed && cfg->alert_url_secret != NULL &&
+	    strncmp(cfg->alert_url_secret, "http://", 7) != 0 &&
+	    strncmp(cfg->alert_url_secret, "https://", 8) != 0)
+		config_fail(ps,
+		            ps->key_line[find_key(config_keys, N_CONFIG_KEYS, "alert", "url_file")],
+		            "url_file", "the file's first line must be an http:// or https:// URL");
 	/* An unsigned callback is only ever acted on with check-payment's answer. */
 	if (!ps->failed && cfg->unsigned_confirm && cfg->api_key == NULL)
 		config_fail(

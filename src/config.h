@@ -93,6 +93,16 @@ struct config {
 	int backoff_max;
 	int concurrency;
 
+	/* [alert] (SPEC §8; src/alert.c) */
+	char *alert_command;       /* NULL: no command */
+	char *alert_url;           /* url =; NULL: none */
+	char *alert_url_secret;    /* url_file's first line (secret memory); NULL: none */
+	char *alert_kinds;         /* NULL or empty: every kind */
+	int alert_min_interval;    /* seconds between two alerts of one kind and subject */
+	int alert_timeout;         /* seconds for one delivery (command or POST) */
+	char *alert_telegram_chat; /* set: the POST is a Telegram sendMessage */
+	int alert_db_down_after;   /* seconds unreachable before database_down */
+
 	struct action_conf *actions;
 	size_t nactions;
 

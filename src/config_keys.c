@@ -62,6 +62,17 @@ const struct conf_key config_keys[] = {
 	{KEY("fulfillment", "backoff_initial", T_INT, "5", backoff_initial), RANGE(1, 86400)},
 	{KEY("fulfillment", "backoff_max", T_INT, "3600", backoff_max), RANGE(1, 604800)},
 	{KEY("fulfillment", "concurrency", T_INT, "4", concurrency), RANGE(1, 256)},
+
+	{KEY("alert", "command", T_STRING, NULL, alert_command), .unset = "none"},
+	{KEY("alert", "url", T_URL, NULL, alert_url), .flags = K_REDACT, .excl = "url_file",
+	 .unset = "none"},
+	{KEY("alert", "url_file", T_SECRET_FILE, NULL, alert_url_secret), .excl = "url"},
+	{KEY("alert", "kinds", T_STRING, NULL, alert_kinds), .unset = "every kind"},
+	{KEY("alert", "min_interval", T_INT, "300", alert_min_interval), RANGE(0, 604800)},
+	{KEY("alert", "timeout", T_INT, "30", alert_timeout), RANGE(1, 3600)},
+	{KEY("alert", "telegram_chat_id", T_STRING, NULL, alert_telegram_chat),
+	 .unset = "none: the alert JSON is POSTed as is"},
+	{KEY("alert", "database_down_after", T_INT, "60", alert_db_down_after), RANGE(1, 86400)},
 };
 
 #define EXEC TYPE_BIT(ACTION_EXEC)

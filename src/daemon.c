@@ -22,6 +22,7 @@
 #include "daemon.h"
 #include "db.h"
 #include "log.h"
+#include "alert.h"
 #include "reconcile.h"
 #include "service.h"
 #include "server.h"
@@ -57,6 +58,7 @@ struct daemon {
 	struct gateway *gateway; /* one door to the API: one rate limit */
 	struct reconcile *reconcile;
 	struct confirm *confirm;
+	struct alert *alert;
 	struct service_watchdog *watchdog;
 	struct event *ev_term, *ev_int, *ev_hup, *ev_drain, *ev_trim;
 	int stop_ticks;
@@ -158,6 +160,7 @@ static void daemon_db_state(bool up, void *arg)
 	struct daemon *d = arg;
 
 	metrics_set(METRIC_DATABASE_UP, NULL, up ? 1 : 0);
+	alert_db_state(d->alert, up);
 	if (d->server)
 		daemon_status(d);
 }
@@ -218,6 +221,8 @@ static void daemon_reload(struct daemon *d)
 	store_set_actions(d->store, next);
 	gateway_configure(d->gateway, next);
 	reconcile_configure(d->reconcile, next);
+	if (alert_configure(d->alert, next, err, sizeof(err)) < 0)
+		log_errx("reload: %s; alerts keep the running [alert] settings", err);
 	server_set_config(d->server, next);
 	config_free(d->cfg);
 	d->cfg = next;
@@ -341,6 +346,7 @@ static void daemon_free(struct daemon *d)
 	service_watchdog_free(d->watchdog);
 	server_free(d->server);
 	worker_free(d->worker);
+	alert_free(d->alert);
 	proc_fini();
 	confirm_free(d->confirm);
 	reconcile_free(d->reconcile);
@@ -393,6 +399,11 @@ int daemon_serve(const char *config_path)
 	}
 	d.worker = worker_new(d.base, d.cfg, err, sizeof(err));
 	if (d.worker == NULL) {
+		log_errx("%s", err);
+		goto out;
+	}
+	d.alert = alert_new(d.base, d.cfg, err, sizeof(err));
+	if (d.alert == NULL) {
 		log_errx("%s", err);
 		goto out;
 	}

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alert.h"
 #include "jsonw.h"
 #include "log.h"
 #include "reconcile_record.h"
@@ -72,7 +73,18 @@ int reconcile_event_from_item(struct pay_event *ev, const cJSON *item, const cha
 
 void reconcile_missed_callback(const char *invoice, const char *how)
 {
+	struct jsonw w;
+	char *detail;
+
+	jsonw_begin(&w);
+	jsonw_cstr(&w, "invoice", invoice);
+	jsonw_cstr(&w, "how", how);
+	detail = jsonw_finish(&w);
+
 	metrics_inc(METRIC_MISSED_CALLBACKS, NULL);
+	/* Not a row change of its own: the daemon writes it (alert.c). */
+	alert_raise(ALERT_MISSED_CALLBACK, invoice, detail);
+	free(detail);
 	log_warnx("missed callback invoice=%s: paid at the gateway, no callback came (%s); "
 	          "is the callback URL reachable from bayar.gg?",
 	          invoice, how);

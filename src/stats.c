@@ -17,6 +17,15 @@ static const char *const job_states[] = {"pending", "running",   "succeeded", "d
 static const char *const attempt_outcomes[] = {"succeeded", "failed", "timeout", NULL};
 static const char *const pass_results[] = {"completed", "failed", NULL};
 
+/* The kinds of alert_kind.c, in its order. */
+static const char *const alert_kinds[] = {"job_dead",
+                                          "payment_flagged",
+                                          "missed_callback",
+                                          "confirm_disagreed",
+                                          "reconcile_failing",
+                                          "database_down",
+                                          NULL};
+
 static const char *const followup_outcomes[] = {"recorded", "not_confirmed", "failed", "throttled",
                                                 NULL};
 
@@ -81,6 +90,11 @@ static const struct metrics_family families[METRIC__COUNT] = {
                                  "Refused requests kept out of the audit by its rate "
                                  "limits (no row of their own; SPEC 13).",
                                  METRICS_COUNTER, NULL, NULL, NULL, 0},
+    [METRIC_ALERTS] = {"bayarhook_alerts_total",
+                       "Alerts delivered to [alert] command and/or url, by kind (those "
+                       "held back by min_interval are counted in the next one's "
+                       "suppressed, not here).",
+                       METRICS_COUNTER, "kind", alert_kinds, NULL, 0},
     [METRIC_BUILD_INFO] = {"bayarhook_build_info", "Always 1; the version is a label.",
                            METRICS_GAUGE, "version", NULL, NULL, 0},
     [METRIC_PROCESS_START] = {"process_start_time_seconds",

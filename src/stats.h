@@ -25,6 +25,7 @@ enum metric {
 	METRIC_FOLLOWUPS,         /* counter bayarhook_followup_checks_total{outcome} */
 	METRIC_PAYMENTS_FLAGGED,  /* counter bayarhook_payments_flagged_total */
 	METRIC_AUDIT_SUPPRESSED,  /* counter bayarhook_audit_suppressed_total */
+	METRIC_ALERTS,            /* counter bayarhook_alerts_total{kind}: alerts delivered */
 	METRIC_BUILD_INFO,        /* gauge bayarhook_build_info{version}, always 1 */
 	METRIC_PROCESS_START,     /* gauge process_start_time_seconds */
 	METRIC_DROPPED,           /* counter bayarhook_metrics_dropped_total */

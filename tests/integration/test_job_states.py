@@ -298,7 +298,8 @@ def test_migrate_twice_changes_nothing(make_daemon, db):
             "bayarhook.job_retry", "bayarhook.job_replay", "bayarhook.job_cancel",
             "bayarhook.job_expire_owners", "bayarhook.job_state_may_change",
             "bayarhook.confirm_held", "bayarhook.ingest"} <= names, names
-    assert [t for t, _ in triggers] == ["jobs_state_rule"]
+    # The job_dead alert's trigger (sql/functions/alerts.sql) beside the state rule.
+    assert [t for t, _ in triggers] == ["alerts_job_dead", "jobs_state_rule"]
     # The newest numbered file of sql/, whichever it is now.
     latest = sorted(f for f in os.listdir(os.path.join(bh.SOURCE_DIR, "sql"))
                     if f[:3].isdigit() and f.endswith(".sql"))[-1]
