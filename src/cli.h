@@ -17,7 +17,7 @@ struct pg_conn;
 
 /* How a command reaches the database. */
 enum cli_db {
-	CLI_DB_NONE,
+	CLI_DB_NONE,    /* with .config, every other value also takes --conninfo STR (cli.c) */
 	CLI_DB_CONNECT, /* the skeleton connects (blocking libpq) before run: cli->conn */
 	CLI_DB_POOL,    /* the command runs an event loop with its own pool */
 };
@@ -31,8 +31,9 @@ struct cli_command {
 	bool config;      /* the skeleton loads the config first: cli->cfg */
 	enum cli_db db;
 	/*
-	 * Uses the secrets. config_load reads every *_file for every command
-	 * today, so this only records which commands would still need them.
+	 * Uses the secrets. Without it the skeleton loads the config with
+	 * CONFIG_NO_SECRETS: no *_file is opened, so the command runs where
+	 * the service's secret files cannot be read (SPEC §10).
 	 */
 	bool secrets;
 	/* getopt_long's; NULL: no options, and no argument may look like one. */

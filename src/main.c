@@ -63,6 +63,8 @@ static void main_usage(FILE *out)
 	             "Options:\n"
 	             "  -c, --config FILE          config file (default $BAYARHOOK_CONFIG, else\n"
 	             "                             /etc/bayarhook/receiver.conf)\n"
+	             "  --conninfo STR             (commands that use the database) connect with\n"
+	             "                             STR instead of [database] conninfo\n"
 	             "  -d, --debug                debug logging\n"
 	             "  -h, --help                 show this help\n"
 	             "  -V, --version              show the version\n"
