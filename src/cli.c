@@ -118,13 +118,14 @@ int cli_run(const struct cli_command *cmd, const char *config_path, int argc, ch
 		return rc;
 	if (cmd->config) {
 		/* A command without secrets must run where their files cannot be read. */
-		cli.cfg = config_load_flags(config_path, cmd->secrets ? 0 : CONFIG_NO_SECRETS, err,
-		                            sizeof(err));
-		if (cli.cfg == NULL) {
-			fprintf(stderr, "bayarhook: %s\n", err);
+		cli.cfg = config_load_flags(config_path, cmd->secrets ? 0 : CONFIG_NO_SECRETS,
+		                            cli.config_err, sizeof(cli.config_err));
+		if (cli.cfg == NULL && !cmd->config_soft) {
+			fprintf(stderr, "bayarhook: %s\n", cli.config_err);
 			return 1;
 		}
-		if (conninfo != NULL) {
+		cli.conninfo = conninfo;
+		if (cli.cfg != NULL && conninfo != NULL) {
 			free(cli.cfg->conninfo);
 			cli.cfg->conninfo = xstrdup(conninfo);
 		}

@@ -5,12 +5,22 @@
   root or as another user than the service, whose secret files are 0600.
   The commands that do use one (check-config, send-test) still refuse.
 - --conninfo STR on every database command overrides [database] conninfo.
+- `doctor`: one line per check, ok or FAIL with what to do; exit 0 exactly
+  when every line is ok. A healthy setup (the clock may be unsynchronised in
+  a VM: either answer, in its format), a gateway refusing the key, a stopped
+  database.
 """
 
+import hashlib
 import os
+import re
 import subprocess
 
 import bh
+import fake_gateway
+
+CHECKS = ["config", "database", "secrets", "gateway", "clock", "listener"]
+LINE = re.compile(r"^(ok   |FAIL ) (\w+): (.+)$")
 
 
 def _no_secret_files(d):
@@ -86,3 +96,96 @@ def test_conninfo_overrides_the_config(make_daemon, db):
     # Without its value it is a usage error; a command without a database refuses it.
     assert d.cli("jobs", "--conninfo").returncode == 2
     assert d.cli("check-config", "--conninfo", db.conninfo).returncode == 2
+
+
+def doctor(d, *args):
+    """Runs doctor; returns ({check: (ok, text)}, returncode), format asserted."""
+    p = d.cli("doctor", *args)
+    lines = p.stdout.splitlines()
+    assert len(lines) == len(CHECKS), p.stdout + p.stderr
+    out = {}
+    for line, name in zip(lines, CHECKS):
+        m = LINE.match(line)
+        assert m and m.group(2) == name, line
+        out[name] = (m.group(1) == "ok   ", m.group(3))
+    # Exit 0 exactly when every line is ok.
+    assert p.returncode == (0 if all(ok for ok, _ in out.values()) else 1), p.stdout
+    return out, p.returncode
+
+
+def assert_clock_line(res):
+    ok, text = res["clock"]
+    if ok:
+        assert text.startswith("synchronised"), text
+    else:
+        assert "not synchronised" in text and "systemd-timesyncd" in text \
+            and "chrony" in text, text
+
+
+def test_doctor_healthy(make_daemon, gateway):
+    d = make_daemon(gateway_url=gateway.base_url)
+    res, rc = doctor(d)
+    for name in ("config", "database", "secrets", "gateway", "listener"):
+        assert res[name][0], (name, res[name])
+    fp = hashlib.sha256(bh.DEFAULT_SECRET.encode()).hexdigest()[:8]
+    assert f"1 webhook secret(s), fingerprints {fp}" in res["secrets"][1]
+    assert bh.DEFAULT_SECRET not in str(res) and bh.DEFAULT_API_KEY not in str(res)
+    assert "(current)" in res["database"][1]
+    assert_clock_line(res)
+    assert rc == (0 if res["clock"][0] else 1)
+    asked = gateway.requests_to("get-account-status")
+    assert asked and asked[-1]["headers"].get("X-API-Key") == bh.DEFAULT_API_KEY
+
+    # The listener stopped: that line fails, and says how to start it.
+    d.stop()
+    res, rc = doctor(d)
+    assert rc == 1 and not res["listener"][0] and "start" in res["listener"][1]
+    assert res["database"][0]
+
+
+def test_doctor_gateway_refuses_the_key(make_daemon):
+    with fake_gateway.FakeGateway(api_key="some_other_key_0123456789") as g:
+        d = make_daemon(gateway_url=g.base_url)
+        res, rc = doctor(d)
+    assert rc == 1
+    ok, text = res["gateway"]
+    assert not ok and "refused (HTTP 401)" in text and "api_key_file" in text
+    assert res["config"][0] and res["database"][0] and res["listener"][0]
+
+
+def test_doctor_schema_behind(make_daemon, db):
+    d = make_daemon(start=False)
+    res, rc = doctor(d)  # nothing migrated yet
+    assert rc == 1 and not res["database"][0] and "bayarhook migrate" in res["database"][1]
+
+
+def test_doctor_stopped_database(make_daemon, gateway, pg):
+    d = make_daemon(gateway_url=gateway.base_url)
+    pg.stop("immediate")
+    try:
+        bh.wait_for(lambda: bh.get(d.url("/healthz"), timeout=10).status == 503,
+                    15 * bh.SLOW, interval=0.3, what="/healthz 503")
+        res, rc = doctor(d)
+    finally:
+        pg.start()
+    assert rc == 1
+    ok, text = res["database"]
+    assert not ok and "cannot connect" in text and "conninfo" in text
+    # The daemon is up but degraded without its database.
+    assert not res["listener"][0] and "503" in res["listener"][1]
+    assert res["config"][0] and res["secrets"][0] and res["gateway"][0]
+
+
+def test_doctor_unloadable_config_still_checks_the_rest(make_daemon, db):
+    d = make_daemon(start=False)
+    d.migrate()
+    os.remove(d.secret_file)
+    res, rc = doctor(d)
+    assert rc == 1
+    assert not res["config"][0] and "cannot open" in res["config"][1]
+    assert res["database"][0]  # read without the secrets
+    assert not res["secrets"][0]
+    # --conninfo reaches doctor's own connection too.
+    wrong = db.conninfo.replace(f"dbname={db.name}", "dbname=bayarhook_none_such")
+    res, rc = doctor(d, "--conninfo", wrong)
+    assert not res["database"][0] and "bayarhook_none_such" in res["database"][1]
