@@ -189,3 +189,92 @@ def test_doctor_unloadable_config_still_checks_the_rest(make_daemon, db):
     wrong = db.conninfo.replace(f"dbname={db.name}", "dbname=bayarhook_none_such")
     res, rc = doctor(d, "--conninfo", wrong)
     assert not res["database"][0] and "bayarhook_none_such" in res["database"][1]
+
+
+# --- send-test aimed at the public URL through nginx (SPEC §10) ---------------
+
+PUBLIC = "pay.example.test"
+
+
+def make_private_ca(dirpath):
+    """A CA and a certificate for PUBLIC signed by it; returns (ca, cert, key)."""
+    from test_nginx import need
+    openssl = need("openssl")
+    p = lambda name: os.path.join(dirpath, name)  # noqa: E731
+    os.makedirs(dirpath, exist_ok=True)
+
+    def run(*args):
+        r = subprocess.run([openssl, *args], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+        "/CN=bayarhook test CA", "-addext", "basicConstraints=critical,CA:TRUE",
+        "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+        "-keyout", p("ca.key"), "-out", p("ca.pem"))
+    run("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={PUBLIC}",
+        "-keyout", p("leaf.key"), "-out", p("leaf.csr"))
+    with open(p("leaf.ext"), "w") as f:
+        f.write(f"subjectAltName=DNS:{PUBLIC}\nbasicConstraints=CA:FALSE\n"
+                "keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n")
+    run("x509", "-req", "-in", p("leaf.csr"), "-CA", p("ca.pem"), "-CAkey", p("ca.key"),
+        "-CAcreateserial", "-days", "1", "-extfile", p("leaf.ext"), "-out", p("leaf.pem"))
+    return p("ca.pem"), p("leaf.pem"), p("leaf.key")
+
+
+def test_send_test_through_nginx_private_ca(make_daemon, db, tmp_path):
+    from test_nginx import NGINX_ADDR, Nginx
+    d = make_daemon(config={"server": {"trusted_proxies": "127.0.0.1/32"}})
+    n = Nginx(tmp_path / "nginx", d.port)
+    ca, cert, key = make_private_ca(str(tmp_path / "ca"))
+    # nginx's config names n.cert and n.key: the private CA's pair takes their place.
+    os.replace(cert, n.cert)
+    os.replace(key, n.key)
+    n.start()
+    try:
+        url = f"https://{PUBLIC}:{n.port}/callback"
+        resolve = f"{PUBLIC}:{n.port}:{NGINX_ADDR}"
+
+        # No DNS for the name: it cannot be reached without --resolve.
+        p = d.cli("send-test", "--url", url, "--real-secret", "--cacert", ca)
+        assert p.returncode == 1 and "resolve" in p.stderr, p.stderr
+        # Reached, but the private CA is not trusted without --cacert.
+        p = d.cli("send-test", "--url", url, "--real-secret", "--resolve", resolve)
+        assert p.returncode == 1 and "certificate" in p.stderr, p.stderr
+
+        inv = bh.new_invoice("pub")
+        p = d.cli("send-test", "--url", url, "--real-secret", "--resolve", resolve,
+                  "--cacert", ca, "--invoice", inv)
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert "HTTP 200" in p.stdout
+        rows = db.wait_callbacks(1, invoice=inv)
+        assert rows[0]["verdict"] == "accepted", rows
+    finally:
+        n.stop()
+
+
+def test_send_test_insecure_self_signed(make_daemon, db, tmp_path):
+    from test_nginx import NGINX_ADDR, SERVER_NAME, Nginx
+    d = make_daemon(config={"server": {"trusted_proxies": "127.0.0.1/32"}})
+    n = Nginx(tmp_path / "nginx", d.port).start()  # its own self-signed certificate
+    try:
+        url = f"https://{SERVER_NAME}:{n.port}/callback"
+        resolve = f"{SERVER_NAME}:{n.port}:{NGINX_ADDR}"
+        p = d.cli("send-test", "--url", url, "--real-secret", "--resolve", resolve)
+        assert p.returncode == 1 and "certificate" in p.stderr, p.stderr
+        inv = bh.new_invoice("ins")
+        p = d.cli("send-test", "--url", url, "--real-secret", "--resolve", resolve,
+                  "--insecure", "--invoice", inv)
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert db.wait_callbacks(1, invoice=inv)[0]["verdict"] == "accepted"
+    finally:
+        n.stop()
+
+
+def test_send_test_aiming_options_need_url(make_daemon):
+    d = make_daemon(start=False)
+    assert d.cli("send-test", "--insecure").returncode == 2
+    assert d.cli("send-test", "--url", "https://x.test/callback", "--resolve",
+                 "nonsense").returncode == 2
+    p = d.cli("send-test", "--url", "https://x.test:443/callback", "--resolve",
+              "x.test:443:not-an-address", "--real-secret")
+    assert p.returncode == 1 and "HOST:PORT:ADDR" in p.stderr, p.stderr
