@@ -278,3 +278,36 @@ def test_send_test_aiming_options_need_url(make_daemon):
     p = d.cli("send-test", "--url", "https://x.test:443/callback", "--resolve",
               "x.test:443:not-an-address", "--real-secret")
     assert p.returncode == 1 and "HOST:PORT:ADDR" in p.stderr, p.stderr
+
+
+# --- README's "Which amount" example, as written ------------------------------
+
+def readme_action(heading):
+    """The first ```ini block under README's `## heading`, as {key: value}."""
+    text = open(os.path.join(bh.SOURCE_DIR, "README.md")).read()
+    part = text.split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    block = part.split("```ini\n", 1)[1].split("```", 1)[0]
+    keys = {}
+    for line in block.splitlines():
+        if "=" in line and not line.startswith(("[", ";")):
+            k, v = line.split("=", 1)
+            keys[k.strip()] = v.strip()
+    return keys
+
+
+def test_readme_which_amount_example_marks_the_order_paid(make_daemon, db):
+    action = readme_action("Which amount")
+    assert ":amount" in action["statement"] and ":final_amount" not in action["statement"]
+    db.execute("CREATE TABLE orders (invoice_id text PRIMARY KEY, total integer NOT NULL, "
+               "state text NOT NULL DEFAULT 'new')")
+    d = make_daemon(config={"action.mark_paid": action})
+    inv = bh.new_invoice("amt")
+    db.execute("INSERT INTO orders (invoice_id, total) VALUES (%s, 50000)", [inv])
+    # The shop asked for 50000; bayar.gg added its unique code: 50123 to pay.
+    assert d.callback(inv, amount=50000, final_amount=50123).status == 200
+    bh.wait_for(lambda: db.scalar("SELECT state FROM orders WHERE invoice_id = %s",
+                                  [inv]) == "paid", 15 * bh.SLOW, what="order paid")
+    job = bh.wait_for(lambda: (lambda r: r if r and r[0]["state"] == "succeeded" else None)(
+        db.query("SELECT state FROM bayarhook.jobs WHERE invoice_id = %s", [inv])),
+        15 * bh.SLOW, what="job succeeded")
+    assert job[0]["state"] == "succeeded"
