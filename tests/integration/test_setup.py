@@ -9,12 +9,19 @@
   when every line is ok. A healthy setup (the clock may be unsynchronised in
   a VM: either answer, in its format), a gateway refusing the key, a stopped
   database.
+- send-test --resolve/--cacert through nginx with a private CA, --insecure
+  against a self-signed certificate.
+- README as written: the "Which amount" sql example marks a 50000 order paid
+  by a 50123 payment; the "Production setup" steps, as root with peer
+  authentication and its pg_ident map, end in an accepted callback.
 """
 
 import hashlib
 import os
 import re
 import subprocess
+
+import pytest
 
 import bh
 import fake_gateway
@@ -311,3 +318,71 @@ def test_readme_which_amount_example_marks_the_order_paid(make_daemon, db):
         db.query("SELECT state FROM bayarhook.jobs WHERE invoice_id = %s", [inv])),
         15 * bh.SLOW, what="job succeeded")
     assert job[0]["state"] == "succeeded"
+
+
+# --- README's production setup, step by step, as root with peer authentication ---
+
+def readme_blocks(heading):
+    """The fenced code blocks under README's `## heading`, in order."""
+    text = open(os.path.join(bh.SOURCE_DIR, "README.md")).read()
+    part = text.split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    return [b.split("\n", 1)[1] for b in part.split("```")[1::2]]
+
+
+def test_readme_production_setup_as_root_with_peer(make_daemon):
+    if os.geteuid() != 0:
+        pytest.skip("the README's steps run as root")
+    blocks = readme_blocks("Production setup")
+    roles, ident, hba = blocks[0], blocks[1], blocks[2]
+    text = open(os.path.join(bh.SOURCE_DIR, "README.md")).read()
+    conninfo = re.search(r"`conninfo = (postgresql:///bayarhook\?user=bayarhook)`",
+                         text).group(1)
+
+    cluster = bh.PgCluster()  # its own, with the README's authentication
+    cluster.init()
+    try:
+        # The README's pg_ident.conf lines and its pg_hba.conf line, first.
+        with open(os.path.join(cluster.datadir, "pg_ident.conf"), "a") as f:
+            f.write(ident)
+        path = os.path.join(cluster.datadir, "pg_hba.conf")
+        old = open(path).read()
+        with open(path, "w") as f:
+            f.write(hba + old)
+        cluster.start()
+        # Step 1: the role and the database, as the README's commands say.
+        env = dict(os.environ, PGHOST=cluster.sockdir, PGPORT=str(cluster.port))
+        ran = 0
+        for line in roles.splitlines():
+            m = re.match(r"runuser -u postgres -- (createuser|createdb) (.*)$", line)
+            if m:
+                r = subprocess.run(["runuser", "-u", "postgres", "--", "env",
+                                    f"PGHOST={cluster.sockdir}", f"PGPORT={cluster.port}",
+                                    os.path.join(cluster.bindir, m.group(1)),
+                                    *m.group(2).split()],
+                                   capture_output=True, text=True, timeout=60)
+                assert r.returncode == 0, r.stderr
+                ran += 1
+        assert ran == 2, roles
+
+        # Steps 3 and 4: the config's conninfo as written; libpq finds the
+        # test cluster's socket through PGHOST/PGPORT instead of /run/postgresql.
+        d = make_daemon(start=False, config={"database": {"conninfo": conninfo}},
+                        env={"PGHOST": cluster.sockdir, "PGPORT": str(cluster.port)})
+        # Without the role named, root is root: the catch-22 the README solves.
+        p = d.cli("jobs", "--conninfo", "dbname=bayarhook")
+        assert p.returncode == 1 and 'role "root" does not exist' in p.stderr, p.stderr
+        d.migrate()
+        d.start(migrate=False)
+        inv = bh.new_invoice("prod")
+        assert d.callback(inv).status == 200
+        p = d.cli("audit", "--invoice", inv, check=True)
+        assert "accepted" in p.stdout, p.stdout
+        owner = subprocess.run(
+            ["runuser", "-u", "postgres", "--", os.path.join(cluster.bindir, "psql"), "-XAtq",
+             "-d", "bayarhook", "-c",
+             "SELECT tableowner FROM pg_tables WHERE schemaname = 'bayarhook' LIMIT 1"],
+            capture_output=True, text=True, env=env, timeout=60)
+        assert owner.stdout.strip() == "bayarhook", owner.stdout + owner.stderr
+        d.stop()
+    finally:
+        cluster.destroy()
