@@ -14,6 +14,7 @@
 #include "cli.h"
 #include "config.h"
 #include "db.h"
+#include "xmalloc.h"
 
 int cli_usage(const struct cli *cli)
 {
@@ -64,24 +65,69 @@ static int cli_parse(struct cli *cli, int argc, char **argv)
 	return 0;
 }
 
+/*
+ * Takes --conninfo STR / --conninfo=STR out of argv, anywhere before "--",
+ * for every command that reaches the database: one place instead of one
+ * option row per command. 0, or -1 when it lacks its value.
+ */
+static int cli_take_conninfo(int *argc, char **argv, const char **conninfo)
+{
+	int out = 1;
+
+	for (int i = 1; i < *argc; i++) {
+		if (strcmp(argv[i], "--") == 0) {
+			while (i < *argc)
+				argv[out++] = argv[i++];
+			break;
+		}
+		if (strcmp(argv[i], "--conninfo") == 0) {
+			if (i + 1 >= *argc) {
+				fprintf(stderr,
+				        "bayarhook: --conninfo needs a connection string\n");
+				return -1;
+			}
+			*conninfo = argv[++i];
+			continue;
+		}
+		if (strncmp(argv[i], "--conninfo=", 11) == 0) {
+			*conninfo = argv[i] + 11;
+			continue;
+		}
+		argv[out++] = argv[i];
+	}
+	*argc = out;
+	argv[out] = NULL;
+	return 0;
+}
+
 int cli_run(const struct cli_command *cmd, const char *config_path, int argc, char **argv)
 {
 	struct cli cli;
+	const char *conninfo = NULL;
 	char err[512];
 	int rc = 1;
 
 	memset(&cli, 0, sizeof(cli));
 	cli.cmd = cmd;
 	cli.config_path = config_path;
+	if (cmd->config && cmd->db != CLI_DB_NONE && cli_take_conninfo(&argc, argv, &conninfo) < 0)
+		return 2;
 	if (cli_parse(&cli, argc, argv) < 0)
 		return cli_usage(&cli);
 	if (cmd->check != NULL && (rc = cmd->check(&cli)) != 0)
 		return rc;
 	if (cmd->config) {
-		cli.cfg = config_load(config_path, err, sizeof(err));
-		if (cli.cfg == NULL) {
-			fprintf(stderr, "bayarhook: %s\n", err);
+		/* A command without secrets must run where their files cannot be read. */
+		cli.cfg = config_load_flags(config_path, cmd->secrets ? 0 : CONFIG_NO_SECRETS,
+		                            cli.config_err, sizeof(cli.config_err));
+		if (cli.cfg == NULL && !cmd->config_soft) {
+			fprintf(stderr, "bayarhook: %s\n", cli.config_err);
 			return 1;
+		}
+		cli.conninfo = conninfo;
+		if (cli.cfg != NULL && conninfo != NULL) {
+			free(cli.cfg->conninfo);
+			cli.cfg->conninfo = xstrdup(conninfo);
 		}
 	}
 	if (cmd->db == CLI_DB_CONNECT) {

@@ -17,9 +17,10 @@ struct pg_conn;
 
 /* How a command reaches the database. */
 enum cli_db {
-	CLI_DB_NONE,
+	CLI_DB_NONE,    /* with .config, every other value also takes --conninfo STR (cli.c) */
 	CLI_DB_CONNECT, /* the skeleton connects (blocking libpq) before run: cli->conn */
 	CLI_DB_POOL,    /* the command runs an event loop with its own pool */
+	CLI_DB_SELF,    /* the command connects itself, if and when it can (doctor) */
 };
 
 struct cli;
@@ -29,10 +30,16 @@ struct cli_command {
 	const char *args; /* after the name in usage lines; "" when it takes none */
 	const char *help; /* its line in --help */
 	bool config;      /* the skeleton loads the config first: cli->cfg */
+	/*
+	 * With config: a config that does not load is the command's to report
+	 * (cli->cfg NULL, the reason in cli->config_err), not the skeleton's.
+	 */
+	bool config_soft;
 	enum cli_db db;
 	/*
-	 * Uses the secrets. config_load reads every *_file for every command
-	 * today, so this only records which commands would still need them.
+	 * Uses the secrets. Without it the skeleton loads the config with
+	 * CONFIG_NO_SECRETS: no *_file is opened, so the command runs where
+	 * the service's secret files cannot be read (SPEC §10).
 	 */
 	bool secrets;
 	/* getopt_long's; NULL: no options, and no argument may look like one. */
@@ -51,6 +58,8 @@ struct cli {
 	const char *config_path;
 	struct config *cfg;   /* when cmd->config */
 	struct pg_conn *conn; /* when cmd->db == CLI_DB_CONNECT */
+	const char *conninfo; /* --conninfo, or NULL (already applied to cfg) */
+	char config_err[512]; /* when config_soft and cfg is NULL */
 	const char *opt[128]; /* by getopt's val: the argument, "" for a flag, NULL if absent */
 	char **args;          /* the operands */
 	int nargs;
@@ -59,7 +68,7 @@ struct cli {
 /* The entries, one per command, in the files that implement them. */
 extern const struct cli_command cli_cmd_check_config, cli_cmd_migrate, cli_cmd_audit;
 extern const struct cli_command cli_cmd_jobs, cli_cmd_retry, cli_cmd_replay, cli_cmd_cancel;
-extern const struct cli_command cli_cmd_reconcile, cli_cmd_send_test;
+extern const struct cli_command cli_cmd_reconcile, cli_cmd_send_test, cli_cmd_doctor;
 
 /*
  * Runs cmd with the arguments after the global options (argv[0] is the

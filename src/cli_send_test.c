@@ -91,6 +91,9 @@ static const struct option cli_send_test_options[] = {
     {"invoice", required_argument, NULL, 'i'},
     {"status", required_argument, NULL, 's'},
     {"amount", required_argument, NULL, 'a'},
+    {"resolve", required_argument, NULL, 'r'},
+    {"cacert", required_argument, NULL, 'C'},
+    {"insecure", no_argument, NULL, 'k'},
     {NULL, 0, NULL, 0},
     /* clang-format on */
 };
@@ -106,6 +109,15 @@ static int cli_send_test_check(struct cli *cli)
 			fprintf(stderr, "bayarhook: --amount must be a whole number\n");
 			return 2;
 		}
+	}
+	/* Only aiming at another URL needs them; the own listener is plain http. */
+	if ((cli_opt(cli, 'r') || cli_opt(cli, 'C') || cli_opt(cli, 'k')) && !cli_opt(cli, 'u')) {
+		fprintf(stderr, "bayarhook: --resolve, --cacert and --insecure go with --url\n");
+		return 2;
+	}
+	if (cli_opt(cli, 'r') != NULL && strchr(cli_opt(cli, 'r'), ':') == NULL) {
+		fprintf(stderr, "bayarhook: --resolve takes HOST:PORT:ADDR\n");
+		return 2;
 	}
 	if (status != NULL && event_status_parse(status) == STATUS_UNKNOWN) {
 		fprintf(stderr,
@@ -215,7 +227,9 @@ static int cli_send_test(struct cli *cli)
 		req.body = text;
 		req.body_len = text ? strlen(text) : 0;
 		req.timeout_sec = 10;
-		if (http_client_fetch(&req, NULL, &out) < 0 || out.resp.status == 0) {
+		req.resolve = cli_opt(cli, 'r');
+		req.insecure = cli_opt(cli, 'k') != NULL;
+		if (http_client_fetch(&req, cli_opt(cli, 'C'), &out) < 0 || out.resp.status == 0) {
 			fprintf(stderr, "bayarhook: send-test to %s failed: %s\n", url,
 			        out.resp.error ? out.resp.error : "unknown error");
 			http_client_resp_owned_free(&out);
@@ -236,7 +250,8 @@ out:
 
 const struct cli_command cli_cmd_send_test = {
     .name = "send-test",
-    .args = "[--url URL [--real-secret]] [--invoice ID] [--status S] [--amount N]",
+    .args = "[--url URL [--real-secret] [--resolve HOST:PORT:ADDR] [--cacert FILE] "
+            "[--insecure]] [--invoice ID] [--status S] [--amount N]",
     .help = "send a correctly signed sample callback",
     .config = true,
     .secrets = true, /* it signs with the current webhook secret */

@@ -60,6 +60,13 @@ struct parser {
 	bool failed;
 	char *err;
 	size_t errlen;
+	/*
+	 * CONFIG_NO_SECRETS: *_file keys are taken as given but their files are
+	 * never opened, for the commands that use no secret (SPEC §10): an
+	 * operator running `jobs` as root or as another user than the service
+	 * must not need to read its 0600 secret files.
+	 */
+	bool no_secrets;
 };
 
 static int config_fail(struct parser *ps, int line, const char *key, const char *fmt, ...)
@@ -244,6 +251,11 @@ static void start_section(struct parser *ps, const char *name)
 	ps->section = sec;
 }
 
+static bool config_key_is_secret_file(const struct conf_key *k)
+{
+	return k->type == T_SECRETS_FILE || k->type == T_SECRET_FILE;
+}
+
 static void set_key(struct parser *ps, const char *name, const char *value)
 {
 	const struct conf_key *tab, *k;
@@ -285,11 +297,28 @@ static void set_key(struct parser *ps, const char *name, const char *value)
 		}
 	}
 	lines[i] = ps->lineno;
+	if (ps->no_secrets && config_key_is_secret_file(k))
+		return; /* given (lines[i]) but not read */
 	ps->cx.warning[0] = '\0';
 	if (config_key_set(&ps->cx, k, base, value) < 0)
 		config_fail(ps, ps->lineno, name, "%s", ps->cx.reason);
 	else if (ps->cx.warning[0] != '\0')
 		config_add_warning(ps, name, ps->cx.warning);
+}
+
+/* Set, or a *_file left unread by CONFIG_NO_SECRETS. */
+static bool config_key_given(const struct parser *ps, size_t i)
+{
+	return config_key_has(&config_keys[i], ps->cfg) ||
+	       (ps->no_secrets && config_key_is_secret_file(&config_keys[i]) && ps->key_line[i]);
+}
+
+/* An API key is configured, perhaps in a file left unread. */
+static bool config_api_key_given(const struct parser *ps)
+{
+	int i = find_key(config_keys, N_CONFIG_KEYS, "gateway", "api_key_file");
+
+	return ps->cfg->api_key != NULL || (i >= 0 && config_key_given(ps, (size_t)i));
 }
 
 /* Whole-file checks, once every line is in. */
@@ -302,7 +331,7 @@ static void finish_config(struct parser *ps)
 		const struct conf_key *k = &config_keys[i];
 		int x;
 
-		if (!(k->flags & K_REQUIRED) || config_key_has(k, cfg))
+		if (!(k->flags & K_REQUIRED) || config_key_given(ps, i))
 			continue;
 		x = k->excl != NULL ? find_key(config_keys, N_CONFIG_KEYS, k->section, k->excl)
 		                    : -1;
@@ -333,7 +362,7 @@ static void finish_config(struct parser *ps)
 		    ps->key_line[find_key(config_keys, N_CONFIG_KEYS, "reconciler", "statuses")],
 		    "statuses", "pending cannot be swept (use paid, expired, cancelled)");
 	/* Held jobs would wait forever for a confirmation that cannot be asked. */
-	if (!ps->failed && cfg->confirm_with_api && cfg->api_key == NULL)
+	if (!ps->failed && cfg->confirm_with_api && !config_api_key_given(ps))
 		config_fail(ps,
 		            ps->key_line[find_key(config_keys, N_CONFIG_KEYS, "security",
 		                                  "confirm_with_api")],
@@ -357,7 +386,7 @@ static void finish_config(struct parser *ps)
 		            ps->key_line[find_key(config_keys, N_CONFIG_KEYS, "alert", "url_file")],
 		            "url_file", "the file's first line must be an http:// or https:// URL");
 	/* An unsigned callback is only ever acted on with check-payment's answer. */
-	if (!ps->failed && cfg->unsigned_confirm && cfg->api_key == NULL)
+	if (!ps->failed && cfg->unsigned_confirm && !config_api_key_given(ps))
 		config_fail(
 		    ps, ps->key_line[find_key(config_keys, N_CONFIG_KEYS, "security", "unsigned")],
 		    "unsigned", "confirm needs a [gateway] api_key_file (or api_key)");
@@ -511,14 +540,15 @@ static char *dir_of(const char *path)
 	return xstrndup(path, (size_t)(slash - path));
 }
 
-struct config *config_load_buffer(const char *name, const char *data, size_t len, char *err,
-                                  size_t errlen)
+static struct config *config_load_data(const char *name, const char *data, size_t len,
+                                       unsigned flags, char *err, size_t errlen)
 {
 	struct parser ps;
 	struct config *cfg;
 	char *dir;
 
 	memset(&ps, 0, sizeof(ps));
+	ps.no_secrets = (flags & CONFIG_NO_SECRETS) != 0;
 	ps.name = name;
 	ps.err = err;
 	ps.errlen = errlen;
@@ -559,7 +589,18 @@ fail:
 	return cfg;
 }
 
+struct config *config_load_buffer(const char *name, const char *data, size_t len, char *err,
+                                  size_t errlen)
+{
+	return config_load_data(name, data, len, 0, err, errlen);
+}
+
 struct config *config_load(const char *path, char *err, size_t errlen)
+{
+	return config_load_flags(path, 0, err, errlen);
+}
+
+struct config *config_load_flags(const char *path, unsigned flags, char *err, size_t errlen)
 {
 	struct stat st;
 	char *data = NULL;
@@ -601,7 +642,7 @@ struct config *config_load(const char *path, char *err, size_t errlen)
 		}
 	}
 	close(fd);
-	cfg = config_load_buffer(path, data, used, err, errlen);
+	cfg = config_load_data(path, data, used, flags, err, errlen);
 	explicit_bzero(data, used); /* may hold inline secrets */
 	free(data);
 	return cfg;

@@ -119,6 +119,14 @@ struct config {
  */
 struct config *config_load(const char *path, char *err, size_t errlen);
 /*
+ * CONFIG_NO_SECRETS: the *_file keys count as given but their files are not
+ * opened, and the secrets they would hold stay unset (nsecrets 0, api_key
+ * NULL): for the commands that use no secret (SPEC §10). Inline secrets are
+ * still read, being in the file anyway.
+ */
+enum { CONFIG_NO_SECRETS = 1 };
+struct config *config_load_flags(const char *path, unsigned flags, char *err, size_t errlen);
+/*
  * Same from memory (tests, fuzzing): name is used in messages and its
  * directory for relative *_file names.
  */

@@ -36,7 +36,7 @@ static const struct cli_command main_cmd_serve = {
 static const struct cli_command *const main_commands[] = {
     &main_cmd_serve, &cli_cmd_check_config, &cli_cmd_migrate, &cli_cmd_reconcile,
     &cli_cmd_jobs,   &cli_cmd_retry,        &cli_cmd_replay,  &cli_cmd_cancel,
-    &cli_cmd_audit,  &cli_cmd_send_test,
+    &cli_cmd_audit,  &cli_cmd_send_test,    &cli_cmd_doctor,
 };
 
 #define MAIN_NCOMMANDS (sizeof(main_commands) / sizeof(main_commands[0]))
@@ -63,6 +63,8 @@ static void main_usage(FILE *out)
 	             "Options:\n"
 	             "  -c, --config FILE          config file (default $BAYARHOOK_CONFIG, else\n"
 	             "                             /etc/bayarhook/receiver.conf)\n"
+	             "  --conninfo STR             (commands that use the database) connect with\n"
+	             "                             STR instead of [database] conninfo\n"
 	             "  -d, --debug                debug logging\n"
 	             "  -h, --help                 show this help\n"
 	             "  -V, --version              show the version\n"

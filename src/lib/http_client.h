@@ -10,6 +10,7 @@
 #ifndef BAYARHOOK_HTTP_CLIENT_H
 #define BAYARHOOK_HTTP_CLIENT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct event_base;
@@ -27,6 +28,16 @@ struct http_client_req {
 	size_t body_len;
 	int timeout_sec;     /* whole request: resolve + connect + send + receive */
 	size_t max_response; /* body cap; a longer body fails the request */
+	/*
+	 * "HOST:PORT:ADDR", as curl's --resolve: a request whose URL names HOST
+	 * and PORT connects to the address ADDR (IPv6 with or without []),
+	 * without a lookup; Host, SNI and the certificate check keep HOST.
+	 * Ignored when the URL names another host or port; NULL: none. A
+	 * malformed entry fails the request (HTTP_CLIENT_ERR_REQUEST).
+	 */
+	const char *resolve;
+	/* https:// without verifying the certificate chain or name (a self-signed test). */
+	bool insecure;
 };
 
 struct http_client_header {

@@ -63,7 +63,8 @@ struct http_client_call {
 	enum evhttp_cmd_type method;
 	bool method_has_body;
 	bool tls;
-	char *host; /* without [] */
+	bool insecure; /* req->insecure: no certificate verification */
+	char *host;    /* without [] */
 	bool host_is_ip;
 	int port;
 	char *target;        /* path and query, as given */

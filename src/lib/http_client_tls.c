@@ -94,6 +94,13 @@ SSL *hc_tls_new(SSL_CTX *ctx, struct http_client_call *rq)
 		return NULL;
 	if (hc_ssl_idx >= 0)
 		SSL_set_ex_data(ssl, hc_ssl_idx, rq);
+	if (rq->insecure) {
+		/* Asked for by the caller for one request: any certificate, any name. */
+		SSL_set_verify(ssl, SSL_VERIFY_NONE, NULL);
+		if (!rq->host_is_ip && SSL_set_tlsext_host_name(ssl, rq->host) != 1)
+			goto fail;
+		return ssl;
+	}
 	if (rq->host_is_ip) {
 		/* RFC 6066: no SNI for address literals. */
 		if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), rq->host) != 1)

@@ -172,6 +172,54 @@ out:
 	return ret;
 }
 
+/*
+ * req->resolve ("HOST:PORT:ADDR") into rq->addrs when it names rq's host
+ * and port: the connection goes to ADDR, the name stays for Host and TLS.
+ */
+static int hc_apply_resolve(struct http_client_call *rq, const char *entry)
+{
+	const char *c1 = strchr(entry, ':'), *c2 = c1 != NULL ? strchr(c1 + 1, ':') : NULL;
+	char addr[INET6_ADDRSTRLEN + 2], *end;
+	struct sockaddr_in *sin = (struct sockaddr_in *)&rq->addrs[0];
+	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&rq->addrs[0];
+	size_t alen;
+	long port;
+
+	if (c1 == NULL || c2 == NULL || c1 == entry)
+		goto bad;
+	port = strtol(c1 + 1, &end, 10);
+	if (end != c2 || port <= 0 || port > 65535)
+		goto bad;
+	alen = strlen(c2 + 1);
+	if (alen >= 2 && c2[1] == '[' && c2[alen] == ']') {
+		alen -= 2;
+		c2++;
+	}
+	if (alen == 0 || alen >= sizeof(addr))
+		goto bad;
+	memcpy(addr, c2 + 1, alen);
+	addr[alen] = '\0';
+	if ((size_t)(c1 - entry) != strlen(rq->host) ||
+	    strncasecmp(entry, rq->host, (size_t)(c1 - entry)) != 0 || port != rq->port)
+		return 0; /* another host's entry, as curl */
+	memset(&rq->addrs[0], 0, sizeof(rq->addrs[0]));
+	if (evutil_inet_pton(AF_INET, addr, &sin->sin_addr) == 1) {
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons((unsigned short)port);
+	} else if (evutil_inet_pton(AF_INET6, addr, &sin6->sin6_addr) == 1) {
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons((unsigned short)port);
+	} else {
+		goto bad;
+	}
+	rq->naddrs = 1;
+	return 0;
+bad:
+	hc_fail(rq, HTTP_CLIENT_ERR_REQUEST, "invalid resolve entry (HOST:PORT:ADDR): %.64s",
+	        entry);
+	return -1;
+}
+
 int hc_prepare(struct http_client_call *rq, const struct http_client_req *req)
 {
 	const char *method = req->method != NULL ? req->method : "GET";
@@ -195,6 +243,9 @@ int hc_prepare(struct http_client_call *rq, const struct http_client_req *req)
 		rq->max_response = (size_t)1 << 40;
 	if (hc_parse_url(rq, req->url) != 0)
 		return -1;
+	if (req->resolve != NULL && hc_apply_resolve(rq, req->resolve) != 0)
+		return -1;
+	rq->insecure = req->insecure;
 	if (hc_copy_headers(rq, req->headers) != 0)
 		return -1;
 	if (req->body_len > 0) {

@@ -15,6 +15,7 @@ Endpoints (under /api):
     GET /list-payments.php?status=&start_date=YYYY-MM-DD&end_date=&page=&limit=
         200 {"success":true,"data":[...],"pagination":{"page","limit","total","total_pages"}}
         limit > 100 (or not a number) -> 400; newest first; dates are WIB (UTC+7)
+    GET /get-account-status.php   200 {"success":true,...}: what `bayarhook doctor` asks
 Every request needs X-API-Key equal to api_key, else 401.
 g.list_delay = 0.5 delays every list-payments answer (a slow gateway, for crash tests).
 """
@@ -233,7 +234,7 @@ class FakeGateway:
                 self._cond.notify_all()
 
     def _answer(self, h, endpoint, query):
-        if endpoint not in ("check-payment", "list-payments"):
+        if endpoint not in ("check-payment", "list-payments", "get-account-status"):
             return h._send(404, {"success": False, "error": "not found"})
         if h.command != "GET":
             return h._send(405, {"success": False, "error": "method not allowed"},
@@ -246,6 +247,9 @@ class FakeGateway:
             return h._send(*forced)
         if endpoint == "check-payment":
             return self._check_payment(h, query)
+        if endpoint == "get-account-status":
+            # What `bayarhook doctor` asks: is this key accepted.
+            return h._send(200, {"success": True, "data": {"status": "active"}})
         return self._list_payments(h, query)
 
     def _check_payment(self, h, query):

@@ -26,7 +26,7 @@ import bh
 SRC = Path(bh.SOURCE_DIR)
 MAN8 = SRC / "man" / "bayarhook.8"
 MAN5 = SRC / "man" / "receiver.conf.5"
-UNITS = ("bayarhook.service", "bayarhook.socket")
+UNITS = ("bayarhook.service", "bayarhook.socket", "bayarhook@.service")
 
 # The commands of SPEC §2, each documented in bayarhook(8).
 SPEC_COMMANDS = {
@@ -38,7 +38,9 @@ SPEC_COMMANDS = {
     "retry": [],
     "replay": ["--action"],
     "audit": ["--invoice", "--verdict", "--since", "--json"],
-    "send-test": ["--url", "--real-secret", "--invoice", "--status", "--amount"],
+    "send-test": ["--url", "--real-secret", "--invoice", "--status", "--amount", "--resolve",
+                  "--cacert", "--insecure"],
+    "doctor": [],  # issue 12
 }
 # Where `cmake --install` / the .deb put things (prefix /usr).
 EXPECTED = [
@@ -46,6 +48,7 @@ EXPECTED = [
     "usr/share/bayarhook/sql/001_init.sql",
     "lib/systemd/system/bayarhook.service",
     "lib/systemd/system/bayarhook.socket",
+    "lib/systemd/system/bayarhook@.service",
     "usr/share/doc/bayarhook/receiver.conf.example",
     "usr/share/doc/bayarhook/nginx/bayarhook.conf",
     "usr/share/man/man8/bayarhook.8",

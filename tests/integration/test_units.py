@@ -1,7 +1,8 @@
 """Checks of the deployment files in contrib/: the systemd units and the nginx
 snippet, with the tools that will read them.
 
-- `systemd-analyze verify` on the unchanged unit files inside a throw-away
+- `systemd-analyze verify` on the unchanged unit files (and an instance of the
+  per-shop template bayarhook@.service) inside a throw-away
   root (--root): there /usr/bin/bayarhook and the other Exec*= commands exist
   as stubs, and the host's own units (sysinit.target, ...) are copied in, so
   verify checks our directives instead of failing on the missing binary. It
@@ -30,6 +31,7 @@ SRC = Path(os.environ.get("BAYARHOOK_SOURCE_DIR", Path(__file__).resolve().paren
 SYSTEMD_DIR = SRC / "contrib" / "systemd"
 SERVICE = SYSTEMD_DIR / "bayarhook.service"
 SOCKET = SYSTEMD_DIR / "bayarhook.socket"
+TEMPLATE = SYSTEMD_DIR / "bayarhook@.service"  # one instance per shop (issue 12)
 NGINX_CONF = SRC / "contrib" / "nginx" / "bayarhook.conf"
 MAX_EXPOSURE = 1.5
 EXEC_KEYS = ("ExecStartPre", "ExecStart", "ExecStartPost", "ExecReload", "ExecStop",
@@ -85,7 +87,7 @@ def make_root(tmp_path, units):
     etc.mkdir(parents=True)
     for name, text in units.items():
         (etc / name).write_text(text)
-    for unit in (SERVICE, SOCKET):
+    for unit in (SERVICE, SOCKET, TEMPLATE):
         for prog in exec_paths(unit):
             assert prog.startswith("/"), f"{unit.name}: {prog} is not an absolute path"
             stub = root / prog.lstrip("/")
@@ -95,14 +97,60 @@ def make_root(tmp_path, units):
     return root
 
 
-def verify(root):
+def verify(root, units=("bayarhook.service", "bayarhook.socket")):
     tool = need("systemd-analyze")
-    return run([tool, "verify", "--man=no", "--generators=no", f"--root={root}",
-                "bayarhook.service", "bayarhook.socket"])
+    return run([tool, "verify", "--man=no", "--generators=no", f"--root={root}", *units])
 
 
 def our_units():
-    return {SERVICE.name: SERVICE.read_text(), SOCKET.name: SOCKET.read_text()}
+    return {SERVICE.name: SERVICE.read_text(), SOCKET.name: SOCKET.read_text(),
+            TEMPLATE.name: TEMPLATE.read_text()}
+
+
+def test_verify_template_instance_is_clean(tmp_path):
+    r = verify(make_root(tmp_path, our_units()), units=("bayarhook@toko1.service",))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (r.stdout + r.stderr).strip() == "", r.stdout + r.stderr
+
+
+def test_verify_template_would_catch_a_mistake(tmp_path):
+    units = our_units()
+    units[TEMPLATE.name] = units[TEMPLATE.name].replace(
+        "[Service]\n", "[Service]\nProtectSystm=strict\n", 1)
+    r = verify(make_root(tmp_path, units), units=("bayarhook@toko1.service",))
+    assert "ProtectSystm" in r.stdout + r.stderr
+
+
+# What an instance changes from bayarhook.service: its name, config, user, credentials.
+PER_SHOP = {("Unit", "Description"), ("Service", "ExecStartPre"), ("Service", "ExecStart"),
+            ("Service", "LoadCredential"), ("Service", "User"), ("Service", "Group"),
+            ("Install", "Also")}
+
+
+def test_template_has_the_service_hardening():
+    svc, tpl = unit_directives(SERVICE), unit_directives(TEMPLATE)
+    for key in set(svc) | set(tpl):
+        if key not in PER_SHOP:
+            assert svc.get(key) == tpl.get(key), f"[{key[0]}] {key[1]}= differs"
+    assert tpl[("Service", "ExecStart")] == ["/usr/bin/bayarhook -c /etc/bayarhook/%i.conf serve"]
+    assert tpl[("Service", "ExecStartPre")] == [
+        "/usr/bin/bayarhook -c /etc/bayarhook/%i.conf check-config"]
+    assert tpl[("Service", "User")] == ["bayarhook-%i"]
+    creds = {v.split(":", 1)[0] for v in tpl[("Service", "LoadCredential")]}
+    assert creds == {"%i.webhook-secret", "%i.api-key"}
+    assert ("Install", "Also") not in tpl  # no shared socket: each shop listens itself
+
+
+def test_template_security_exposure(tmp_path):
+    tool = need("systemd-analyze")
+    inst = tmp_path / "bayarhook@toko1.service"
+    inst.write_text(TEMPLATE.read_text())
+    r = run([tool, "security", "--offline=true", "--no-pager", str(inst)])
+    assert r.returncode == 0, r.stdout + r.stderr
+    m = re.search(r"Overall exposure level for bayarhook@toko1\.service: (\d+(?:\.\d+)?)",
+                  r.stdout)
+    assert m, r.stdout + r.stderr
+    assert float(m.group(1)) <= MAX_EXPOSURE, r.stdout
 
 
 def test_verify_is_clean(tmp_path):
