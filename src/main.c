@@ -34,9 +34,9 @@ static const struct cli_command main_cmd_serve = {
 
 /* In --help's order. */
 static const struct cli_command *const main_commands[] = {
-    &main_cmd_serve, &cli_cmd_check_config, &cli_cmd_migrate, &cli_cmd_reconcile,
-    &cli_cmd_jobs,   &cli_cmd_retry,        &cli_cmd_replay,  &cli_cmd_cancel,
-    &cli_cmd_audit,  &cli_cmd_send_test,
+    &main_cmd_serve, &cli_cmd_check_config, &cli_cmd_migrate,  &cli_cmd_reconcile,
+    &cli_cmd_jobs,   &cli_cmd_retry,        &cli_cmd_replay,   &cli_cmd_cancel,
+    &cli_cmd_audit,  &cli_cmd_send_test,    &cli_cmd_payments,
 };
 
 #define MAIN_NCOMMANDS (sizeof(main_commands) / sizeof(main_commands[0]))
