@@ -17,6 +17,15 @@ static const char *const job_states[] = {"pending", "running",   "succeeded", "d
 static const char *const attempt_outcomes[] = {"succeeded", "failed", "timeout", NULL};
 static const char *const pass_results[] = {"completed", "failed", NULL};
 
+/* SPEC §8's alert kinds, each shown at zero until one is raised. */
+static const char *const alert_kinds[] = {"job_dead",
+                                          "payment_flagged",
+                                          "missed_callback",
+                                          "confirm_disagreed",
+                                          "reconcile_failing",
+                                          "database_down",
+                                          NULL};
+
 static const char *const followup_outcomes[] = {"recorded", "not_confirmed", "failed", "throttled",
                                                 NULL};
 
@@ -56,6 +65,10 @@ static const struct metrics_family families[METRIC__COUNT] = {
                           METRICS_COUNTER, "action", NULL, NULL, 0},
     [METRIC_QUEUE_DEPTH] = {"bayarhook_queue_depth", "Jobs due to run now but not yet started.",
                             METRICS_GAUGE, NULL, NULL, NULL, 0},
+    [METRIC_OLDEST_PENDING] = {"bayarhook_jobs_oldest_pending_seconds",
+                               "Age of the oldest pending job (a paid order not yet "
+                               "fulfilled, retries included); 0 when none is pending.",
+                               METRICS_GAUGE, NULL, NULL, NULL, 0},
     [METRIC_RECONCILER_PASSES] = {"bayarhook_reconciler_passes_total",
                                   "Reconciliation passes by result.", METRICS_COUNTER, "result",
                                   pass_results, NULL, 0},
@@ -63,6 +76,11 @@ static const struct metrics_family families[METRIC__COUNT] = {
                                  "Payment state changes the reconciler found that no "
                                  "callback had delivered.",
                                  METRICS_COUNTER, NULL, NULL, NULL, 0},
+    [METRIC_RECONCILE_LAST_OK] = {"bayarhook_reconcile_last_success_timestamp_seconds",
+                                  "When the last completed reconciliation pass (of any "
+                                  "process on the database) ended, since unix epoch; 0 "
+                                  "when none has.",
+                                  METRICS_GAUGE, NULL, NULL, NULL, 0},
     [METRIC_MISSED_CALLBACKS] = {"bayarhook_missed_callbacks_total",
                                  "Paid invoices the reconciler found whose callback never "
                                  "came (missed_callback: a firewall, a CDN or a wrong "
@@ -81,6 +99,8 @@ static const struct metrics_family families[METRIC__COUNT] = {
                                  "Refused requests kept out of the audit by its rate "
                                  "limits (no row of their own; SPEC 13).",
                                  METRICS_COUNTER, NULL, NULL, NULL, 0},
+    [METRIC_ALERTS] = {"bayarhook_alerts_total", "Alerts raised, by kind (SPEC 8).",
+                       METRICS_COUNTER, "kind", alert_kinds, NULL, 0},
     [METRIC_BUILD_INFO] = {"bayarhook_build_info", "Always 1; the version is a label.",
                            METRICS_GAUGE, "version", NULL, NULL, 0},
     [METRIC_PROCESS_START] = {"process_start_time_seconds",

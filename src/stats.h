@@ -19,12 +19,15 @@ enum metric {
 	METRIC_JOB_ATTEMPTS,      /* counter bayarhook_job_attempts_total{outcome} */
 	METRIC_JOBS_DEAD,         /* counter bayarhook_jobs_dead_total{action} */
 	METRIC_QUEUE_DEPTH,       /* gauge bayarhook_queue_depth */
+	METRIC_OLDEST_PENDING,    /* gauge bayarhook_jobs_oldest_pending_seconds */
 	METRIC_RECONCILER_PASSES, /* counter bayarhook_reconciler_passes_total{result} */
 	METRIC_RECONCILER_FOUND,  /* counter bayarhook_reconciler_found_total */
+	METRIC_RECONCILE_LAST_OK, /* gauge bayarhook_reconcile_last_success_timestamp_seconds */
 	METRIC_MISSED_CALLBACKS,  /* counter bayarhook_missed_callbacks_total */
 	METRIC_FOLLOWUPS,         /* counter bayarhook_followup_checks_total{outcome} */
 	METRIC_PAYMENTS_FLAGGED,  /* counter bayarhook_payments_flagged_total */
 	METRIC_AUDIT_SUPPRESSED,  /* counter bayarhook_audit_suppressed_total */
+	METRIC_ALERTS,            /* counter bayarhook_alerts_total{kind} (SPEC §8's kinds) */
 	METRIC_BUILD_INFO,        /* gauge bayarhook_build_info{version}, always 1 */
 	METRIC_PROCESS_START,     /* gauge process_start_time_seconds */
 	METRIC_DROPPED,           /* counter bayarhook_metrics_dropped_total */
