@@ -67,6 +67,11 @@ static void main_usage(FILE *out)
 	             "  -h, --help                 show this help\n"
 	             "  -V, --version              show the version\n"
 	             "\n"
+	             "--since AGE: 90s, 15m, 2h, 3d; or TIME: an ISO date or time\n"
+	             "(2026-12-01, 2026-12-01 08:00, 2026-12-01T08:00+07:00).\n"
+	             "Times print with their offset, in the database's zone\n"
+	             "unless --tz ZONE (e.g. Asia/Jakarta).\n"
+	             "\n"
 	             "Exit status: 0 success, 1 failure, 2 usage error.\n");
 }
 
