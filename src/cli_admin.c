@@ -230,7 +230,19 @@ static int cli_audit(struct cli *cli)
 		goto out;
 	}
 	if (cli_opt(cli, 'j')) {
-		printf("%s\n", PQgetvalue(res, 0, 0));
+		/* Without the table's helper column: received_at is the time. */
+		cJSON *rows = cJSON_Parse(PQgetvalue(res, 0, 0));
+		cJSON *r;
+		char *text;
+
+		cJSON_ArrayForEach(r, rows)
+		{
+			cJSON_DeleteItemFromObjectCaseSensitive(r, "received");
+		}
+		text = rows ? cJSON_PrintUnformatted(rows) : NULL;
+		printf("%s\n", text ? text : "[]");
+		free(text);
+		cJSON_Delete(rows);
 	} else {
 		cJSON *rows = cJSON_Parse(PQgetvalue(res, 0, 0));
 		const cJSON *r;

@@ -257,6 +257,10 @@ def test_audit_usage_errors_and_zones(make_daemon, db):
     assert int(t_wib[11:13]) == (int(t_utc[11:13]) + 7) % 24
     # the whole time, then the client: nothing cut off mid-zone
     assert re.search(rf"{TIME} +127\.0\.0\.1", utc), utc
-    assert len(json.loads(d.cli("audit", "--since", "1h", "--json", check=True).stdout)) == 1
+    (row,) = json.loads(d.cli("audit", "--since", "1h", "--json", check=True).stdout)
+    assert row["invoice_id"] == inv and "received" not in row
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT[\d:.]+\+00:00",
+                        json.loads(d.cli("audit", "--json", "--tz", "UTC",
+                                         check=True).stdout)[0]["received_at"])
     assert json.loads(d.cli("audit", "--since", "2999-01-01", "--json",
                             check=True).stdout) == []
