@@ -14,6 +14,7 @@
 struct cJSON;
 struct config;
 struct pg_conn;
+struct pg_result;
 
 /* How a command reaches the database. */
 enum cli_db {
@@ -69,6 +70,7 @@ struct cli {
 extern const struct cli_command cli_cmd_check_config, cli_cmd_migrate, cli_cmd_audit;
 extern const struct cli_command cli_cmd_jobs, cli_cmd_retry, cli_cmd_replay, cli_cmd_cancel;
 extern const struct cli_command cli_cmd_reconcile, cli_cmd_send_test, cli_cmd_doctor;
+extern const struct cli_command cli_cmd_payments;
 
 /*
  * Runs cmd with the arguments after the global options (argv[0] is the
@@ -82,5 +84,18 @@ const char *cli_opt(const struct cli *cli, int c);
 /* out[i] = the string field names[i] of a JSON row, or missing. */
 void cli_row_strings(const struct cJSON *row, const char *const *names, int n, const char **out,
                      const char *missing);
+
+/*
+ * cli_time.c. --since's AGE or TIME (15m, 2h, 3d; 2026-12-01,
+ * 2026-12-01T08:00+07:00) into buf as a timestamptz literal PostgreSQL reads:
+ * 0, or 2 after a one-line usage error.
+ */
+int cli_time_since(const struct cli *cli, const char *text, char *buf, size_t len);
+/* --tz: the session's TimeZone (NULL: leave it); 0, 2 for an unknown zone, 1. */
+int cli_time_zone(const struct cli *cli, struct pg_conn *conn, const char *zone);
+/* How every command prints a time: with its offset from UTC, in the session's zone. */
+#define CLI_TIME_FORMAT "'YYYY-MM-DD HH24:MI:SSOF'"
+/* The width of a time printed so; an offset like +05:30 is three more. */
+#define CLI_TIME_WIDTH 22
 
 #endif

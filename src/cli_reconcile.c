@@ -3,7 +3,8 @@
  * a private event loop, with the same code `serve` runs every interval,
  * whatever [reconciler] enabled says. Prints a line per payment found (and
  * with --verbose per invoice checked), then a summary; exit 0 only when the
- * pass completed.
+ * pass completed. `reconcile --history` lists the passes recorded in
+ * bayarhook.reconcile_passes instead.
  */
 #include <getopt.h>
 #include <signal.h>
@@ -11,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
 #include <event2/event.h>
 
 #include "cli.h"
@@ -139,13 +141,95 @@ static int check_schema(const char *conninfo, char *why, size_t len)
 static const struct option cli_reconcile_options[] = {
     {"once", no_argument, NULL, 'o'},
     {"verbose", no_argument, NULL, 'v'},
+    {"history", no_argument, NULL, 'H'},
+    {"limit", required_argument, NULL, 'n'},
+    {"json", no_argument, NULL, 'j'},
+    {"tz", required_argument, NULL, 'z'},
     {NULL, 0, NULL, 0},
 };
 
 static int cli_reconcile_check(struct cli *cli)
 {
-	/* SPEC §2 has only `reconcile --once`; the periodic pass is serve's. */
-	return cli_opt(cli, 'o') ? 0 : cli_usage(cli);
+	const char *limit = cli_opt(cli, 'n');
+	bool once = cli_opt(cli, 'o') != NULL, history = cli_opt(cli, 'H') != NULL;
+
+	/* A pass (serve runs them periodically) or the record of past ones, not both. */
+	if (once == history)
+		return cli_usage(cli);
+	if (once && (limit || cli_opt(cli, 'j') || cli_opt(cli, 'z')))
+		return cli_usage(cli);
+	if (history && cli_opt(cli, 'v'))
+		return cli_usage(cli);
+	if (limit != NULL &&
+	    (!*limit || strspn(limit, "0123456789") != strlen(limit) || strlen(limit) > 18))
+		return cli_usage(cli);
+	return 0;
+}
+
+/* reconcile --history: the newest passes from bayarhook.reconcile_passes, oldest first. */
+static int cli_reconcile_history(struct cli *cli)
+{
+	const char *params[1] = {cli_opt(cli, 'n') ? cli_opt(cli, 'n') : "20"};
+	char err[512];
+	PGconn *conn = db_connect_blocking(cli->cfg->conninfo, err, sizeof(err));
+	PGresult *res = NULL;
+	cJSON *rows = NULL;
+	const cJSON *r;
+	int rc = 1;
+
+	if (conn == NULL) {
+		fprintf(stderr, "bayarhook: %s\n", err);
+		return 1;
+	}
+	if ((rc = cli_time_zone(cli, conn, cli_opt(cli, 'z'))) != 0)
+		goto out;
+	rc = 1;
+	res = PQexecParams(conn,
+	                   "SELECT coalesce(json_agg(t ORDER BY t.id), '[]'::json) FROM ("
+	                   " SELECT id, started_at, finished_at, result, trigger, runner, checked,"
+	                   "  found, errors, requests, pages, note,"
+	                   "  to_char(started_at, " CLI_TIME_FORMAT ") AS started,"
+	                   "  round(extract(epoch FROM finished_at - started_at)::numeric, 1)"
+	                   "   AS seconds"
+	                   " FROM bayarhook.reconcile_passes ORDER BY id DESC LIMIT $1::bigint) t",
+	                   1, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		snprintf(err, sizeof(err), "%s", PQresultErrorMessage(res));
+		err[strcspn(err, "\n")] = '\0';
+		fprintf(stderr, "bayarhook: reconcile: %s\n", err);
+		goto out;
+	}
+	rc = 0;
+	if (cli_opt(cli, 'j')) {
+		printf("%s\n", PQgetvalue(res, 0, 0));
+		goto out;
+	}
+	rows = cJSON_Parse(PQgetvalue(res, 0, 0));
+	printf("%-6s %-*s %6s  %-9s %-5s %8s %7s %5s %6s  %s\n", "PASS", CLI_TIME_WIDTH, "STARTED",
+	       "SECS", "RESULT", "BY", "REQUESTS", "CHECKED", "FOUND", "ERRORS", "NOTE");
+	cJSON_ArrayForEach(r, rows)
+	{
+		static const char *const f[] = {"started", "result", "trigger", "note"};
+		const cJSON *secs = cJSON_GetObjectItemCaseSensitive(r, "seconds");
+		const char *v[4];
+		char secs_text[32] = "-";
+
+		cli_row_strings(r, f, 4, v, "");
+		if (cJSON_IsNumber(secs))
+			snprintf(secs_text, sizeof(secs_text), "%.1f", secs->valuedouble);
+		printf("%-6.0f %-*s %6s  %-9s %-5s %8.0f %7.0f %5.0f %6.0f  %s\n",
+		       cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(r, "id")),
+		       CLI_TIME_WIDTH, v[0], secs_text, v[1], v[2][0] ? v[2] : "-",
+		       cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(r, "requests")),
+		       cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(r, "checked")),
+		       cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(r, "found")),
+		       cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(r, "errors")), v[3]);
+	}
+out:
+	cJSON_Delete(rows);
+	PQclear(res);
+	PQfinish(conn);
+	return rc;
 }
 
 static int cli_reconcile(struct cli *cli)
@@ -157,6 +241,8 @@ static int cli_reconcile(struct cli *cli)
 	struct event *ev_wait = NULL, *ev_int = NULL, *ev_term = NULL;
 	struct timeval wait = {CLI_DB_WAIT_SEC, 0};
 
+	if (cli_opt(cli, 'H'))
+		return cli_reconcile_history(cli);
 	memset(&r, 0, sizeof(r));
 	r.rc_exit = 1;
 	r.verbose = cli_opt(cli, 'v') != NULL;
@@ -209,8 +295,8 @@ out:
 
 const struct cli_command cli_cmd_reconcile = {
     .name = "reconcile",
-    .args = "--once [--verbose]",
-    .help = "ask the gateway about missed payments, once",
+    .args = "--once [--verbose] | reconcile --history [--limit N] [--json] [--tz ZONE]",
+    .help = "ask the gateway about missed payments once, or list past passes",
     .config = true,
     .db = CLI_DB_POOL,
     .secrets = true, /* the API key */

@@ -34,9 +34,9 @@ static const struct cli_command main_cmd_serve = {
 
 /* In --help's order. */
 static const struct cli_command *const main_commands[] = {
-    &main_cmd_serve, &cli_cmd_check_config, &cli_cmd_migrate, &cli_cmd_reconcile,
-    &cli_cmd_jobs,   &cli_cmd_retry,        &cli_cmd_replay,  &cli_cmd_cancel,
-    &cli_cmd_audit,  &cli_cmd_send_test,    &cli_cmd_doctor,
+    &main_cmd_serve, &cli_cmd_check_config, &cli_cmd_migrate,   &cli_cmd_reconcile,
+    &cli_cmd_jobs,   &cli_cmd_retry,        &cli_cmd_replay,    &cli_cmd_cancel,
+    &cli_cmd_audit,  &cli_cmd_payments,     &cli_cmd_send_test, &cli_cmd_doctor,
 };
 
 #define MAIN_NCOMMANDS (sizeof(main_commands) / sizeof(main_commands[0]))
@@ -68,6 +68,11 @@ static void main_usage(FILE *out)
 	             "  -d, --debug                debug logging\n"
 	             "  -h, --help                 show this help\n"
 	             "  -V, --version              show the version\n"
+	             "\n"
+	             "--since AGE: 90s, 15m, 2h, 3d; or TIME: an ISO date or time\n"
+	             "(2026-12-01, 2026-12-01 08:00, 2026-12-01T08:00+07:00).\n"
+	             "Times print with their offset, in the database's zone\n"
+	             "unless --tz ZONE (e.g. Asia/Jakarta).\n"
 	             "\n"
 	             "Exit status: 0 success, 1 failure, 2 usage error.\n");
 }

@@ -65,6 +65,10 @@ static const struct metrics_family families[METRIC__COUNT] = {
                           METRICS_COUNTER, "action", NULL, NULL, 0},
     [METRIC_QUEUE_DEPTH] = {"bayarhook_queue_depth", "Jobs due to run now but not yet started.",
                             METRICS_GAUGE, NULL, NULL, NULL, 0},
+    [METRIC_OLDEST_PENDING] = {"bayarhook_jobs_oldest_pending_seconds",
+                               "Age of the oldest pending job (a paid order not yet "
+                               "fulfilled, retries included); 0 when none is pending.",
+                               METRICS_GAUGE, NULL, NULL, NULL, 0},
     [METRIC_RECONCILER_PASSES] = {"bayarhook_reconciler_passes_total",
                                   "Reconciliation passes by result.", METRICS_COUNTER, "result",
                                   pass_results, NULL, 0},
@@ -72,6 +76,11 @@ static const struct metrics_family families[METRIC__COUNT] = {
                                  "Payment state changes the reconciler found that no "
                                  "callback had delivered.",
                                  METRICS_COUNTER, NULL, NULL, NULL, 0},
+    [METRIC_RECONCILE_LAST_OK] = {"bayarhook_reconcile_last_success_timestamp_seconds",
+                                  "When the last completed reconciliation pass (of any "
+                                  "process on the database) ended, since unix epoch; 0 "
+                                  "when none has.",
+                                  METRICS_GAUGE, NULL, NULL, NULL, 0},
     [METRIC_MISSED_CALLBACKS] = {"bayarhook_missed_callbacks_total",
                                  "Paid invoices the reconciler found whose callback never "
                                  "came (missed_callback: a firewall, a CDN or a wrong "

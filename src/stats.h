@@ -19,8 +19,10 @@ enum metric {
 	METRIC_JOB_ATTEMPTS,      /* counter bayarhook_job_attempts_total{outcome} */
 	METRIC_JOBS_DEAD,         /* counter bayarhook_jobs_dead_total{action} */
 	METRIC_QUEUE_DEPTH,       /* gauge bayarhook_queue_depth */
+	METRIC_OLDEST_PENDING,    /* gauge bayarhook_jobs_oldest_pending_seconds */
 	METRIC_RECONCILER_PASSES, /* counter bayarhook_reconciler_passes_total{result} */
 	METRIC_RECONCILER_FOUND,  /* counter bayarhook_reconciler_found_total */
+	METRIC_RECONCILE_LAST_OK, /* gauge bayarhook_reconcile_last_success_timestamp_seconds */
 	METRIC_MISSED_CALLBACKS,  /* counter bayarhook_missed_callbacks_total */
 	METRIC_FOLLOWUPS,         /* counter bayarhook_followup_checks_total{outcome} */
 	METRIC_PAYMENTS_FLAGGED,  /* counter bayarhook_payments_flagged_total */

@@ -107,10 +107,21 @@ static const char SQL_FINISH[] =
     " p_retry_in => $12, p_permanent => $13)";
 #define SQL_FINISH_NPARAMS 13
 
+/*
+ * The gauges: jobs by state, due ones, the oldest pending job's age, and the
+ * end of the last completed reconcile pass (from the table, so that a pass
+ * of another process or of the CLI counts). The pass row is a right side
+ * that always exists: an empty jobs table still reports it.
+ */
 static const char SQL_COUNTS[] =
-    "SELECT state, count(*),"
-    " count(*) FILTER (WHERE state = 'pending' AND next_attempt_at <= now())"
-    " FROM bayarhook.jobs GROUP BY state";
+    "SELECT g.state, g.n, g.due, g.oldest, r.last_ok FROM"
+    " (SELECT coalesce((SELECT extract(epoch FROM finished_at)"
+    "   FROM bayarhook.reconcile_passes WHERE result = 'completed'"
+    "   ORDER BY id DESC LIMIT 1), 0) AS last_ok) r"
+    " LEFT JOIN (SELECT state, count(*) AS n,"
+    "  count(*) FILTER (WHERE state = 'pending' AND next_attempt_at <= now()) AS due,"
+    "  extract(epoch FROM now() - min(created_at)) AS oldest"
+    "  FROM bayarhook.jobs GROUP BY state) g ON true";
 
 static void worker_claim(struct worker *w);
 static void job_record(struct job *job);
@@ -513,7 +524,7 @@ static void counts_done(PGresult *res, const char *err, const char *sqlstate, vo
 	static const char *const states[] = {"pending", "running", "succeeded",
 	                                     "dead",    "held",    "cancelled"};
 	struct worker *w = arg;
-	double due = 0;
+	double due = 0, oldest = 0;
 
 	(void)sqlstate;
 	w->counting = false;
@@ -529,9 +540,15 @@ static void counts_done(PGresult *res, const char *err, const char *sqlstate, vo
 				v = strtod(PQgetvalue(res, i, 1), NULL);
 		metrics_set(METRIC_JOBS, states[s], v);
 	}
-	for (int i = 0; i < PQntuples(res); i++)
+	for (int i = 0; i < PQntuples(res); i++) {
 		due += strtod(PQgetvalue(res, i, 2), NULL);
+		if (strcmp(PQgetvalue(res, i, 0), "pending") == 0)
+			oldest = strtod(PQgetvalue(res, i, 3), NULL);
+	}
 	metrics_set(METRIC_QUEUE_DEPTH, NULL, due);
+	metrics_set(METRIC_OLDEST_PENDING, NULL, oldest > 0 ? oldest : 0);
+	if (PQntuples(res) > 0)
+		metrics_set(METRIC_RECONCILE_LAST_OK, NULL, strtod(PQgetvalue(res, 0, 4), NULL));
 }
 
 static void worker_count(struct worker *w)

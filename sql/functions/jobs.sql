@@ -449,3 +449,23 @@ BEGIN
     END LOOP;
 END
 $fn$;
+
+-- bayarhook retry --state dead: every dead job (of p_action when given,
+-- dead since p_since when given) starts over like job_retry() starts one,
+-- in one statement. One row per job queued; the daemons are woken once per
+-- invoice (NOTIFY folds identical payloads in a transaction).
+CREATE OR REPLACE FUNCTION bayarhook.job_retry_dead(p_action text, p_since timestamptz)
+RETURNS TABLE (job_id bigint, invoice_id text)
+LANGUAGE sql AS $fn$
+    WITH upd AS (
+        UPDATE bayarhook.jobs j SET state = 'pending', next_attempt_at = now(),
+               finished_at = NULL, attempts = 0
+         WHERE j.state = 'dead'
+           AND (p_action IS NULL OR j.action = p_action)
+           AND (p_since IS NULL OR coalesce(j.finished_at, j.created_at) >= p_since)
+        RETURNING j.id, j.invoice_id
+    ), n AS (
+        SELECT pg_notify('bayarhook_jobs', upd.invoice_id) FROM upd
+    )
+    SELECT upd.id, upd.invoice_id FROM upd WHERE (SELECT count(*) FROM n) > 0
+$fn$;
