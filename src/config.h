@@ -161,6 +161,8 @@ char *config_actions_by_status(const struct config *cfg, const char *only);
  * to tell which secret is active without showing it.
  */
 void config_secret_fingerprint(const char *secret, char out[9]);
+/* In the placeholder secrets scripts/run writes for development, so check-config can say so. */
+#define CONFIG_PLACEHOLDER_MARK "put-the-real-one-here"
 /*
  * The secrets of a loaded config (cfg->secrets[i], cfg->api_key, an
  * action's secret) live in a store outside the heap (config_secret.c):

@@ -660,10 +660,18 @@ static void secret_clear(const struct conf_key *k, void *base)
 static void secret_print(FILE *out, const struct config *cfg, const struct conf_key *k,
                          const void *base)
 {
+	const char *secret = *(char *const *)cfield(k, base);
+	char fp[9];
+
 	(void)cfg;
-	if (*(char *const *)cfield(k, base) != NULL)
-		fprintf(out, "(set)");
-	else
+	if (secret != NULL) {
+		/* Which secret, never the secret: the same fingerprint doctor and the log show. */
+		config_secret_fingerprint(secret, fp);
+		fprintf(out, "(set, fingerprint %s%s)", fp,
+		        strstr(secret, CONFIG_PLACEHOLDER_MARK) != NULL
+		            ? "; the development placeholder: put the real one in its file"
+		            : "");
+	} else
 		fprintf(out, "(%s)", k->unset != NULL ? k->unset : "none");
 }
 

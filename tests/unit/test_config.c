@@ -790,7 +790,8 @@ static void test_summary(void **state)
 	assert_non_null(strstr(out, "callback_path = /callback\n"));
 	assert_non_null(strstr(out, "webhook_secret = (2 secrets, current first)\n"));
 	assert_non_null(strstr(out, "conninfo = host=db password = *** user=u\n"));
-	assert_non_null(strstr(out, "api_key = (set)\n"));
+	/* Which key, never the key: the first 8 hex digits of its SHA-256. */
+	assert_non_null(strstr(out, "api_key = (set, fingerprint 0d66f4f9)\n"));
 	assert_non_null(strstr(out, "[action.fwd]\ntype = forward\non = paid, cancelled\n"));
 	assert_non_null(strstr(out, "url = https://u:***@shop/cb\n"));
 	assert_non_null(strstr(out, "[action.run]\ntype = exec\n"));
@@ -854,6 +855,29 @@ static void test_split_listen(void **state)
 	assert_int_equal(config_split_listen("127.0.0.1", host, sizeof(host), &port), -1);
 	assert_int_equal(config_split_listen("127.0.0.1:99999", host, sizeof(host), &port), -1);
 	assert_int_equal(config_split_listen("[::1]9000", host, sizeof(host), &port), -1);
+}
+
+/* scripts/run's placeholder API key is named as such by check-config. */
+static void test_summary_placeholder_key(void **state)
+{
+	char err[512], *out = NULL;
+	size_t outlen = 0;
+	struct config *cfg;
+	FILE *f;
+
+	(void)state;
+	cfg = load_text(SECRET "[gateway]\napi_key = dev-api-key-put-the-real-one-here\n", err,
+	                sizeof(err));
+	assert_non_null(cfg);
+	f = open_memstream(&out, &outlen);
+	assert_non_null(f);
+	config_print_summary(cfg, f);
+	fclose(f);
+	assert_non_null(
+	    strstr(out, "; the development placeholder: put the real one in its file)"));
+	assert_null(strstr(out, "dev-api-key"));
+	free(out);
+	config_free(cfg);
 }
 
 /* What ingest() and job_replay() are told runs on each status. */
@@ -955,6 +979,7 @@ int main(void)
 	    cmocka_unit_test(test_split_listen),
 	    cmocka_unit_test_setup_teardown(test_keep_fixed, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_actions_by_status, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_summary_placeholder_key, setup, teardown),
 	    cmocka_unit_test(test_default_path),
 	    cmocka_unit_test(test_buffer_and_free_null),
 	};
