@@ -22,6 +22,7 @@
 #include "migrate.h"
 #include "reconcile.h"
 #include "store.h"
+#include "xmalloc.h"
 
 #define CLI_DB_WAIT_SEC 30 /* for the pool's first connection */
 
@@ -235,7 +236,7 @@ out:
 static int cli_reconcile(struct cli *cli)
 {
 	struct cli_run r;
-	struct config *cfg = cli->cfg;
+	struct config *cfg = NULL;
 	struct store *store = NULL;
 	struct gateway *gw = NULL;
 	struct event *ev_wait = NULL, *ev_int = NULL, *ev_term = NULL;
@@ -245,6 +246,16 @@ static int cli_reconcile(struct cli *cli)
 		return cli_reconcile_history(cli);
 	memset(&r, 0, sizeof(r));
 	r.rc_exit = 1;
+	/*
+	 * The table loads the config without its secrets (--history needs none,
+	 * SPEC §10); a pass needs the API key, so --once loads it whole.
+	 */
+	if ((cfg = config_load(cli->config_path, r.why, sizeof(r.why))) == NULL)
+		goto out;
+	if (cli->conninfo != NULL) {
+		free(cfg->conninfo);
+		cfg->conninfo = xstrdup(cli->conninfo);
+	}
 	r.verbose = cli_opt(cli, 'v') != NULL;
 	if (check_schema(cfg->conninfo, r.why, sizeof(r.why)) < 0)
 		goto out;
@@ -290,6 +301,7 @@ out:
 		event_base_loop(r.base, EVLOOP_NONBLOCK);
 		event_base_free(r.base);
 	}
+	config_free(cfg);
 	return r.rc_exit;
 }
 
@@ -299,7 +311,7 @@ const struct cli_command cli_cmd_reconcile = {
     .help = "ask the gateway about missed payments once, or list past passes",
     .config = true,
     .db = CLI_DB_POOL,
-    .secrets = true, /* the API key */
+    .secrets = false, /* --once loads the API key itself */
     .shortopts = "v",
     .longopts = cli_reconcile_options,
     .check = cli_reconcile_check,

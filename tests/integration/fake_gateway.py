@@ -230,7 +230,12 @@ class FakeGateway:
             entry["client_gone"] = True
         finally:
             with self._cond:
-                self.requests.append(entry)
+                # Logged after the answer, so a client's next request (another
+                # thread) may log first: keep the log in the order received.
+                i = len(self.requests)
+                while i > 0 and self.requests[i - 1]["time"] > entry["time"]:
+                    i -= 1
+                self.requests.insert(i, entry)
                 self._cond.notify_all()
 
     def _answer(self, h, endpoint, query):

@@ -56,12 +56,18 @@ def test_admin_commands_without_readable_secrets(make_daemon):
     assert "cannot open" not in p.stderr and "webhook" not in p.stderr, p.stderr
     for p in (d.cli("retry", "999999"), d.cli("cancel", "999999")):
         assert "cannot open" not in p.stderr, p.stderr
+    p = d.cli("payments", "--json", check=True)
+    assert p.stdout.strip().startswith("[")
+    p = d.cli("reconcile", "--history", check=True)
+    assert "cannot open" not in p.stderr, p.stderr
 
     # The commands that sign or print the secrets still need them.
     p = d.cli("check-config")
     assert p.returncode == 1 and "cannot open" in p.stderr
     p = d.cli("send-test")
     assert p.returncode == 1 and "cannot open" in p.stderr
+    p = d.cli("reconcile", "--once")  # a pass asks the gateway: it needs the API key
+    assert p.returncode == 1 and "cannot open" in p.stderr, p.stderr
 
 
 def test_unreadable_secret_mode_000_as_another_user(make_daemon, tmp_path):
