@@ -11,6 +11,7 @@
 
 #include "action_exec.h"
 #include "action_forward.h"
+#include "action_http.h"
 #include "action_run.h"
 #include "action_sql.h"
 #include "jsonw.h"
@@ -21,6 +22,7 @@ static const struct action_ops *const action_types[] = {
     [ACTION_EXEC] = &action_exec_ops,
     [ACTION_SQL] = &action_sql_ops,
     [ACTION_FORWARD] = &action_forward_ops,
+    [ACTION_HTTP] = &action_http_ops,
 };
 
 struct action_set {

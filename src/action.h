@@ -69,6 +69,12 @@ struct action_job {
 	const char *event;      /* jobs.event as JSON text */
 	const char *event_bare; /* the same without "timestamp" and "signature" */
 	const char *flag;       /* payments.flag (SPEC §7), "" or NULL when none */
+	/*
+	 * SPEC §12: the same for every attempt and rerun of one invoice, action
+	 * and triggering status, new for each replay (job_claim computes it);
+	 * NULL: the job id.
+	 */
+	const char *idempotency_key;
 };
 
 typedef void (*action_done_cb)(struct action_run *run, const struct action_result *res, void *arg);

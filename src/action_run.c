@@ -58,10 +58,8 @@ static const char *const known_fields[] = {
  * an exec command's {name}) can read them: they are never an event's.
  */
 static const char *const job_fields[] = {
-    "bayarhook_job_id",
-    "bayarhook_attempt",
-    "bayarhook_source",
-    "bayarhook_flagged",
+    "bayarhook_job_id",  "bayarhook_attempt",         "bayarhook_source",
+    "bayarhook_flagged", "bayarhook_idempotency_key",
 };
 
 bool action_job_field(const char *name)
@@ -82,6 +80,8 @@ static const char *job_value(const struct action_run *run, const char *name)
 		return run->source;
 	if (strcmp(name, "bayarhook_flagged") == 0)
 		return run->flag;
+	if (strcmp(name, "bayarhook_idempotency_key") == 0)
+		return run->idempotency_key;
 	return NULL;
 }
 
@@ -259,6 +259,7 @@ static void run_free(struct action_run *run)
 	free(run->event);
 	free(run->event_bare);
 	free(run->flag);
+	free(run->idempotency_key);
 	free(run);
 }
 
@@ -314,6 +315,8 @@ struct action_run *action_start(struct action_ctx *ctx, struct action *a,
 	run->event = xstrdup(job->event);
 	run->event_bare = xstrdup(job->event_bare ? job->event_bare : job->event);
 	run->flag = xstrdup(job->flag ? job->flag : "");
+	run->idempotency_key = xstrdup(
+	    job->idempotency_key && job->idempotency_key[0] ? job->idempotency_key : job->id);
 	/* The stored event passed these checks once; this keeps the literal texts. */
 	if (event_parse(&run->ev, run->event, strlen(run->event), &perr) < 0) {
 		snprintf(err, errlen, "stored event unusable: %s", perr);

@@ -139,7 +139,7 @@ static void finish_action(struct parser *ps)
 	seen = ps->action_line[ps->action];
 	ps->action = -1;
 	if (!seen[find_key(action_keys, N_ACTION_KEYS, NULL, "type")]) {
-		config_fail(ps, a->line, "type", "required (exec, sql or forward)");
+		config_fail(ps, a->line, "type", "required (exec, sql, forward or http)");
 		return;
 	}
 	bit = TYPE_BIT(a->type);

@@ -15,7 +15,11 @@ enum action_type {
 	ACTION_EXEC,    /* fork/exec a command, no shell */
 	ACTION_SQL,     /* one parameterised statement */
 	ACTION_FORWARD, /* POST the event JSON to a URL */
+	ACTION_HTTP,    /* a templated request to any JSON API (SPEC §9) */
 };
+
+/* method = POST | PUT | PATCH (http): the index of its word in the key's choices. */
+enum { HTTP_METHOD_POST, HTTP_METHOD_PUT, HTTP_METHOD_PATCH };
 
 /* on_mismatch = retry | dead: the index of its word in the key's choices. */
 enum { ON_MISMATCH_RETRY, ON_MISMATCH_DEAD };
@@ -35,11 +39,18 @@ struct action_conf {
 	char *statement;
 	int expect_rows; /* 0 = any; default 1 */
 	int on_mismatch; /* ON_MISMATCH_*: what a count other than expect_rows does */
+	/* forward, http */
+	char *url;     /* http: a template, {field} URL-encoded */
+	char *ca_file; /* extra trusted CA certificates (PEM); NULL: the system store only */
 	/* forward */
-	char *url;
 	bool sign_bayar; /* sign = bayar */
 	char *secret;    /* secret_file/secret contents; NULL: current webhook secret */
-	int line;        /* line of the section header, for messages */
+	/* http */
+	int method;     /* HTTP_METHOD_* */
+	char *body;     /* a template, {field} JSON-escaped; NULL: the event JSON */
+	char **headers; /* headers_file: its "Name: value" lines, in the secret store */
+	size_t nheaders;
+	int line; /* line of the section header, for messages */
 };
 
 /* listen = host:port or [v6]:port, split once at load. */

@@ -9,7 +9,8 @@
 
 #include "config_table.h"
 
-#define ALL_TYPES (TYPE_BIT(ACTION_EXEC) | TYPE_BIT(ACTION_SQL) | TYPE_BIT(ACTION_FORWARD))
+#define ALL_TYPES                                                                                  \
+	(TYPE_BIT(ACTION_EXEC) | TYPE_BIT(ACTION_SQL) | TYPE_BIT(ACTION_FORWARD) | TYPE_BIT(ACTION_HTTP))
 
 #define CFG(f) offsetof(struct config, f)
 #define ACT(f) offsetof(struct action_conf, f)
@@ -67,9 +68,12 @@ const struct conf_key config_keys[] = {
 #define EXEC TYPE_BIT(ACTION_EXEC)
 #define SQL TYPE_BIT(ACTION_SQL)
 #define FORWARD TYPE_BIT(ACTION_FORWARD)
+#define HTTP TYPE_BIT(ACTION_HTTP)
 
 /* Indexed by ON_MISMATCH_* (config.h). */
 static const char *const on_mismatch_words[] = {"retry", "dead", NULL};
+/* Indexed by HTTP_METHOD_* (config.h). */
+static const char *const http_method_words[] = {"POST", "PUT", "PATCH", NULL};
 
 /* [action.NAME]: the last column says which types take the key. */
 const struct conf_key action_keys[] = {
@@ -85,11 +89,16 @@ const struct conf_key action_keys[] = {
 	{AKEY("statement", T_STRING, NULL, statement, SQL), .flags = K_REQUIRED | K_NONEMPTY},
 	{AKEY("expect_rows", T_INT, "1", expect_rows, SQL), RANGE(0, INT_MAX)},
 	{AKEY("on_mismatch", T_CHOICE, "retry", on_mismatch, SQL), .choices = on_mismatch_words},
-	{AKEY("url", T_URL, NULL, url, FORWARD), .flags = K_REQUIRED | K_NONEMPTY | K_REDACT},
+	{AKEY("url", T_URL, NULL, url, FORWARD | HTTP), .flags = K_REQUIRED | K_NONEMPTY | K_REDACT},
+	{AKEY("ca_file", T_STRING, NULL, ca_file, FORWARD | HTTP), .unset = "the system store"},
 	{AKEY("sign", T_SIGN, "bayar", sign_bayar, FORWARD)},
 	{AKEY("secret_file", T_SECRET_FILE, NULL, secret, FORWARD), .flags = K_HMAC, .excl = "secret",
 	 .unset = "the current webhook secret"},
 	{AKEY("secret", T_SECRET, NULL, secret, FORWARD), .flags = K_HMAC, .excl = "secret_file"},
+	{AKEY("method", T_CHOICE, "POST", method, HTTP), .choices = http_method_words},
+	{AKEY("body", T_STRING, NULL, body, HTTP), .unset = "the event JSON"},
+	{AKEY("headers_file", T_SECRETS_FILE, NULL, headers, HTTP), .off_n = ACT(nheaders),
+	 .unset = "none"},
 };
 /* clang-format on */
 

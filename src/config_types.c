@@ -34,6 +34,7 @@ static const char *const action_type_names[] = {
     [ACTION_EXEC] = "exec",
     [ACTION_SQL] = "sql",
     [ACTION_FORWARD] = "forward",
+    [ACTION_HTTP] = "http",
 };
 
 /* A local copy of the status names, so that the config links without event.c. */
@@ -231,7 +232,7 @@ static int action_type_set(struct conf_ctx *cx, const struct conf_key *k, void *
 			return 0;
 		}
 	}
-	return config_bad(cx, "must be exec, sql or forward");
+	return config_bad(cx, "must be exec, sql, forward or http");
 }
 
 static void action_type_print(FILE *out, const struct config *cfg, const struct conf_key *k,

@@ -72,10 +72,15 @@ $do$;
 -- attempt row opened. event_bare is the event without the signature fields.
 -- status is the payment status that triggered the job; flag the payment's
 -- flag as it is now (SPEC §7: every action sees it; NULL when none).
+-- idempotency_key (SPEC §12): the SHA-256 of invoice|action|status, so the
+-- same for every attempt and rerun and for a job made again after a
+-- failover; a replay's adds its own job id, so each replay is new.
+-- (010 dropped the version without idempotency_key.)
 CREATE OR REPLACE FUNCTION bayarhook.job_claim(p_owner text, p_limit integer, p_leases jsonb,
                                                p_default_lease integer)
 RETURNS TABLE (job_id bigint, invoice_id text, action text, attempts integer, source text,
-               event text, event_bare text, attempt_id bigint, status text, flag text)
+               event text, event_bare text, attempt_id bigint, status text, flag text,
+               idempotency_key text)
 LANGUAGE sql AS $fn$
     WITH c AS (
         SELECT id FROM bayarhook.jobs
@@ -89,7 +94,8 @@ LANGUAGE sql AS $fn$
                lease_until = now() + make_interval(secs =>
                    coalesce((p_leases ->> t.action)::integer, p_default_lease))
           FROM c WHERE t.id = c.id
-        RETURNING t.id, t.invoice_id, t.action, t.attempts, t.source, t.event, t.status
+        RETURNING t.id, t.invoice_id, t.action, t.attempts, t.source, t.event, t.status,
+                  t.replay
     ), ab AS (
         UPDATE bayarhook.job_attempts AS a SET outcome = 'abandoned', finished_at = now()
           FROM j WHERE a.job_id = j.id AND a.finished_at IS NULL
@@ -99,7 +105,11 @@ LANGUAGE sql AS $fn$
         RETURNING id, job_id
     )
     SELECT j.id, j.invoice_id, j.action, j.attempts, j.source, j.event::text,
-           (j.event - 'timestamp' - 'signature')::text, ins.id, j.status, p.flag
+           (j.event - 'timestamp' - 'signature')::text, ins.id, j.status, p.flag,
+           encode(sha256(convert_to(j.invoice_id || '|' || j.action || '|'
+                                    || coalesce(j.status, '')
+                                    || CASE WHEN j.replay THEN '|replay ' || j.id ELSE '' END,
+                                    'UTF8')), 'hex')
       FROM j JOIN ins ON ins.job_id = j.id
       JOIN bayarhook.payments p ON p.invoice_id = j.invoice_id
      ORDER BY j.id
