@@ -35,6 +35,7 @@ struct action_ctx {
 	char *own_conninfo;
 	int pool_size;
 	struct http_client *http; /* created on first use */
+	struct gateway *gateway;  /* not ours: the daemon's */
 	struct action_pool *pools;
 	LIST_HEAD(, action_run) runs;
 	size_t nruns;
@@ -173,6 +174,16 @@ struct event_base *action_ctx_base(const struct action_ctx *ctx)
 const char *action_ctx_own_conninfo(const struct action_ctx *ctx)
 {
 	return ctx->own_conninfo;
+}
+
+void action_ctx_set_gateway(struct action_ctx *ctx, struct gateway *gw)
+{
+	ctx->gateway = gw;
+}
+
+struct gateway *action_ctx_gateway(const struct action_ctx *ctx)
+{
+	return ctx->gateway;
 }
 
 struct http_client *action_ctx_http(struct action_ctx *ctx)

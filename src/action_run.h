@@ -111,6 +111,8 @@ void action_run_fail(struct action_run *run, enum action_outcome o, const char *
 /* Shared by the runs of a context. */
 struct event_base *action_ctx_base(const struct action_ctx *ctx);
 const char *action_ctx_own_conninfo(const struct action_ctx *ctx);
+/* The gateway set by action_ctx_set_gateway, or NULL. */
+struct gateway *action_ctx_gateway(const struct action_ctx *ctx);
 /* The context's HTTP client, created on first use. */
 struct http_client *action_ctx_http(struct action_ctx *ctx);
 /*

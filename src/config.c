@@ -139,7 +139,7 @@ static void finish_action(struct parser *ps)
 	seen = ps->action_line[ps->action];
 	ps->action = -1;
 	if (!seen[find_key(action_keys, N_ACTION_KEYS, NULL, "type")]) {
-		config_fail(ps, a->line, "type", "required (exec, sql, forward or http)");
+		config_fail(ps, a->line, "type", "required (exec, sql, forward, http or wa_store)");
 		return;
 	}
 	bit = TYPE_BIT(a->type);

@@ -12,11 +12,15 @@
 #include "cidr.h"
 
 enum action_type {
-	ACTION_EXEC,    /* fork/exec a command, no shell */
-	ACTION_SQL,     /* one parameterised statement */
-	ACTION_FORWARD, /* POST the event JSON to a URL */
-	ACTION_HTTP,    /* a templated request to any JSON API (SPEC §9) */
+	ACTION_EXEC,     /* fork/exec a command, no shell */
+	ACTION_SQL,      /* one parameterised statement */
+	ACTION_FORWARD,  /* POST the event JSON to a URL */
+	ACTION_HTTP,     /* a templated request to any JSON API (SPEC §9) */
+	ACTION_WA_STORE, /* complete or cancel bayar.gg's WA Store order of the invoice */
 };
+
+/* operation = complete | cancel (wa_store): the index of its word in the key's choices. */
+enum { WA_STORE_COMPLETE, WA_STORE_CANCEL };
 
 /* method = POST | PUT | PATCH (http): the index of its word in the key's choices. */
 enum { HTTP_METHOD_POST, HTTP_METHOD_PUT, HTTP_METHOD_PATCH };
@@ -50,7 +54,10 @@ struct action_conf {
 	char *body;     /* a template, {field} JSON-escaped; NULL: the event JSON */
 	char **headers; /* headers_file: its "Name: value" lines, in the secret store */
 	size_t nheaders;
-	int line; /* line of the section header, for messages */
+	/* wa_store */
+	int operation; /* WA_STORE_* */
+	bool notify;   /* the store sends the buyer a WhatsApp message */
+	int line;      /* line of the section header, for messages */
 };
 
 /* listen = host:port or [v6]:port, split once at load. */

@@ -10,7 +10,8 @@
 #include "config_table.h"
 
 #define ALL_TYPES                                                                                  \
-	(TYPE_BIT(ACTION_EXEC) | TYPE_BIT(ACTION_SQL) | TYPE_BIT(ACTION_FORWARD) | TYPE_BIT(ACTION_HTTP))
+	(TYPE_BIT(ACTION_EXEC) | TYPE_BIT(ACTION_SQL) | TYPE_BIT(ACTION_FORWARD) |                 \
+	 TYPE_BIT(ACTION_HTTP) | TYPE_BIT(ACTION_WA_STORE))
 
 #define CFG(f) offsetof(struct config, f)
 #define ACT(f) offsetof(struct action_conf, f)
@@ -69,11 +70,14 @@ const struct conf_key config_keys[] = {
 #define SQL TYPE_BIT(ACTION_SQL)
 #define FORWARD TYPE_BIT(ACTION_FORWARD)
 #define HTTP TYPE_BIT(ACTION_HTTP)
+#define WA_STORE TYPE_BIT(ACTION_WA_STORE)
 
 /* Indexed by ON_MISMATCH_* (config.h). */
 static const char *const on_mismatch_words[] = {"retry", "dead", NULL};
 /* Indexed by HTTP_METHOD_* (config.h). */
 static const char *const http_method_words[] = {"POST", "PUT", "PATCH", NULL};
+/* Indexed by WA_STORE_* (config.h). */
+static const char *const wa_store_words[] = {"complete", "cancel", NULL};
 
 /* [action.NAME]: the last column says which types take the key. */
 const struct conf_key action_keys[] = {
@@ -99,6 +103,8 @@ const struct conf_key action_keys[] = {
 	{AKEY("body", T_STRING, NULL, body, HTTP), .unset = "the event JSON"},
 	{AKEY("headers_file", T_SECRETS_FILE, NULL, headers, HTTP), .off_n = ACT(nheaders),
 	 .unset = "none"},
+	{AKEY("operation", T_CHOICE, "complete", operation, WA_STORE), .choices = wa_store_words},
+	{AKEY("notify", T_BOOL, "true", notify, WA_STORE)},
 };
 /* clang-format on */
 

@@ -705,6 +705,11 @@ bool worker_idle(const struct worker *w)
 	return w == NULL || (w->njobs == 0 && !w->claiming);
 }
 
+void worker_set_gateway(struct worker *w, struct gateway *gw)
+{
+	action_ctx_set_gateway(w->actx, gw);
+}
+
 void worker_free(struct worker *w)
 {
 	struct job *job;
