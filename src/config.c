@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "config_table.h"
+#include "when.h"
 #include "event.h"
 #include "jsonw.h"
 #include "xmalloc.h"
@@ -154,6 +155,18 @@ static void finish_action(struct parser *ps)
 		config_fail(ps, first, action_keys[bad_key].name, "not valid for type %s",
 		            config_action_type_name(a->type));
 		return;
+	}
+	if (a->when != NULL && a->when[0] != '\0') {
+		char why[256];
+		struct when *w = when_parse(a->when, why, sizeof(why));
+
+		/* Compiled here only to refuse a bad one at load; the store compiles its own. */
+		if (w == NULL) {
+			config_fail(ps, seen[find_key(action_keys, N_ACTION_KEYS, NULL, "when")],
+			            "when", "%s", why);
+			return;
+		}
+		when_free(w);
 	}
 	for (size_t i = 0; i < N_ACTION_KEYS; i++) {
 		const struct conf_key *k = &action_keys[i];

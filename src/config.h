@@ -57,6 +57,7 @@ struct action_conf {
 	/* wa_store */
 	int operation; /* WA_STORE_* */
 	bool notify;   /* the store sends the buyer a WhatsApp message */
+	char *when;    /* conditions on event fields (when.h); NULL: always */
 	int line;      /* line of the section header, for messages */
 };
 

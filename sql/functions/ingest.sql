@@ -191,6 +191,8 @@ BEGIN
                    CASE WHEN jsonb_typeof(actions -> (e ->> 'status')) = 'array'
                         THEN actions -> (e ->> 'status') ELSE '[]' END) AS a(name)
          WHERE vs[(e ->> 'idx')::integer + 1] = 'accepted'
+           -- SPEC §9 when =: the daemon lists the actions this event does not match.
+           AND NOT coalesce((e -> 'skip') ? a.name, false)
          ORDER BY 1, 2
         ON CONFLICT (invoice_id, action, status) WHERE NOT replay DO NOTHING;
         GET DIAGNOSTICS njobs = ROW_COUNT;
