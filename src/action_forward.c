@@ -154,7 +154,7 @@ static int forward_start(struct action_run *run, char *err, size_t errlen)
 {
 	struct forward_action *f = run->action->priv;
 	struct http_client_req req;
-	const char *headers[16];
+	const char *headers[20]; /* 8 pairs at most, and the NULL */
 	char ts[32], sig[65], event_name[128], *body = NULL, *ev_header, *inv_header;
 	size_t h = 0;
 	int rc = -1;
