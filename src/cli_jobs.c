@@ -286,6 +286,10 @@ static char *cli_replay_when(PGconn *conn, const struct config *cfg, const char 
 		if (a->when == NULL || a->when[0] == '\0' ||
 		    (w = when_parse(a->when, err, sizeof(err))) == NULL)
 			continue;
+		/*
+		 * Each list of the map, and the "after" object too: an action
+		 * waiting for one this replay leaves out does not wait.
+		 */
 		if (!when_match(w, cli_when_lookup, &ev)) {
 			cJSON_ArrayForEach(list, map)
 			{

@@ -304,12 +304,49 @@ static void set_key(struct parser *ps, const char *name, const char *value)
 		config_add_warning(ps, name, ps->cx.warning);
 }
 
+/*
+ * after = NAME names an action of this file, and following the names never
+ * comes back to where it started.
+ */
+static void check_after(struct parser *ps)
+{
+	const struct config *cfg = ps->cfg;
+	size_t key = (size_t)find_key(action_keys, N_ACTION_KEYS, NULL, "after");
+
+	for (size_t i = 0; i < cfg->nactions && !ps->failed; i++) {
+		const struct action_conf *a = &cfg->actions[i];
+		const struct action_conf *p = a;
+		int line = ps->action_line[i][key];
+
+		if (a->after == NULL || a->after[0] == '\0')
+			continue;
+		if (config_action(cfg, a->after) == NULL) {
+			config_fail(ps, line, "after", "no [action.%s]", a->after);
+			return;
+		}
+		for (size_t n = 0; p != NULL && p->after != NULL && p->after[0] != '\0'; n++) {
+			p = config_action(cfg, p->after);
+			/* A walk into a cycle a is not on ends; an action of that cycle reports it.
+			 */
+			if (n > cfg->nactions)
+				break;
+			if (p == a) {
+				config_fail(ps, line, "after", "a cycle: %s waits for itself",
+				            a->name);
+				return;
+			}
+		}
+	}
+}
+
 /* Whole-file checks, once every line is in. */
 static void finish_config(struct parser *ps)
 {
 	struct config *cfg = ps->cfg;
 
 	finish_action(ps);
+	if (!ps->failed)
+		check_after(ps);
 	for (size_t i = 0; i < N_CONFIG_KEYS && !ps->failed; i++) {
 		const struct conf_key *k = &config_keys[i];
 		int x;
@@ -660,6 +697,21 @@ char *config_actions_by_status(const struct config *cfg, const char *only)
 				jsonw_cstr(&w, NULL, a->name);
 		}
 		jsonw_end_list(&w);
+	}
+	/* after = NAME: {"deliver_then": "deliver", ...}; never a status's name; absent when none.
+	 */
+	for (size_t i = 0, n = 0; i < cfg->nactions; i++) {
+		if (cfg->actions[i].after == NULL || cfg->actions[i].after[0] == '\0')
+			continue;
+		if (n++ == 0)
+			jsonw_begin_object(&w, "after");
+		jsonw_cstr(&w, cfg->actions[i].name, cfg->actions[i].after);
+	}
+	for (size_t i = 0; i < cfg->nactions; i++) {
+		if (cfg->actions[i].after != NULL && cfg->actions[i].after[0] != '\0') {
+			jsonw_end_object(&w);
+			break;
+		}
 	}
 	return jsonw_finish(&w);
 }

@@ -58,6 +58,7 @@ struct action_conf {
 	int operation; /* WA_STORE_* */
 	bool notify;   /* the store sends the buyer a WhatsApp message */
 	char *when;    /* conditions on event fields (when.h); NULL: always */
+	char *after;   /* the action whose job must succeed first (same invoice); NULL: none */
 	int line;      /* line of the section header, for messages */
 };
 
@@ -152,9 +153,10 @@ const char *config_default_path(void);
 int config_action_max_attempts(const struct config *cfg, const struct action_conf *a);
 const struct action_conf *config_action(const struct config *cfg, const char *name);
 /*
- * {"pending":["name",...],"paid":[...],...}: the actions each payment status
- * triggers, as bayarhook.ingest() and job_replay() take them; only the action
- * named only when it is not NULL. malloc'd, never NULL.
+ * {"pending":["name",...],"paid":[...],...,"after":{"name":"first",...}}:
+ * the actions each payment status triggers, as bayarhook.ingest() and
+ * job_replay() take them (only the action named only when it is not
+ * NULL), and each action's after = NAME. malloc'd, never NULL.
  */
 char *config_actions_by_status(const struct config *cfg, const char *only);
 /*

@@ -86,6 +86,7 @@ const struct conf_key action_keys[] = {
 	{AKEY("timeout", T_INT, "30", timeout, ALL_TYPES), RANGE(1, 86400)},
 	{AKEY("max_attempts", T_INT, NULL, max_attempts, ALL_TYPES), RANGE(1, 1000)}, /* NULL: inherit */
 	{AKEY("when", T_STRING, NULL, when, ALL_TYPES), .unset = "always"},
+	{AKEY("after", T_STRING, NULL, after, ALL_TYPES), .unset = "none"},
 	{AKEY("command", T_STRING, NULL, command, EXEC), .flags = K_REQUIRED | K_NONEMPTY},
 	{AKEY("env", T_STRING, NULL, env, EXEC), .unset = "every field"},
 	{AKEY("allow_leading_dash", T_BOOL, "false", allow_leading_dash, EXEC)},

@@ -16,7 +16,9 @@
 --              bayarhook retry
 --   held       held_reason NULL: waits for the gateway to confirm the
 --              payment (confirm_held); 'action_removed': waits for its
---              action to come back to the config (job_resume)
+--              action to come back to the config (job_resume); 'after':
+--              waits for the invoice's job of after_action to succeed
+--              (job_finish)
 --   cancelled  final: bayarhook cancel ended it
 --
 -- Every write to a claimed job is fenced on its claim (lease_owner and
@@ -155,8 +157,21 @@ LANGUAGE sql AS $fn$
                exit_code = p_exit_code, http_status = p_http_status, row_count = p_row_count,
                output = p_output
          WHERE id = p_attempt_id AND finished_at IS NULL AND EXISTS (SELECT 1 FROM j)
+    ), rel AS (
+        -- after = NAME (SPEC §9): this success lets the invoice's jobs
+        -- waiting for this action go. A dead one lets nothing go.
+        UPDATE bayarhook.jobs w SET state = 'pending', held_reason = NULL,
+               next_attempt_at = now()
+          FROM bayarhook.jobs s
+         WHERE s.id = p_job AND EXISTS (SELECT 1 FROM j WHERE j.state = 'succeeded')
+           AND w.invoice_id = s.invoice_id AND w.after_action = s.action
+           AND w.state = 'held' AND w.held_reason = 'after'
+        RETURNING w.id
     )
     SELECT j.state FROM j
+      -- A data-modifying CTE always runs; this one tells the queue, once.
+      LEFT JOIN (SELECT count(pg_notify('bayarhook_jobs', '')) AS n
+                   FROM (SELECT 1 FROM rel LIMIT 1) r) nt ON true
 $fn$;
 
 -- Actions that go away (SPEC §7): the pending jobs of every action not in
@@ -352,8 +367,14 @@ BEGIN
     END IF;
     RETURN QUERY
     WITH ins AS (
-        INSERT INTO bayarhook.jobs (invoice_id, action, trigger_status, source, event, replay)
-        SELECT p.invoice_id, a.name, p.status, p.source, p.event, true
+        -- after = NAME: a replayed job waits for a NAME job this replay makes.
+        INSERT INTO bayarhook.jobs (invoice_id, action, trigger_status, source, event, replay,
+                                    state, after_action, held_reason)
+        SELECT p.invoice_id, a.name, p.status, p.source, p.event, true,
+               CASE WHEN names ? (p_actions -> 'after' ->> a.name) THEN 'held'
+                    ELSE 'pending' END,
+               p_actions -> 'after' ->> a.name,
+               CASE WHEN names ? (p_actions -> 'after' ->> a.name) THEN 'after' END
           FROM bayarhook.payments p,
                jsonb_array_elements_text(names) WITH ORDINALITY AS a(name, n)
          WHERE p.invoice_id = p_invoice
