@@ -685,6 +685,7 @@ const struct action_conf *config_action(const struct config *cfg, const char *na
 char *config_actions_by_status(const struct config *cfg, const char *only)
 {
 	struct jsonw w;
+	bool after = false;
 
 	jsonw_begin(&w);
 	for (enum pay_status st = STATUS_PENDING; st <= STATUS_CANCELLED; st++) {
@@ -700,19 +701,16 @@ char *config_actions_by_status(const struct config *cfg, const char *only)
 	}
 	/* after = NAME: {"deliver_then": "deliver", ...}; never a status's name; absent when none.
 	 */
-	for (size_t i = 0, n = 0; i < cfg->nactions; i++) {
+	for (size_t i = 0; i < cfg->nactions; i++) {
 		if (cfg->actions[i].after == NULL || cfg->actions[i].after[0] == '\0')
 			continue;
-		if (n++ == 0)
+		if (!after)
 			jsonw_begin_object(&w, "after");
+		after = true;
 		jsonw_cstr(&w, cfg->actions[i].name, cfg->actions[i].after);
 	}
-	for (size_t i = 0; i < cfg->nactions; i++) {
-		if (cfg->actions[i].after != NULL && cfg->actions[i].after[0] != '\0') {
-			jsonw_end_object(&w);
-			break;
-		}
-	}
+	if (after)
+		jsonw_end_object(&w);
 	return jsonw_finish(&w);
 }
 
