@@ -11,16 +11,18 @@
 
 #include "action_exec.h"
 #include "action_forward.h"
+#include "action_http.h"
 #include "action_run.h"
 #include "action_sql.h"
+#include "action_wa_store.h"
 #include "jsonw.h"
 #include "xmalloc.h"
 
 /* Indexed by config.h's enum action_type (the config parser names the types). */
 static const struct action_ops *const action_types[] = {
-    [ACTION_EXEC] = &action_exec_ops,
-    [ACTION_SQL] = &action_sql_ops,
-    [ACTION_FORWARD] = &action_forward_ops,
+    [ACTION_EXEC] = &action_exec_ops,         [ACTION_SQL] = &action_sql_ops,
+    [ACTION_FORWARD] = &action_forward_ops,   [ACTION_HTTP] = &action_http_ops,
+    [ACTION_WA_STORE] = &action_wa_store_ops,
 };
 
 struct action_set {

@@ -69,6 +69,12 @@ struct action_job {
 	const char *event;      /* jobs.event as JSON text */
 	const char *event_bare; /* the same without "timestamp" and "signature" */
 	const char *flag;       /* payments.flag (SPEC §7), "" or NULL when none */
+	/*
+	 * SPEC §12: the same for every attempt and rerun of one invoice, action
+	 * and triggering status, new for each replay (job_claim computes it);
+	 * NULL: the job id.
+	 */
+	const char *idempotency_key;
 };
 
 typedef void (*action_done_cb)(struct action_run *run, const struct action_result *res, void *arg);
@@ -86,6 +92,13 @@ typedef void (*action_tx_fn)(struct db_session *s, const struct action_result *r
 struct action_ctx *action_ctx_new(struct event_base *base, const char *own_conninfo);
 /* Cancels what is still running (no callbacks) and frees everything. */
 void action_ctx_free(struct action_ctx *ctx);
+/*
+ * The process's gateway client (gateway.h), for the wa_store action: its
+ * calls share the reconciler's request budget. NULL: none (wa_store jobs
+ * then fail and are retried).
+ */
+struct gateway;
+void action_ctx_set_gateway(struct action_ctx *ctx, struct gateway *gw);
 /* Connections of a sql pool created from now on (at most 16). */
 void action_ctx_set_pool_size(struct action_ctx *ctx, int size);
 

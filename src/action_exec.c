@@ -306,6 +306,14 @@ static int exec_start(struct action_run *run, char *err, size_t errlen)
 	vars = exec_vars(run, x, &n);
 	envp =
 	    action_exec_env(vars, n, run->source, run->job_id, run->attempt, run->flag, &er->note);
+	{
+		/* SPEC §12, in the slot action_exec_env leaves free at the end. */
+		size_t e = 0;
+
+		while (envp[e] != NULL)
+			e++;
+		xasprintf(&envp[e], "BAYARHOOK_IDEMPOTENCY_KEY=%s", run->idempotency_key);
+	}
 	if (er->note != NULL)
 		log_warnx("job=%s action=%s: %s", run->job_id, run->action->name, er->note);
 	er->proc = proc_start(action_ctx_base(run->ctx), argv, envp, run->event, strlen(run->event),
@@ -379,7 +387,8 @@ char **action_exec_env(const struct action_exec_var *fields, size_t nfields, con
 	size_t n = 0, total = 0, nleft = 0;
 
 	*note = NULL;
-	env = xcalloc(nfields + 6, sizeof(*env));
+	/* + 7: PATH, four BAYARHOOK_*, the NULL, and room for exec_start's idempotency key. */
+	env = xcalloc(nfields + 7, sizeof(*env));
 	env[n++] = env_entry("PATH", 4, ACTION_EXEC_PATH);
 	for (size_t i = 0; i < nfields; i++) {
 		const char *fn = fields[i].name;

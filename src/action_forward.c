@@ -17,6 +17,7 @@
 
 #include "action_forward.h"
 
+#include "action_http.h"
 #include "action_run.h"
 #include "http_client.h"
 #include "verify.h"
@@ -27,7 +28,8 @@
 struct forward_action {
 	char *url;
 	bool sign_bayar;
-	char *secret; /* the action's, or the current webhook secret at load */
+	char *secret;               /* the action's, or the current webhook secret at load */
+	struct http_client *client; /* its own, for a ca_file; NULL: the context's */
 };
 
 static int forward_prepare(struct action *a, const struct config *cfg, const struct action_conf *ac,
@@ -48,7 +50,7 @@ static int forward_prepare(struct action *a, const struct config *cfg, const str
 	/* A reference into the config's secret store, not a copy (it outlives the config). */
 	if (secret != NULL)
 		f->secret = config_secret_ref(secret);
-	return 0;
+	return action_http_ca_client(a, cfg, ac->ca_file, &f->client, err, errlen);
 }
 
 static void forward_release(struct action *a)
@@ -59,6 +61,7 @@ static void forward_release(struct action *a)
 		return;
 	free(f->url);
 	config_secret_unref(f->secret);
+	http_client_free(f->client);
 	free(f);
 }
 
@@ -151,7 +154,7 @@ static int forward_start(struct action_run *run, char *err, size_t errlen)
 {
 	struct forward_action *f = run->action->priv;
 	struct http_client_req req;
-	const char *headers[16];
+	const char *headers[20]; /* 8 pairs at most, and the NULL */
 	char ts[32], sig[65], event_name[128], *body = NULL, *ev_header, *inv_header;
 	size_t h = 0;
 	int rc = -1;
@@ -185,6 +188,9 @@ static int forward_start(struct action_run *run, char *err, size_t errlen)
 	/* For a handler that must not act twice: forwards are at least once. */
 	headers[h++] = "X-Bayarhook-Job-Id";
 	headers[h++] = run->job_id;
+	/* SPEC §12: the same across retries and reruns, new for a replay. */
+	headers[h++] = "Idempotency-Key";
+	headers[h++] = run->idempotency_key;
 	/* SPEC §7: the reason a payment needs a look (a late paid); absent when none. */
 	if (run->flag != NULL && run->flag[0] != '\0') {
 		headers[h++] = "X-Bayarhook-Flagged";
@@ -201,7 +207,8 @@ static int forward_start(struct action_run *run, char *err, size_t errlen)
 	req.timeout_sec = run->action->timeout;
 	req.max_response = 1024 * 1024;
 	/* Bad URLs and the like come back through forward_done, from the loop. */
-	run->priv = http_client_request(action_ctx_http(run->ctx), &req, forward_done, run);
+	run->priv = http_client_request(f->client ? f->client : action_ctx_http(run->ctx), &req,
+	                                forward_done, run);
 	if (run->priv == NULL)
 		snprintf(err, errlen, "cannot start the request");
 	else

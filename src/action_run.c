@@ -35,6 +35,7 @@ struct action_ctx {
 	char *own_conninfo;
 	int pool_size;
 	struct http_client *http; /* created on first use */
+	struct gateway *gateway;  /* not ours: the daemon's */
 	struct action_pool *pools;
 	LIST_HEAD(, action_run) runs;
 	size_t nruns;
@@ -58,10 +59,8 @@ static const char *const known_fields[] = {
  * an exec command's {name}) can read them: they are never an event's.
  */
 static const char *const job_fields[] = {
-    "bayarhook_job_id",
-    "bayarhook_attempt",
-    "bayarhook_source",
-    "bayarhook_flagged",
+    "bayarhook_job_id",  "bayarhook_attempt",         "bayarhook_source",
+    "bayarhook_flagged", "bayarhook_idempotency_key",
 };
 
 bool action_job_field(const char *name)
@@ -82,6 +81,8 @@ static const char *job_value(const struct action_run *run, const char *name)
 		return run->source;
 	if (strcmp(name, "bayarhook_flagged") == 0)
 		return run->flag;
+	if (strcmp(name, "bayarhook_idempotency_key") == 0)
+		return run->idempotency_key;
 	return NULL;
 }
 
@@ -175,6 +176,16 @@ const char *action_ctx_own_conninfo(const struct action_ctx *ctx)
 	return ctx->own_conninfo;
 }
 
+void action_ctx_set_gateway(struct action_ctx *ctx, struct gateway *gw)
+{
+	ctx->gateway = gw;
+}
+
+struct gateway *action_ctx_gateway(const struct action_ctx *ctx)
+{
+	return ctx->gateway;
+}
+
 struct http_client *action_ctx_http(struct action_ctx *ctx)
 {
 	if (ctx->http == NULL)
@@ -259,6 +270,7 @@ static void run_free(struct action_run *run)
 	free(run->event);
 	free(run->event_bare);
 	free(run->flag);
+	free(run->idempotency_key);
 	free(run);
 }
 
@@ -314,6 +326,8 @@ struct action_run *action_start(struct action_ctx *ctx, struct action *a,
 	run->event = xstrdup(job->event);
 	run->event_bare = xstrdup(job->event_bare ? job->event_bare : job->event);
 	run->flag = xstrdup(job->flag ? job->flag : "");
+	run->idempotency_key = xstrdup(
+	    job->idempotency_key && job->idempotency_key[0] ? job->idempotency_key : job->id);
 	/* The stored event passed these checks once; this keeps the literal texts. */
 	if (event_parse(&run->ev, run->event, strlen(run->event), &perr) < 0) {
 		snprintf(err, errlen, "stored event unusable: %s", perr);

@@ -68,9 +68,10 @@ struct action_run {
 	int attempt;
 	char attempt_text[16]; /* attempt in decimal, for :bayarhook_attempt */
 	char *source;
-	char *event;      /* the event JSON: exec stdin, forward body */
-	char *event_bare; /* without "timestamp" and "signature" */
-	char *flag;       /* why the payment is flagged (SPEC §7); "" when it is not */
+	char *event;           /* the event JSON: exec stdin, forward body */
+	char *event_bare;      /* without "timestamp" and "signature" */
+	char *flag;            /* why the payment is flagged (SPEC §7); "" when it is not */
+	char *idempotency_key; /* SPEC §12: Idempotency-Key, bayarhook_idempotency_key */
 	action_done_cb cb;
 	void *arg;
 	action_tx_fn tx;
@@ -89,7 +90,8 @@ void action_unref(struct action *a);
 const char *action_field(struct action_run *run, const char *name);
 bool action_field_known(const char *name);
 /*
- * bayarhook_job_id, bayarhook_attempt, bayarhook_source, bayarhook_flagged:
+ * bayarhook_job_id, bayarhook_attempt, bayarhook_source, bayarhook_flagged,
+ * bayarhook_idempotency_key:
  * the job's own values, which action_field() also gives (bayarhook_flagged
  * "" when the payment is not flagged).
  */
@@ -109,6 +111,8 @@ void action_run_fail(struct action_run *run, enum action_outcome o, const char *
 /* Shared by the runs of a context. */
 struct event_base *action_ctx_base(const struct action_ctx *ctx);
 const char *action_ctx_own_conninfo(const struct action_ctx *ctx);
+/* The gateway set by action_ctx_set_gateway, or NULL. */
+struct gateway *action_ctx_gateway(const struct action_ctx *ctx);
 /* The context's HTTP client, created on first use. */
 struct http_client *action_ctx_http(struct action_ctx *ctx);
 /*

@@ -219,7 +219,7 @@ static void submit(const struct config *cfg, struct store *st, const struct call
 		 * event_parse accepted exactly these bytes (valid JSON and UTF-8,
 		 * no NUL): they go to the store apart, as the body and the event.
 		 */
-		store_write_event(&w, ev, "callback", NULL, 0);
+		store_write_event(st, &w, ev, "callback", NULL, 0);
 		/* confirm_with_api: the jobs wait until check-payment agrees (confirm.c). */
 		if (cfg->confirm_with_api)
 			jsonw_bool(&w, "hold", true);

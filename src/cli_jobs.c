@@ -6,6 +6,7 @@
  * bayarhook_jobs).
  */
 #include <getopt.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,7 @@
 #include "config.h"
 #include "db.h"
 #include "event.h"
+#include "when.h"
 
 /* The values of bayarhook.jobs.state (sql/004_job_states.sql). */
 static const char *const JOB_STATES[] = {"pending", "running", "succeeded",
@@ -443,6 +445,78 @@ static int cli_replay_check(struct cli *cli)
 	return cli->args[0][0] == '\0' ? cli_usage(cli) : 0;
 }
 
+static const char *cli_when_lookup(const void *arg, const char *field)
+{
+	/* event_field only fills the event's cache of PHP texts. */
+	return event_field((struct pay_event *)(uintptr_t)arg, field);
+}
+
+/*
+ * SPEC §9: a replay makes no job of an action whose `when` the payment's
+ * stored event does not match, as ingest() would not have. Removes those
+ * names from the actions map; a payment without a readable event keeps it
+ * whole (job_replay then says no_payment).
+ */
+static char *cli_replay_when(PGconn *conn, const struct config *cfg, const char *invoice,
+                             char *names_text)
+{
+	const char *params[1] = {invoice};
+	PGresult *res =
+	    PQexecParams(conn, "SELECT event::text FROM bayarhook.payments WHERE invoice_id = $1",
+	                 1, NULL, params, NULL, NULL, 0);
+	struct pay_event ev;
+	const char *perr = NULL;
+	cJSON *map;
+	char *out;
+
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 ||
+	    PQgetisnull(res, 0, 0)) {
+		PQclear(res);
+		return names_text;
+	}
+	if (event_parse(&ev, PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0), &perr) < 0) {
+		PQclear(res);
+		return names_text;
+	}
+	PQclear(res);
+	map = cJSON_Parse(names_text);
+	for (size_t i = 0; map != NULL && i < cfg->nactions; i++) {
+		const struct action_conf *a = &cfg->actions[i];
+		char err[256];
+		struct when *w;
+		cJSON *list;
+
+		if (a->when == NULL || a->when[0] == '\0' ||
+		    (w = when_parse(a->when, err, sizeof(err))) == NULL)
+			continue;
+		/*
+		 * Each list of the map, and the "after" object too: an action
+		 * waiting for one this replay leaves out does not wait.
+		 */
+		if (!when_match(w, cli_when_lookup, &ev)) {
+			cJSON_ArrayForEach(list, map)
+			{
+				for (int k = cJSON_GetArraySize(list) - 1; k >= 0; k--) {
+					cJSON *n = cJSON_GetArrayItem(list, k);
+
+					if (cJSON_IsString(n) &&
+					    strcmp(n->valuestring, a->name) == 0)
+						cJSON_DeleteItemFromArray(list, k);
+				}
+			}
+		}
+		when_free(w);
+	}
+	event_release(&ev);
+	out = map ? cJSON_PrintUnformatted(map) : NULL;
+	cJSON_Delete(map);
+	if (out == NULL)
+		return names_text;
+	free(names_text);
+	/* cJSON's allocation and ours are both malloc: free() fits either. */
+	return out;
+}
+
 static int cli_replay(struct cli *cli)
 {
 	const char *only = cli_opt(cli, 'a'), *invoice = cli->args[0], *outcome, *params[2];
@@ -457,7 +531,7 @@ static int cli_replay(struct cli *cli)
 		        cli->config_path);
 		goto out;
 	}
-	names_text = config_actions_by_status(cfg, only);
+	names_text = cli_replay_when(conn, cfg, invoice, config_actions_by_status(cfg, only));
 	params[0] = invoice;
 	params[1] = names_text;
 	/* It decides on the payment's status under the payment's row lock. */

@@ -30,6 +30,7 @@
 
 #include "alert_kind.h"
 #include "config_table.h"
+#include "when.h"
 #include "event.h"
 #include "jsonw.h"
 #include "xmalloc.h"
@@ -147,7 +148,7 @@ static void finish_action(struct parser *ps)
 	seen = ps->action_line[ps->action];
 	ps->action = -1;
 	if (!seen[find_key(action_keys, N_ACTION_KEYS, NULL, "type")]) {
-		config_fail(ps, a->line, "type", "required (exec, sql or forward)");
+		config_fail(ps, a->line, "type", "required (exec, sql, forward, http or wa_store)");
 		return;
 	}
 	bit = TYPE_BIT(a->type);
@@ -162,6 +163,18 @@ static void finish_action(struct parser *ps)
 		config_fail(ps, first, action_keys[bad_key].name, "not valid for type %s",
 		            config_action_type_name(a->type));
 		return;
+	}
+	if (a->when != NULL && a->when[0] != '\0') {
+		char why[256];
+		struct when *w = when_parse(a->when, why, sizeof(why));
+
+		/* Compiled here only to refuse a bad one at load; the store compiles its own. */
+		if (w == NULL) {
+			config_fail(ps, seen[find_key(action_keys, N_ACTION_KEYS, NULL, "when")],
+			            "when", "%s", why);
+			return;
+		}
+		when_free(w);
 	}
 	for (size_t i = 0; i < N_ACTION_KEYS; i++) {
 		const struct conf_key *k = &action_keys[i];
@@ -321,12 +334,49 @@ static bool config_api_key_given(const struct parser *ps)
 	return ps->cfg->api_key != NULL || (i >= 0 && config_key_given(ps, (size_t)i));
 }
 
+/*
+ * after = NAME names an action of this file, and following the names never
+ * comes back to where it started.
+ */
+static void check_after(struct parser *ps)
+{
+	const struct config *cfg = ps->cfg;
+	size_t key = (size_t)find_key(action_keys, N_ACTION_KEYS, NULL, "after");
+
+	for (size_t i = 0; i < cfg->nactions && !ps->failed; i++) {
+		const struct action_conf *a = &cfg->actions[i];
+		const struct action_conf *p = a;
+		int line = ps->action_line[i][key];
+
+		if (a->after == NULL || a->after[0] == '\0')
+			continue;
+		if (config_action(cfg, a->after) == NULL) {
+			config_fail(ps, line, "after", "no [action.%s]", a->after);
+			return;
+		}
+		for (size_t n = 0; p != NULL && p->after != NULL && p->after[0] != '\0'; n++) {
+			p = config_action(cfg, p->after);
+			/* A walk into a cycle a is not on ends; an action of that cycle reports it.
+			 */
+			if (n > cfg->nactions)
+				break;
+			if (p == a) {
+				config_fail(ps, line, "after", "a cycle: %s waits for itself",
+				            a->name);
+				return;
+			}
+		}
+	}
+}
+
 /* Whole-file checks, once every line is in. */
 static void finish_config(struct parser *ps)
 {
 	struct config *cfg = ps->cfg;
 
 	finish_action(ps);
+	if (!ps->failed)
+		check_after(ps);
 	for (size_t i = 0; i < N_CONFIG_KEYS && !ps->failed; i++) {
 		const struct conf_key *k = &config_keys[i];
 		int x;
@@ -695,6 +745,7 @@ const struct action_conf *config_action(const struct config *cfg, const char *na
 char *config_actions_by_status(const struct config *cfg, const char *only)
 {
 	struct jsonw w;
+	bool after = false;
 
 	jsonw_begin(&w);
 	for (enum pay_status st = STATUS_PENDING; st <= STATUS_CANCELLED; st++) {
@@ -708,6 +759,18 @@ char *config_actions_by_status(const struct config *cfg, const char *only)
 		}
 		jsonw_end_list(&w);
 	}
+	/* after = NAME: {"deliver_then": "deliver", ...}; never a status's name; absent when none.
+	 */
+	for (size_t i = 0; i < cfg->nactions; i++) {
+		if (cfg->actions[i].after == NULL || cfg->actions[i].after[0] == '\0')
+			continue;
+		if (!after)
+			jsonw_begin_object(&w, "after");
+		after = true;
+		jsonw_cstr(&w, cfg->actions[i].name, cfg->actions[i].after);
+	}
+	if (after)
+		jsonw_end_object(&w);
 	return jsonw_finish(&w);
 }
 

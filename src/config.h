@@ -12,10 +12,18 @@
 #include "cidr.h"
 
 enum action_type {
-	ACTION_EXEC,    /* fork/exec a command, no shell */
-	ACTION_SQL,     /* one parameterised statement */
-	ACTION_FORWARD, /* POST the event JSON to a URL */
+	ACTION_EXEC,     /* fork/exec a command, no shell */
+	ACTION_SQL,      /* one parameterised statement */
+	ACTION_FORWARD,  /* POST the event JSON to a URL */
+	ACTION_HTTP,     /* a templated request to any JSON API (SPEC §9) */
+	ACTION_WA_STORE, /* complete or cancel bayar.gg's WA Store order of the invoice */
 };
+
+/* operation = complete | cancel (wa_store): the index of its word in the key's choices. */
+enum { WA_STORE_COMPLETE, WA_STORE_CANCEL };
+
+/* method = POST | PUT | PATCH (http): the index of its word in the key's choices. */
+enum { HTTP_METHOD_POST, HTTP_METHOD_PUT, HTTP_METHOD_PATCH };
 
 /* on_mismatch = retry | dead: the index of its word in the key's choices. */
 enum { ON_MISMATCH_RETRY, ON_MISMATCH_DEAD };
@@ -35,11 +43,23 @@ struct action_conf {
 	char *statement;
 	int expect_rows; /* 0 = any; default 1 */
 	int on_mismatch; /* ON_MISMATCH_*: what a count other than expect_rows does */
+	/* forward, http */
+	char *url;     /* http: a template, {field} URL-encoded */
+	char *ca_file; /* extra trusted CA certificates (PEM); NULL: the system store only */
 	/* forward */
-	char *url;
 	bool sign_bayar; /* sign = bayar */
 	char *secret;    /* secret_file/secret contents; NULL: current webhook secret */
-	int line;        /* line of the section header, for messages */
+	/* http */
+	int method;     /* HTTP_METHOD_* */
+	char *body;     /* a template, {field} JSON-escaped; NULL: the event JSON */
+	char **headers; /* headers_file: its "Name: value" lines, in the secret store */
+	size_t nheaders;
+	/* wa_store */
+	int operation; /* WA_STORE_* */
+	bool notify;   /* the store sends the buyer a WhatsApp message */
+	char *when;    /* conditions on event fields (when.h); NULL: always */
+	char *after;   /* the action whose job must succeed first (same invoice); NULL: none */
+	int line;      /* line of the section header, for messages */
 };
 
 /* listen = host:port or [v6]:port, split once at load. */
@@ -151,9 +171,10 @@ const char *config_default_path(void);
 int config_action_max_attempts(const struct config *cfg, const struct action_conf *a);
 const struct action_conf *config_action(const struct config *cfg, const char *name);
 /*
- * {"pending":["name",...],"paid":[...],...}: the actions each payment status
- * triggers, as bayarhook.ingest() and job_replay() take them; only the action
- * named only when it is not NULL. malloc'd, never NULL.
+ * {"pending":["name",...],"paid":[...],...,"after":{"name":"first",...}}:
+ * the actions each payment status triggers, as bayarhook.ingest() and
+ * job_replay() take them (only the action named only when it is not
+ * NULL), and each action's after = NAME. malloc'd, never NULL.
  */
 char *config_actions_by_status(const struct config *cfg, const char *only);
 /*

@@ -9,7 +9,9 @@
 
 #include "config_table.h"
 
-#define ALL_TYPES (TYPE_BIT(ACTION_EXEC) | TYPE_BIT(ACTION_SQL) | TYPE_BIT(ACTION_FORWARD))
+#define ALL_TYPES                                                                                  \
+	(TYPE_BIT(ACTION_EXEC) | TYPE_BIT(ACTION_SQL) | TYPE_BIT(ACTION_FORWARD) |                 \
+	 TYPE_BIT(ACTION_HTTP) | TYPE_BIT(ACTION_WA_STORE))
 
 #define CFG(f) offsetof(struct config, f)
 #define ACT(f) offsetof(struct action_conf, f)
@@ -78,9 +80,15 @@ const struct conf_key config_keys[] = {
 #define EXEC TYPE_BIT(ACTION_EXEC)
 #define SQL TYPE_BIT(ACTION_SQL)
 #define FORWARD TYPE_BIT(ACTION_FORWARD)
+#define HTTP TYPE_BIT(ACTION_HTTP)
+#define WA_STORE TYPE_BIT(ACTION_WA_STORE)
 
 /* Indexed by ON_MISMATCH_* (config.h). */
 static const char *const on_mismatch_words[] = {"retry", "dead", NULL};
+/* Indexed by HTTP_METHOD_* (config.h). */
+static const char *const http_method_words[] = {"POST", "PUT", "PATCH", NULL};
+/* Indexed by WA_STORE_* (config.h). */
+static const char *const wa_store_words[] = {"complete", "cancel", NULL};
 
 /* [action.NAME]: the last column says which types take the key. */
 const struct conf_key action_keys[] = {
@@ -88,6 +96,8 @@ const struct conf_key action_keys[] = {
 	{AKEY("on", T_STATUSES, "paid", on_mask, ALL_TYPES)},
 	{AKEY("timeout", T_INT, "30", timeout, ALL_TYPES), RANGE(1, 86400)},
 	{AKEY("max_attempts", T_INT, NULL, max_attempts, ALL_TYPES), RANGE(1, 1000)}, /* NULL: inherit */
+	{AKEY("when", T_STRING, NULL, when, ALL_TYPES), .unset = "always"},
+	{AKEY("after", T_STRING, NULL, after, ALL_TYPES), .unset = "none"},
 	{AKEY("command", T_STRING, NULL, command, EXEC), .flags = K_REQUIRED | K_NONEMPTY},
 	{AKEY("env", T_STRING, NULL, env, EXEC), .unset = "every field"},
 	{AKEY("allow_leading_dash", T_BOOL, "false", allow_leading_dash, EXEC)},
@@ -96,11 +106,18 @@ const struct conf_key action_keys[] = {
 	{AKEY("statement", T_STRING, NULL, statement, SQL), .flags = K_REQUIRED | K_NONEMPTY},
 	{AKEY("expect_rows", T_INT, "1", expect_rows, SQL), RANGE(0, INT_MAX)},
 	{AKEY("on_mismatch", T_CHOICE, "retry", on_mismatch, SQL), .choices = on_mismatch_words},
-	{AKEY("url", T_URL, NULL, url, FORWARD), .flags = K_REQUIRED | K_NONEMPTY | K_REDACT},
+	{AKEY("url", T_URL, NULL, url, FORWARD | HTTP), .flags = K_REQUIRED | K_NONEMPTY | K_REDACT},
+	{AKEY("ca_file", T_STRING, NULL, ca_file, FORWARD | HTTP), .unset = "the system store"},
 	{AKEY("sign", T_SIGN, "bayar", sign_bayar, FORWARD)},
 	{AKEY("secret_file", T_SECRET_FILE, NULL, secret, FORWARD), .flags = K_HMAC, .excl = "secret",
 	 .unset = "the current webhook secret"},
 	{AKEY("secret", T_SECRET, NULL, secret, FORWARD), .flags = K_HMAC, .excl = "secret_file"},
+	{AKEY("method", T_CHOICE, "POST", method, HTTP), .choices = http_method_words},
+	{AKEY("body", T_STRING, NULL, body, HTTP), .unset = "the event JSON"},
+	{AKEY("headers_file", T_SECRETS_FILE, NULL, headers, HTTP), .off_n = ACT(nheaders),
+	 .unset = "none"},
+	{AKEY("operation", T_CHOICE, "complete", operation, WA_STORE), .choices = wa_store_words},
+	{AKEY("notify", T_BOOL, "true", notify, WA_STORE)},
 };
 /* clang-format on */
 

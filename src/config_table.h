@@ -27,7 +27,7 @@ enum conf_type {
 	T_SECRETS,      /* same fields, one inline secret */
 	T_SECRET_FILE,  /* char *: the first secret in a file */
 	T_SECRET,       /* char *: inline secret */
-	T_ACTION_TYPE,  /* enum action_type: exec | sql | forward */
+	T_ACTION_TYPE,  /* enum action_type: exec | sql | forward | http | wa_store */
 	T_STATUSES,     /* unsigned: STATUS_MASK() bits */
 	T_SIGN,         /* bool: bayar | none */
 	T_UNSIGNED,     /* bool: refuse (false) | confirm (true) */
@@ -64,7 +64,7 @@ struct conf_key {
 /* config.c: the rows. */
 /* Rows of the two tables (config_keys.c checks them at compile time). */
 #define N_CONFIG_KEYS 34
-#define N_ACTION_KEYS 15
+#define N_ACTION_KEYS 23
 extern const struct conf_key config_keys[];
 extern const size_t config_nkeys;
 extern const struct conf_key action_keys[];

@@ -31,9 +31,8 @@ struct conf_ops {
 };
 
 static const char *const action_type_names[] = {
-    [ACTION_EXEC] = "exec",
-    [ACTION_SQL] = "sql",
-    [ACTION_FORWARD] = "forward",
+    [ACTION_EXEC] = "exec", [ACTION_SQL] = "sql",           [ACTION_FORWARD] = "forward",
+    [ACTION_HTTP] = "http", [ACTION_WA_STORE] = "wa_store",
 };
 
 /* A local copy of the status names, so that the config links without event.c. */
@@ -231,7 +230,7 @@ static int action_type_set(struct conf_ctx *cx, const struct conf_key *k, void *
 			return 0;
 		}
 	}
-	return config_bad(cx, "must be exec, sql or forward");
+	return config_bad(cx, "must be exec, sql, forward, http or wa_store");
 }
 
 static void action_type_print(FILE *out, const struct config *cfg, const struct conf_key *k,

@@ -410,6 +410,8 @@ int daemon_serve(const char *config_path)
 	/* Before the loop first runs: the confirmer LISTENs on rpool as it connects. */
 	d.rpool = db_pool_new(d.base, d.cfg->conninfo, 2, "reconcile");
 	d.gateway = gateway_new(d.base, d.cfg);
+	if (d.gateway != NULL)
+		worker_set_gateway(d.worker, d.gateway);
 	d.reconcile =
 	    d.gateway ? reconcile_new(d.base, d.cfg, d.rpool, d.store, d.gateway, "serve") : NULL;
 	d.confirm = d.reconcile ? confirm_new(d.base, d.rpool, d.gateway) : NULL;

@@ -38,6 +38,7 @@
 enum call_kind {
 	CALL_CHECK, /* check-payment */
 	CALL_LIST,  /* list-payments */
+	CALL_RAW,   /* the WA Store's: the answer's body goes back to the caller as it came */
 };
 
 enum call_state {
@@ -53,6 +54,8 @@ struct gw_call {
 	enum call_state state;
 	char *target;  /* path and query after base_url */
 	char *invoice; /* CALL_CHECK */
+	char *body;    /* CALL_RAW: a JSON body to POST; NULL: a GET */
+	char *raw;     /* CALL_RAW: the last answer's body */
 	char what[64]; /* "check-payment", "list-payments page 3", for messages */
 	const void *owner;
 	unsigned flags; /* GATEWAY_* */
@@ -130,6 +133,8 @@ static void call_free(struct gw_call *c)
 	gateway_page_release(&c->page);
 	free(c->target);
 	free(c->invoice);
+	free(c->body);
+	free(c->raw);
 	free(c);
 }
 
@@ -213,6 +218,16 @@ static void call_retry(struct gw_call *c, enum gateway_error e, long retry_after
 	gw_schedule(gw, wait);
 }
 
+/* A JSON object with "success": true. */
+static bool raw_success(const char *body, size_t len)
+{
+	cJSON *j = cJSON_ParseWithLength(body, len);
+	bool ok = cJSON_IsObject(j) && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "success"));
+
+	cJSON_Delete(j);
+	return ok;
+}
+
 static void gw_on_response(const struct http_client_resp *resp, void *arg)
 {
 	struct gw_call *c = arg;
@@ -229,11 +244,27 @@ static void gw_on_response(const struct http_client_resp *resp, void *arg)
 		return;
 	}
 	c->reply.http_status = resp->status;
+	if (c->kind == CALL_RAW && resp->status != 0) {
+		/* Kept past this callback: the reply is delivered later, from the tick. */
+		free(c->raw);
+		c->raw = xstrndup(resp->body, resp->body_len);
+		c->reply.body = c->raw;
+		c->reply.body_len = resp->body_len;
+	}
 	if (resp->status == 0) {
 		call_retry(c, GATEWAY_ERR_TRANSPORT, -1, resp->error ? resp->error : "no answer");
 		return;
 	}
 	e = gateway_classify(resp->status);
+	if (e == GATEWAY_OK && c->kind == CALL_RAW) {
+		gateway_body_reason(resp->body, resp->body_len, reason, sizeof(reason));
+		if (raw_success(resp->body, resp->body_len))
+			call_finish(c, GATEWAY_OK, NULL);
+		else
+			call_finish(c, GATEWAY_ERR_REFUSED, "refused: %s",
+			            reason[0] ? reason : "no reason");
+		return;
+	}
 	if (e == GATEWAY_OK) {
 		if (c->kind == CALL_CHECK)
 			e = gateway_parse_check(resp->body, resp->body_len, c->invoice, &c->ev, err,
@@ -272,7 +303,7 @@ static void gw_on_response(const struct http_client_resp *resp, void *arg)
 static void call_send(struct gw_call *c, double now)
 {
 	struct gateway *gw = c->gw;
-	const char *headers[5];
+	const char *headers[7];
 	struct http_client_req req;
 	char *url = NULL;
 
@@ -292,6 +323,14 @@ static void call_send(struct gw_call *c, double now)
 	headers[4] = NULL;
 	memset(&req, 0, sizeof(req));
 	req.method = "GET";
+	if (c->body != NULL) {
+		headers[4] = "Content-Type";
+		headers[5] = "application/json";
+		headers[6] = NULL;
+		req.method = "POST";
+		req.body = c->body;
+		req.body_len = strlen(c->body);
+	}
 	req.url = url;
 	req.headers = headers;
 	req.timeout_sec = gw->timeout;
@@ -308,7 +347,7 @@ static void call_send(struct gw_call *c, double now)
 		call_finish(c, GATEWAY_ERR_CONFIG, "the HTTP client could not start the request");
 		return;
 	}
-	log_debug("gateway: GET %s (attempt %d)", url, c->reply.attempts);
+	log_debug("gateway: %s %s (attempt %d)", req.method, url, c->reply.attempts);
 	free(url);
 	gw->inflight++;
 }
@@ -457,6 +496,36 @@ void gateway_list_payments(struct gateway *gw, const char *status, const char *s
 	free(st);
 	free(sd);
 	snprintf(c->what, sizeof(c->what), "list-payments page %d", page);
+	call_enqueue(gw, c, false);
+}
+
+void gateway_wa_store_orders(struct gateway *gw, const char *invoice, void *owner, gateway_cb cb,
+                             void *arg)
+{
+	struct gw_call *c = call_new(gw, CALL_RAW, owner, cb, arg);
+	char *enc = gateway_uriencode(invoice);
+
+	xasprintf(&c->target, "/wa-store-orders.php?search=%s&limit=%d", enc, GATEWAY_PAGE_LIMIT);
+	free(enc);
+	snprintf(c->what, sizeof(c->what), "wa-store-orders %.40s", invoice);
+	call_enqueue(gw, c, false);
+}
+
+void gateway_wa_store_complete(struct gateway *gw, const char *order_number, bool cancel,
+                               bool notify, void *owner, gateway_cb cb, void *arg)
+{
+	struct gw_call *c = call_new(gw, CALL_RAW, owner, cb, arg);
+	cJSON *o = cJSON_CreateObject();
+
+	cJSON_AddStringToObject(o, "order_number", order_number);
+	cJSON_AddStringToObject(o, "status", cancel ? "cancelled" : "completed");
+	cJSON_AddBoolToObject(o, "notify", notify);
+	c->body = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	if (c->body == NULL)
+		abort(); /* cJSON's allocation failed: like xmalloc, no recovery */
+	c->target = xstrdup("/wa-store-complete.php");
+	snprintf(c->what, sizeof(c->what), "wa-store-complete %.40s", order_number);
 	call_enqueue(gw, c, false);
 }
 

@@ -67,6 +67,9 @@ struct gateway_reply {
 	struct pay_event *event;
 	/* list-payments on success */
 	const struct gateway_page *page;
+	/* the WA Store calls: the last answer's body (NULL when none came) */
+	const char *body;
+	size_t body_len;
 };
 
 /* Runs exactly once per call, from the event loop, never inside the call. */
@@ -98,6 +101,18 @@ void gateway_check_payment(struct gateway *gw, const char *invoice, unsigned fla
 /* status and start_date (YYYY-MM-DD) may be NULL; limit is capped at GATEWAY_PAGE_LIMIT. */
 void gateway_list_payments(struct gateway *gw, const char *status, const char *start_date, int page,
                            int limit, void *owner, gateway_cb cb, void *arg);
+/*
+ * bayar.gg's WA Store (SPEC §1, §9), in the same budget and queue as the
+ * reconciler's calls: the orders whose number, buyer or invoice id matches
+ * invoice (at most GATEWAY_PAGE_LIMIT); and completing (or cancelling) one,
+ * with or without the WhatsApp message to the buyer. GATEWAY_OK for
+ * "success": true, GATEWAY_ERR_REFUSED for a 2xx with "success": false (a
+ * rule of the store said no); reply->body holds the answer either way.
+ */
+void gateway_wa_store_orders(struct gateway *gw, const char *invoice, void *owner, gateway_cb cb,
+                             void *arg);
+void gateway_wa_store_complete(struct gateway *gw, const char *order_number, bool cancel,
+                               bool notify, void *owner, gateway_cb cb, void *arg);
 /* Drops every call of owner without calling back; answers in flight are discarded. */
 void gateway_cancel(struct gateway *gw, const void *owner);
 

@@ -17,7 +17,7 @@
  * the API envelope, with the event name a callback carries. NULL when cJSON
  * cannot copy it.
  */
-static char *record_item(const struct pay_event *ev)
+static char *record_item(const struct store *st, const struct pay_event *ev)
 {
 	cJSON *event = cJSON_Duplicate(ev->json, 1);
 	char *text;
@@ -37,7 +37,7 @@ static char *record_item(const struct pay_event *ev)
 	if (text == NULL)
 		return NULL;
 	jsonw_begin(&w);
-	store_write_event(&w, ev, "reconciler", text, strlen(text));
+	store_write_event(st, &w, ev, "reconciler", text, strlen(text));
 	jsonw_bool(&w, "audit", false);
 	free(text);
 	return jsonw_finish(&w);
@@ -45,7 +45,7 @@ static char *record_item(const struct pay_event *ev)
 
 int reconcile_record(struct store *st, const struct pay_event *ev, store_done_cb cb, void *arg)
 {
-	char *item = record_item(ev);
+	char *item = record_item(st, ev);
 
 	if (item == NULL)
 		return -1;

@@ -60,11 +60,13 @@ bool store_writes_failing(const struct store *st);
  * Writes the members of the item for a verified event into an open object:
  * the payment fields and the event itself. source is "callback" or
  * "reconciler". raw is the event's JSON text (rawlen bytes), embedded as
- * is; NULL when the event is the body given to store_submit.
+ * is; NULL when the event is the body given to store_submit. st's actions
+ * with `when =` that the event does not match are listed in "skip" (no
+ * job for them); st NULL: none.
  */
 struct pay_event;
 struct jsonw;
-void store_write_event(struct jsonw *w, const struct pay_event *ev, const char *source,
-                       const char *raw, size_t rawlen);
+void store_write_event(const struct store *st, struct jsonw *w, const struct pay_event *ev,
+                       const char *source, const char *raw, size_t rawlen);
 
 #endif

@@ -441,6 +441,7 @@ static void job_start(struct worker *w, PGresult *res, int row)
 	aj.event_bare = PQgetvalue(res, row, 6);
 	/* NULL (no flag) reads as "". */
 	aj.flag = PQgetvalue(res, row, 9);
+	aj.idempotency_key = PQgetvalue(res, row, 10);
 	log_debug("job started job=%s invoice=%s action=%s attempt=%d", job->id, job->invoice,
 	          job->action, job->attempts);
 	job->phase = JOB_RUNNING;
@@ -489,12 +490,12 @@ static void worker_claim(struct worker *w)
 	w->claim_n = room;
 	snprintf(n, sizeof(n), "%d", room);
 	snprintf(unknown, sizeof(unknown), "%d", WORKER_UNKNOWN_LEASE);
-	if (db_query(
-	        w->pool,
-	        "SELECT job_id, invoice_id, action, attempts, source, event, event_bare,"
-	        " attempt_id, status, flag FROM bayarhook.job_claim(p_owner => $1, p_limit => $2,"
-	        " p_leases => $3, p_default_lease => $4)",
-	        4, p, claim_done, w) == 0)
+	if (db_query(w->pool,
+	             "SELECT job_id, invoice_id, action, attempts, source, event, event_bare,"
+	             " attempt_id, status, flag, idempotency_key"
+	             " FROM bayarhook.job_claim(p_owner => $1, p_limit => $2,"
+	             " p_leases => $3, p_default_lease => $4)",
+	             4, p, claim_done, w) == 0)
 		w->claiming = true;
 }
 
@@ -719,6 +720,11 @@ void worker_stop(struct worker *w)
 bool worker_idle(const struct worker *w)
 {
 	return w == NULL || (w->njobs == 0 && !w->claiming);
+}
+
+void worker_set_gateway(struct worker *w, struct gateway *gw)
+{
+	action_ctx_set_gateway(w->actx, gw);
 }
 
 void worker_free(struct worker *w)

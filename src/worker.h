@@ -47,5 +47,8 @@ void worker_stop(struct worker *w);
 bool worker_idle(const struct worker *w);
 /* Cancels whatever still runs (no database writes) and frees everything. Accepts NULL. */
 void worker_free(struct worker *w);
+/* The gateway wa_store actions call through (the reconciler's: one budget); freed after w. */
+struct gateway;
+void worker_set_gateway(struct worker *w, struct gateway *gw);
 
 #endif

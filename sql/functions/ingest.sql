@@ -180,17 +180,38 @@ BEGIN
     -- trigger_status), so a later status of the same invoice starts the
     -- actions of that status even when they already ran for an earlier one.
     IF jsonb_path_exists(actions, '$.*[0]') THEN
+        -- after = NAME (SPEC §9, actions -> 'after' maps an action to NAME):
+        -- held 'after' while NAME has no succeeded job for the invoice but
+        -- will have one (this item starts it, or one is not finished yet).
         INSERT INTO bayarhook.jobs
-            (invoice_id, action, trigger_status, source, event, state)
+            (invoice_id, action, trigger_status, source, event, state, after_action, held_reason)
         SELECT e ->> 'invoice_id', a.name, e ->> 'status', e ->> 'source',
                coalesce(e -> 'event', bodies[(e ->> 'idx')::integer + 1]::jsonb),
-               CASE WHEN coalesce((e ->> 'hold')::boolean, false)
-                    THEN 'held' ELSE 'pending' END
+               CASE WHEN coalesce((e ->> 'hold')::boolean, false) OR w.waits
+                    THEN 'held' ELSE 'pending' END,
+               actions -> 'after' ->> a.name,
+               CASE WHEN w.waits AND NOT coalesce((e ->> 'hold')::boolean, false)
+                    THEN 'after' END
           FROM jsonb_array_elements(batch) AS e
           CROSS JOIN LATERAL jsonb_array_elements_text(
                    CASE WHEN jsonb_typeof(actions -> (e ->> 'status')) = 'array'
                         THEN actions -> (e ->> 'status') ELSE '[]' END) AS a(name)
+          CROSS JOIN LATERAL (
+              SELECT actions -> 'after' ->> a.name IS NOT NULL
+                 AND NOT EXISTS (SELECT 1 FROM bayarhook.jobs p
+                                  WHERE p.invoice_id = e ->> 'invoice_id'
+                                    AND p.action = actions -> 'after' ->> a.name
+                                    AND p.state = 'succeeded')
+                 AND ((actions -> (e ->> 'status')) ? (actions -> 'after' ->> a.name)
+                      AND NOT coalesce((e -> 'skip') ? (actions -> 'after' ->> a.name), false)
+                      OR EXISTS (SELECT 1 FROM bayarhook.jobs p
+                                  WHERE p.invoice_id = e ->> 'invoice_id'
+                                    AND p.action = actions -> 'after' ->> a.name
+                                    AND p.state NOT IN ('succeeded', 'cancelled')))
+                 AS waits) AS w
          WHERE vs[(e ->> 'idx')::integer + 1] = 'accepted'
+           -- SPEC §9 when =: the daemon lists the actions this event does not match.
+           AND NOT coalesce((e -> 'skip') ? a.name, false)
          ORDER BY 1, 2
         ON CONFLICT (invoice_id, action, status) WHERE NOT replay DO NOTHING;
         GET DIAGNOSTICS njobs = ROW_COUNT;

@@ -16,7 +16,9 @@
 --              bayarhook retry
 --   held       held_reason NULL: waits for the gateway to confirm the
 --              payment (confirm_held); 'action_removed': waits for its
---              action to come back to the config (job_resume)
+--              action to come back to the config (job_resume); 'after':
+--              waits for the invoice's job of after_action to succeed
+--              (job_finish)
 --   cancelled  final: bayarhook cancel ended it
 --
 -- Every write to a claimed job is fenced on its claim (lease_owner and
@@ -72,10 +74,15 @@ $do$;
 -- attempt row opened. event_bare is the event without the signature fields.
 -- status is the payment status that triggered the job; flag the payment's
 -- flag as it is now (SPEC §7: every action sees it; NULL when none).
+-- idempotency_key (SPEC §12): the SHA-256 of invoice|action|status, so the
+-- same for every attempt and rerun and for a job made again after a
+-- failover; a replay's adds its own job id, so each replay is new.
+-- (010 dropped the version without idempotency_key.)
 CREATE OR REPLACE FUNCTION bayarhook.job_claim(p_owner text, p_limit integer, p_leases jsonb,
                                                p_default_lease integer)
 RETURNS TABLE (job_id bigint, invoice_id text, action text, attempts integer, source text,
-               event text, event_bare text, attempt_id bigint, status text, flag text)
+               event text, event_bare text, attempt_id bigint, status text, flag text,
+               idempotency_key text)
 LANGUAGE sql AS $fn$
     WITH c AS (
         SELECT id FROM bayarhook.jobs
@@ -89,7 +96,8 @@ LANGUAGE sql AS $fn$
                lease_until = now() + make_interval(secs =>
                    coalesce((p_leases ->> t.action)::integer, p_default_lease))
           FROM c WHERE t.id = c.id
-        RETURNING t.id, t.invoice_id, t.action, t.attempts, t.source, t.event, t.status
+        RETURNING t.id, t.invoice_id, t.action, t.attempts, t.source, t.event, t.status,
+                  t.replay
     ), ab AS (
         UPDATE bayarhook.job_attempts AS a SET outcome = 'abandoned', finished_at = now()
           FROM j WHERE a.job_id = j.id AND a.finished_at IS NULL
@@ -99,7 +107,11 @@ LANGUAGE sql AS $fn$
         RETURNING id, job_id
     )
     SELECT j.id, j.invoice_id, j.action, j.attempts, j.source, j.event::text,
-           (j.event - 'timestamp' - 'signature')::text, ins.id, j.status, p.flag
+           (j.event - 'timestamp' - 'signature')::text, ins.id, j.status, p.flag,
+           encode(sha256(convert_to(j.invoice_id || '|' || j.action || '|'
+                                    || coalesce(j.status, '')
+                                    || CASE WHEN j.replay THEN '|replay ' || j.id ELSE '' END,
+                                    'UTF8')), 'hex')
       FROM j JOIN ins ON ins.job_id = j.id
       JOIN bayarhook.payments p ON p.invoice_id = j.invoice_id
      ORDER BY j.id
@@ -145,8 +157,21 @@ LANGUAGE sql AS $fn$
                exit_code = p_exit_code, http_status = p_http_status, row_count = p_row_count,
                output = p_output
          WHERE id = p_attempt_id AND finished_at IS NULL AND EXISTS (SELECT 1 FROM j)
+    ), rel AS (
+        -- after = NAME (SPEC §9): this success lets the invoice's jobs
+        -- waiting for this action go. A dead one lets nothing go.
+        UPDATE bayarhook.jobs w SET state = 'pending', held_reason = NULL,
+               next_attempt_at = now()
+          FROM bayarhook.jobs s
+         WHERE s.id = p_job AND EXISTS (SELECT 1 FROM j WHERE j.state = 'succeeded')
+           AND w.invoice_id = s.invoice_id AND w.after_action = s.action
+           AND w.state = 'held' AND w.held_reason = 'after'
+        RETURNING w.id
     )
     SELECT j.state FROM j
+      -- A data-modifying CTE always runs; this one tells the queue, once.
+      LEFT JOIN (SELECT count(pg_notify('bayarhook_jobs', '')) AS n
+                   FROM (SELECT 1 FROM rel LIMIT 1) r) nt ON true
 $fn$;
 
 -- Actions that go away (SPEC §7): the pending jobs of every action not in
@@ -342,8 +367,14 @@ BEGIN
     END IF;
     RETURN QUERY
     WITH ins AS (
-        INSERT INTO bayarhook.jobs (invoice_id, action, trigger_status, source, event, replay)
-        SELECT p.invoice_id, a.name, p.status, p.source, p.event, true
+        -- after = NAME: a replayed job waits for a NAME job this replay makes.
+        INSERT INTO bayarhook.jobs (invoice_id, action, trigger_status, source, event, replay,
+                                    state, after_action, held_reason)
+        SELECT p.invoice_id, a.name, p.status, p.source, p.event, true,
+               CASE WHEN names ? (p_actions -> 'after' ->> a.name) THEN 'held'
+                    ELSE 'pending' END,
+               p_actions -> 'after' ->> a.name,
+               CASE WHEN names ? (p_actions -> 'after' ->> a.name) THEN 'after' END
           FROM bayarhook.payments p,
                jsonb_array_elements_text(names) WITH ORDINALITY AS a(name, n)
          WHERE p.invoice_id = p_invoice

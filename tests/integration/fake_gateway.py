@@ -76,8 +76,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):  # noqa: N802
         length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(length)
+        self.body = self.rfile.read(length) if length else b""
         self.server.gateway._handle(self)
 
 
@@ -90,6 +89,8 @@ class FakeGateway:
         self.unknown_status = 404   # check-payment answer for an unknown invoice
         self.list_delay = 0         # seconds before each list-payments answer
         self._forced = []           # [(status, body, headers)] for the next requests
+        self.wa_orders = {}         # order_number -> {"order_number", "invoice_id", "status", ...}
+        self.wa_notified = []       # order numbers a WhatsApp message went out for
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._server = ThreadingHTTPServer((host, port), _Handler)
@@ -161,6 +162,19 @@ class FakeGateway:
                 p["paid_reff_num"] = p.get("paid_reff_num") or f"TRX{int(time.time())}"
             p.update(fields)
             return dict(p)
+
+    def add_wa_order(self, order_number, invoice_id, status="paid", customer_name="Budi",
+                     total=75000):
+        """A WA Store order; search matches its number, customer name or invoice id."""
+        with self._lock:
+            self.wa_orders[order_number] = {"order_number": order_number,
+                                            "invoice_id": invoice_id,
+                                            "customer_name": customer_name,
+                                            "status": status, "total": total}
+
+    def wa_status(self, order_number):
+        with self._lock:
+            return self.wa_orders[order_number]["status"]
 
     def fail_next(self, n=1, status=429, retry_after=None, body=None):
         """The next n API requests (any endpoint) get this answer instead."""
@@ -239,11 +253,13 @@ class FakeGateway:
                 self._cond.notify_all()
 
     def _answer(self, h, endpoint, query):
-        if endpoint not in ("check-payment", "list-payments", "get-account-status"):
+        if endpoint not in ("check-payment", "list-payments", "get-account-status",
+                            "wa-store-orders", "wa-store-complete"):
             return h._send(404, {"success": False, "error": "not found"})
-        if h.command != "GET":
+        want = "POST" if endpoint == "wa-store-complete" else "GET"
+        if h.command != want:
             return h._send(405, {"success": False, "error": "method not allowed"},
-                           {"Allow": "GET"})
+                           {"Allow": want})
         if h.headers.get("X-API-Key") != self.api_key:
             return h._send(401, {"success": False, "error": "Invalid or missing API key"})
         with self._lock:
@@ -255,7 +271,59 @@ class FakeGateway:
         if endpoint == "get-account-status":
             # What `bayarhook doctor` asks: is this key accepted.
             return h._send(200, {"success": True, "data": {"status": "active"}})
+        if endpoint == "wa-store-orders":
+            return self._wa_orders(h, query)
+        if endpoint == "wa-store-complete":
+            return self._wa_complete(h)
         return self._list_payments(h, query)
+
+    def _wa_orders(self, h, query):
+        """SPEC §1: search by number, name, phone or invoice id; limit <= 100."""
+        search = query.get("search", "")
+        try:
+            limit = int(query.get("limit") or 20)
+            offset = int(query.get("offset") or 0)
+        except ValueError:
+            return h._send(400, {"success": False, "error": "bad limit or offset"})
+        if not 1 <= limit <= 100:
+            return h._send(400, {"success": False, "error": "limit must be 1 to 100"})
+        with self._lock:
+            found = [dict(o) for o in self.wa_orders.values()
+                     if not search or search in (o["order_number"], o["customer_name"],
+                                                 o["invoice_id"])]
+        if query.get("status"):
+            found = [o for o in found if o["status"] == query["status"]]
+        if query.get("order_number"):
+            found = [o for o in found if o["order_number"] == query["order_number"]]
+        return h._send(200, {"success": True, "data": found[offset:offset + limit],
+                             "total": len(found)})
+
+    def _wa_complete(self, h):
+        """completed only from paid or processing; a completed order is never cancelled."""
+        try:
+            req = json.loads(h.body or b"{}")
+        except ValueError:
+            return h._send(400, {"success": False, "error": "invalid JSON"})
+        number, status = req.get("order_number"), req.get("status")
+        if status not in ("completed", "cancelled") or not isinstance(req.get("notify", True),
+                                                                        bool):
+            return h._send(400, {"success": False, "error": "status must be completed or cancelled"})
+        with self._lock:
+            o = self.wa_orders.get(number)
+            if o is None:
+                return h._send(404, {"success": False, "error": "Order not found"})
+            if status == "completed" and o["status"] not in ("paid", "processing"):
+                return h._send(200, {"success": False,
+                                     "error": f"cannot complete an order that is {o['status']}"})
+            if status == "cancelled" and o["status"] == "completed":
+                return h._send(200, {"success": False,
+                                     "error": "a completed order cannot be cancelled"})
+            o["status"] = status
+            if req.get("notify", True):
+                self.wa_notified.append(number)
+            order = dict(o)
+        return h._send(200, {"success": True, "message": f"order {status}",
+                             "order": {"order_number": number, "status": order["status"]}})
 
     def _check_payment(self, h, query):
         inv = query.get("invoice") or query.get("invoice_id") or ""
