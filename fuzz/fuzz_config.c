@@ -87,7 +87,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 	/* A SIGHUP from the defaults to this file and back: the reload's copies. */
 	{
-		static const char min[] = "[security]\nwebhook_secret = whsec_fuzz_default_secret\n";
+		static const char min[] =
+		    "[security]\nwebhook_secret = whsec_fuzz_default_secret\n";
 		struct config *def =
 		    config_load_buffer(conf_name, min, sizeof(min) - 1, err, sizeof(err));
 		char changed[128];

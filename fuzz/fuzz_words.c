@@ -118,15 +118,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (names[0] == NULL) {
 			char **none = NULL;
 
-			if (words_expand(words, lookup_none, NULL, &none, err, sizeof(err)) !=
-			    0)
+			if (words_expand(words, lookup_none, NULL, &none, err, sizeof(err)) != 0)
 				abort();
 			words_free(none);
 		} else {
 			char **none = NULL;
 
-			if (words_expand(words, lookup_none, NULL, &none, err, sizeof(err)) !=
-			        -1 ||
+			if (words_expand(words, lookup_none, NULL, &none, err, sizeof(err)) != -1 ||
 			    strncmp(err, "unknown field: ", 15) != 0)
 				abort();
 		}

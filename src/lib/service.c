@@ -174,7 +174,8 @@ static void sd_watchdog_tick(evutil_socket_t fd, short what, void *arg)
 	service_send("WATCHDOG=1");
 }
 
-struct service_watchdog *service_watchdog_start(struct event_base *base, bool (*healthy)(void *), void *arg)
+struct service_watchdog *service_watchdog_start(struct event_base *base, bool (*healthy)(void *),
+                                                void *arg)
 {
 	struct service_watchdog *wd;
 	struct timeval tv;

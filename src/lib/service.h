@@ -48,7 +48,8 @@ void service_stopping(void);
  * environment (SPEC §5) so they never see them, and a forked child that has
  * not exec'd fails libsystemd's WATCHDOG_PID check anyway.
  */
-struct service_watchdog *service_watchdog_start(struct event_base *base, bool (*healthy)(void *), void *arg);
+struct service_watchdog *service_watchdog_start(struct event_base *base, bool (*healthy)(void *),
+                                                void *arg);
 /* Stops the timer; accepts NULL. */
 void service_watchdog_free(struct service_watchdog *wd);
 
