@@ -183,6 +183,7 @@ static struct secret_hdr *secret_hdr_of(const char *s)
 static void secret_page_drop(struct secret_page *pg)
 {
 	struct secret_page **pp;
+	size_t size;
 
 	for (pp = &secret_pages; *pp != NULL; pp = &(*pp)->next) {
 		if (*pp == pg) {
@@ -190,9 +191,11 @@ static void secret_page_drop(struct secret_page *pg)
 			break;
 		}
 	}
-	explicit_bzero(pg, pg->size);
-	munlock(pg, pg->size);
-	munmap(pg, pg->size);
+	/* The size lives in the page itself: read it before the wipe clears it. */
+	size = pg->size;
+	explicit_bzero(pg, size);
+	munlock(pg, size);
+	munmap(pg, size);
 }
 
 char *config_secret_dup(const char *s, size_t n)

@@ -11,12 +11,14 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <ftw.h>
 #include <stdbool.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -276,6 +278,30 @@ static void test_secrets_kept_once_outside_the_heap(void **state)
 	config_secret_unref(kept);
 }
 
+/*
+ * Every SIGHUP loads a config and frees the old one: the page of secrets no
+ * longer referenced is unmapped, not left behind (it was: wiping the page
+ * cleared the size munmap was then given, and each load kept 16 KiB).
+ */
+static void test_secret_pages_given_back(void **state)
+{
+	char err[512], vec[1];
+	long pagesz = sysconf(_SC_PAGESIZE);
+	struct config *cfg;
+	uintptr_t page;
+
+	(void)state;
+	cfg =
+	    load_text("[security]\nwebhook_secret = whsec_current_0123456789\n", err, sizeof(err));
+	assert_non_null(cfg);
+	page = (uintptr_t)cfg->secrets[0] & ~((uintptr_t)pagesz - 1);
+	assert_int_equal(mincore((void *)page, (size_t)pagesz, (unsigned char *)vec), 0);
+	config_free(cfg);
+	/* Unmapped now: mincore says ENOMEM for an address with no mapping. */
+	assert_int_equal(mincore((void *)page, (size_t)pagesz, (unsigned char *)vec), -1);
+	assert_int_equal(errno, ENOMEM);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -287,6 +313,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_on_mismatch, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_secrets_kept_once_outside_the_heap, setup,
 	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_secret_pages_given_back, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
