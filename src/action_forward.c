@@ -65,26 +65,6 @@ static void forward_release(struct action *a)
 	free(f);
 }
 
-/*
- * The shop's answers that say the request itself is wrong or unwelcome
- * (SPEC §7): asking again with the same body cannot succeed. 408, 429 and
- * every 5xx are the shop's passing trouble and are retried.
- */
-static bool forward_status_permanent(int status)
-{
-	switch (status) {
-	case 400: /* Bad Request */
-	case 401: /* Unauthorized: the signature is not the one it expects */
-	case 403: /* Forbidden */
-	case 404: /* Not Found: no such order, or a wrong url */
-	case 410: /* Gone */
-	case 422: /* Unprocessable Content */
-		return true;
-	default:
-		return false;
-	}
-}
-
 static void forward_done(const struct http_client_resp *resp, void *arg)
 {
 	struct action_run *run = arg;
@@ -93,25 +73,8 @@ static void forward_done(const struct http_client_resp *resp, void *arg)
 	char msg[512];
 
 	run->priv = NULL; /* the call ends with this callback */
-	action_result_init(&res, ACTION_FAILED);
-	res.http_status = resp->status;
-	res.output = resp->body ? resp->body : "";
-	res.output_len = resp->body ? resp->body_len : 0;
-	if (res.output_len > FORWARD_OUTPUT_MAX)
-		res.output_len = FORWARD_OUTPUT_MAX;
-	if (resp->error != NULL) {
-		if (resp->kind == HTTP_CLIENT_ERR_TIMEOUT)
-			res.outcome = ACTION_TIMEOUT;
-		snprintf(msg, sizeof(msg), "%s", resp->error);
-		res.error = msg;
-	} else if (resp->status >= 200 && resp->status <= 299) {
-		res.outcome = ACTION_SUCCEEDED;
-	} else {
-		if (forward_status_permanent(resp->status))
-			res.outcome = ACTION_FAILED_PERMANENT;
+	if (action_http_result(&res, resp, FORWARD_OUTPUT_MAX, msg, sizeof(msg)))
 		snprintf(msg, sizeof(msg), "HTTP %d from %s", resp->status, f->url);
-		res.error = msg;
-	}
 	action_run_finish(run, &res);
 }
 

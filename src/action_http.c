@@ -274,11 +274,50 @@ static void http_release(struct action *a)
 	free(h);
 }
 
-/* Same decision as forward's (SPEC §7): the request itself is wrong or unwelcome. */
+/*
+ * The shop's answers that say the request itself is wrong or unwelcome
+ * (SPEC §7): asking again with the same body cannot succeed. 408, 429 and
+ * every 5xx are the shop's passing trouble and are retried.
+ */
 static bool http_status_permanent(int status)
 {
-	return status == 400 || status == 401 || status == 403 || status == 404 || status == 410 ||
-	       status == 422;
+	switch (status) {
+	case 400: /* Bad Request */
+	case 401: /* Unauthorized: the signature or token is not the one it expects */
+	case 403: /* Forbidden */
+	case 404: /* Not Found: no such order, or a wrong url */
+	case 410: /* Gone */
+	case 422: /* Unprocessable Content */
+		return true;
+	default:
+		return false;
+	}
+}
+
+bool action_http_result(struct action_result *res, const struct http_client_resp *resp,
+                        size_t output_max, char *msg, size_t msglen)
+{
+	action_result_init(res, ACTION_FAILED);
+	res->http_status = resp->status;
+	res->output = resp->body ? resp->body : "";
+	res->output_len = resp->body ? resp->body_len : 0;
+	if (res->output_len > output_max)
+		res->output_len = output_max;
+	if (resp->error != NULL) {
+		if (resp->kind == HTTP_CLIENT_ERR_TIMEOUT)
+			res->outcome = ACTION_TIMEOUT;
+		snprintf(msg, msglen, "%s", resp->error);
+		res->error = msg;
+		return false;
+	}
+	if (resp->status >= 200 && resp->status <= 299) {
+		res->outcome = ACTION_SUCCEEDED;
+		return false;
+	}
+	if (http_status_permanent(resp->status))
+		res->outcome = ACTION_FAILED_PERMANENT;
+	res->error = msg;
+	return true;
 }
 
 static void http_done(const struct http_client_resp *resp, void *arg)
@@ -289,26 +328,9 @@ static void http_done(const struct http_client_resp *resp, void *arg)
 	char msg[512];
 
 	run->priv = NULL; /* the call ends with this callback */
-	action_result_init(&res, ACTION_FAILED);
-	res.http_status = resp->status;
-	res.output = resp->body ? resp->body : "";
-	res.output_len = resp->body ? resp->body_len : 0;
-	if (res.output_len > HTTP_OUTPUT_MAX)
-		res.output_len = HTTP_OUTPUT_MAX;
-	if (resp->error != NULL) {
-		if (resp->kind == HTTP_CLIENT_ERR_TIMEOUT)
-			res.outcome = ACTION_TIMEOUT;
-		snprintf(msg, sizeof(msg), "%s", resp->error);
-		res.error = msg;
-	} else if (resp->status >= 200 && resp->status <= 299) {
-		res.outcome = ACTION_SUCCEEDED;
-	} else {
-		if (http_status_permanent(resp->status))
-			res.outcome = ACTION_FAILED_PERMANENT;
-		/* Not the URL: it may carry a token (a Telegram bot's, say). */
+	/* Not the URL: it may carry a token (a Telegram bot's, say). */
+	if (action_http_result(&res, resp, HTTP_OUTPUT_MAX, msg, sizeof(msg)))
 		snprintf(msg, sizeof(msg), "HTTP %d to %s", resp->status, http_methods[h->method]);
-		res.error = msg;
-	}
 	action_run_finish(run, &res);
 }
 

@@ -6,6 +6,7 @@
 #ifndef BAYARHOOK_ACTION_HTTP_H
 #define BAYARHOOK_ACTION_HTTP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 extern const struct action_ops action_http_ops;
@@ -41,5 +42,18 @@ int action_http_template_check(const char *tmpl, char *err, size_t errlen);
 /* The template with each {name} replaced by lookup's value, escaped; malloc'd. */
 char *action_http_template_expand(const char *tmpl, enum http_escape esc,
                                   http_template_lookup_fn lookup, void *arg);
+
+struct action_result;
+struct http_client_resp;
+/*
+ * res for the answer of a forward or http action (SPEC §5, §7): 2xx
+ * succeeds; a timeout is a timeout; 400, 401, 403, 404, 410 and 422 fail for
+ * good (the request itself is wrong or unwelcome); anything else is retried.
+ * output is capped at output_max. A transport error is copied into msg.
+ * Returns true for a non-2xx answer, whose msg the caller writes (saying
+ * what it called without leaking a token); res->error points at msg.
+ */
+bool action_http_result(struct action_result *res, const struct http_client_resp *resp,
+                        size_t output_max, char *msg, size_t msglen);
 
 #endif
