@@ -30,6 +30,16 @@ const char *cli_opt(const struct cli *cli, int c)
 	return c > 0 && (size_t)c < sizeof(cli->opt) / sizeof(cli->opt[0]) ? cli->opt[c] : NULL;
 }
 
+void cli_sql_error(const char *what, const PGresult *res)
+{
+	char msg[512];
+
+	/* PostgreSQL's first line only: the CLI says why in one line (SPEC §2). */
+	snprintf(msg, sizeof(msg), "%s", PQresultErrorMessage(res));
+	msg[strcspn(msg, "\n")] = '\0';
+	fprintf(stderr, "bayarhook: %s: %s\n", what, msg);
+}
+
 void cli_row_strings(const cJSON *row, const char *const *names, int n, const char **out,
                      const char *missing)
 {

@@ -82,6 +82,9 @@ int cli_usage(const struct cli *cli);
 /* The value of the option whose getopt val is c, or NULL. */
 const char *cli_opt(const struct cli *cli, int c);
 /* out[i] = the string field names[i] of a JSON row, or missing. */
+/* "bayarhook: what: " and the first line of a failed statement's error, on stderr. */
+struct pg_result;
+void cli_sql_error(const char *what, const struct pg_result *res);
 void cli_row_strings(const struct cJSON *row, const char *const *names, int n, const char **out,
                      const char *missing);
 

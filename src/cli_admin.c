@@ -113,11 +113,7 @@ static int cli_audit_show(struct cli *cli)
 	                   " FROM bayarhook.callbacks cb WHERE cb.id = $1::bigint",
 	                   1, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		char msg[512];
-
-		snprintf(msg, sizeof(msg), "%s", PQresultErrorMessage(res));
-		msg[strcspn(msg, "\n")] = '\0';
-		fprintf(stderr, "bayarhook: audit: %s\n", msg);
+		cli_sql_error("audit", res);
 		goto out;
 	}
 	if (PQntuples(res) == 0) {
@@ -222,11 +218,7 @@ static int cli_audit(struct cli *cli)
 	                   " ORDER BY id DESC LIMIT $4::bigint) t",
 	                   4, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		char msg[512];
-
-		snprintf(msg, sizeof(msg), "%s", PQresultErrorMessage(res));
-		msg[strcspn(msg, "\n")] = '\0';
-		fprintf(stderr, "bayarhook: audit: %s\n", msg);
+		cli_sql_error("audit", res);
 		goto out;
 	}
 	if (cli_opt(cli, 'j')) {

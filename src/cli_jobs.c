@@ -36,15 +36,6 @@ static bool all_digits(const char *s)
 	return s && *s && strspn(s, "0123456789") == strlen(s) && strlen(s) <= 18;
 }
 
-static void say_sql_error(const char *what, PGresult *res)
-{
-	char msg[512];
-
-	snprintf(msg, sizeof(msg), "%s", PQresultErrorMessage(res));
-	msg[strcspn(msg, "\n")] = '\0';
-	fprintf(stderr, "bayarhook: %s: %s\n", what, msg);
-}
-
 /* ---- jobs ---- */
 
 static void print_table(const char *json)
@@ -173,7 +164,7 @@ static int cli_jobs_show(struct cli *cli)
 	    " FROM bayarhook.jobs j WHERE j.id = $1::bigint",
 	    1, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		say_sql_error("jobs show", res);
+		cli_sql_error("jobs show", res);
 		goto out;
 	}
 	if (PQntuples(res) == 0) {
@@ -261,7 +252,7 @@ static int cli_jobs(struct cli *cli)
 	    " ORDER BY id DESC LIMIT $3::bigint) t",
 	    5, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		say_sql_error("jobs", res);
+		cli_sql_error("jobs", res);
 		goto out;
 	}
 	if (json) {
@@ -320,7 +311,7 @@ static PGresult *job_change(struct cli *cli, const char *what, const char *sql)
 	PGresult *res = PQexecParams(cli->conn, sql, 1, NULL, params, NULL, NULL, 0);
 
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		say_sql_error(what, res);
+		cli_sql_error(what, res);
 	} else if (PQntuples(res) == 0) {
 		fprintf(stderr, "bayarhook: %s: no job %s\n", what, cli->args[0]);
 	} else {
@@ -374,7 +365,7 @@ static int cli_retry_dead(struct cli *cli)
 	                   "p_action => $1, p_since => $2::timestamptz)",
 	                   2, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		say_sql_error("retry", res);
+		cli_sql_error("retry", res);
 		PQclear(res);
 		return 1;
 	}
@@ -540,7 +531,7 @@ static int cli_replay(struct cli *cli)
 	                   " bayarhook.job_replay(p_invoice => $1, p_actions => $2)",
 	                   2, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) == 0) {
-		say_sql_error("replay", res);
+		cli_sql_error("replay", res);
 		goto out;
 	}
 	outcome = PQgetvalue(res, 0, 0);

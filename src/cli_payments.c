@@ -124,11 +124,7 @@ static int cli_payments(struct cli *cli)
 	    " ORDER BY p.updated_at DESC, p.invoice_id DESC LIMIT $4::bigint) t",
 	    4, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		char msg[512];
-
-		snprintf(msg, sizeof(msg), "%s", PQresultErrorMessage(res));
-		msg[strcspn(msg, "\n")] = '\0';
-		fprintf(stderr, "bayarhook: payments: %s\n", msg);
+		cli_sql_error("payments", res);
 		PQclear(res);
 		return 1;
 	}

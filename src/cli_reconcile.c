@@ -195,9 +195,7 @@ static int cli_reconcile_history(struct cli *cli)
 	                   " FROM bayarhook.reconcile_passes ORDER BY id DESC LIMIT $1::bigint) t",
 	                   1, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		snprintf(err, sizeof(err), "%s", PQresultErrorMessage(res));
-		err[strcspn(err, "\n")] = '\0';
-		fprintf(stderr, "bayarhook: reconcile: %s\n", err);
+		cli_sql_error("reconcile", res);
 		goto out;
 	}
 	rc = 0;

@@ -158,11 +158,7 @@ int cli_time_zone(const struct cli *cli, PGconn *conn, const char *zone)
 			        cli->cmd->name, zone);
 			rc = 2;
 		} else {
-			char msg[512];
-
-			snprintf(msg, sizeof(msg), "%s", PQresultErrorMessage(res));
-			msg[strcspn(msg, "\n")] = '\0';
-			fprintf(stderr, "bayarhook: %s: %s\n", cli->cmd->name, msg);
+			cli_sql_error(cli->cmd->name, res);
 			rc = 1;
 		}
 	}
