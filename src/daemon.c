@@ -325,9 +325,12 @@ static void daemon_wait_for_db(struct daemon *d)
 	while (!expired && db_pool_up(d->pool) == 0)
 		event_base_loop(d->base, EVLOOP_ONCE);
 	event_free(timer);
-	if (db_pool_up(d->pool) == 0)
+	if (db_pool_up(d->pool) == 0) {
 		log_warnx("database not reachable yet; serving anyway, callbacks are answered 503 "
 		          "until it is");
+		/* Never up, so no change was seen: the outage (database_down) starts now. */
+		daemon_db_state(false, d);
+	}
 }
 
 static void daemon_free(struct daemon *d)

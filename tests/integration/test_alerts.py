@@ -251,6 +251,28 @@ def test_database_down_is_sent_while_it_is_down(make_daemon, db, pg, tmp_path, h
     assert metric(d, "database_down") == "1"
 
 
+def test_database_down_when_it_was_never_up(make_daemon, db, pg, tmp_path, hook):
+    # Started while the database is away: no up-to-down change is ever seen,
+    # yet the outage counts from the start and database_down is sent.
+    d = make_alerting(make_daemon, tmp_path, hook, start=False,
+                      config={"alert": {"database_down_after": "1"}})
+    d.migrate()
+    pg.stop("immediate")
+    try:
+        d.start(migrate=False)
+        bh.wait_for(lambda: "database not reachable yet" in d.log(), 30,
+                    what="the daemon to serve without its database")
+        got = wait_recorded(d, "database_down", timeout=30)[0]["alert"]
+        check_shape(got, "database_down", "")
+        assert got["detail"]["seconds"] >= 1
+        text = bh.get(d.url("/metrics")).data.decode()
+        assert "bayarhook_database_up 0" in text.splitlines()
+    finally:
+        pg.start()
+    row = bh.wait_for(lambda: alert_rows(db, "database_down"), 60, what="the row")[0]
+    assert row["state"] == "sent"
+
+
 def test_database_down_without_a_receiver_is_written_once_it_is_back(make_daemon, db, pg,
                                                                      tmp_path):
     # Nowhere to send it meanwhile (kinds leaves it out of direct delivery too):
