@@ -45,8 +45,14 @@ BEGIN
       FROM pg_attribute a
      WHERE a.attrelid = 'bayarhook.callbacks'::regclass AND a.attnum > 0
        AND NOT a.attisdropped;
+    -- At most 24 months of stranded rows a call (the oldest first; the rest
+    -- wait in the default partition for the next): a role that may insert
+    -- any received_at cannot make this create partitions without bound.
     FOR m IN
-        SELECT DISTINCT date_trunc('month', d.received_at) FROM bayarhook.callbacks_default d
+        (SELECT DISTINCT date_trunc('month', d.received_at) AS m
+           FROM bayarhook.callbacks_default d
+          WHERE isfinite(d.received_at)
+          ORDER BY 1 LIMIT 24)
         UNION
         SELECT date_trunc('month', now()) + make_interval(months => i)
           FROM generate_series(0, months_ahead) AS i
@@ -94,11 +100,13 @@ RETURNS TABLE (partition_name text, range_from timestamptz, range_to timestamptz
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 SET TimeZone = 'UTC'
-SET lock_timeout = '10s'
+SET lock_timeout = '3s'
 AS $fn$
 DECLARE
     p       record;
     cutoff  timestamptz;
+    doomed  text[] := '{}';
+    part    text;
 BEGIN
     IF retention_days IS NULL OR retention_days < 1 THEN
         RAISE EXCEPTION 'retention_days must be 1 or more, not %', retention_days
@@ -138,9 +146,17 @@ BEGIN
                 mac = CASE WHEN excluded.lane_seq > a.lane_seq THEN excluded.mac ELSE a.mac END,
                 dropped_through = greatest(a.dropped_through, excluded.dropped_through),
                 created_at = now();
-            EXECUTE format('DROP TABLE bayarhook.%I', p.name);
+            doomed := doomed || p.name;
         END IF;
         RETURN NEXT;
+    END LOOP;
+    -- The drops last, all together: each locks bayarhook.callbacks against
+    -- every writer until the commit, which must not wait for the scans
+    -- above. lock_timeout bounds how long callbacks queue behind a drop
+    -- that waits for a reader (an export): then this fails, nothing is
+    -- dropped, and the next run tries again.
+    FOREACH part IN ARRAY doomed LOOP
+        EXECUTE format('DROP TABLE bayarhook.%I', part);
     END LOOP;
 END
 $fn$;

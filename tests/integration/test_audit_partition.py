@@ -302,6 +302,24 @@ def test_retention_refuses_other_roles(make_daemon, db):
     assert db.count("audit_anchors") == 0
 
 
+def test_retention_gives_way_to_a_reader(make_daemon, db):
+    """A drop waits for no long reader (an export): it fails after its lock
+    bound, and nothing of it happened, anchors included."""
+    d = make_daemon(start=False, config={"audit": {"retention": "45"}})
+    d.migrate()
+    add_rows(db, month_start(4), [1], 3)
+    with db.connect() as reader:
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM bayarhook.callbacks")
+        p = d.cli("audit", "retain")
+        assert p.returncode == 1 and "lock timeout" in p.stderr, p.stderr
+        reader.execute("ROLLBACK")
+    assert month_name(4) in partitions(db)
+    assert db.count("audit_anchors") == 0
+    assert "dropped bayarhook." + month_name(4) in d.cli("audit", "retain", check=True).stdout
+    assert db.count("audit_anchors") == 1
+
+
 def test_retention_zero_keeps_everything(make_daemon, db):
     d = make_daemon(start=False)
     d.migrate()
