@@ -400,7 +400,8 @@ def test_readme_production_setup_as_root_with_peer(make_daemon):
         # The service's role may add audit rows but not change them.
         forged = subprocess.run(
             ["runuser", "-u", "postgres", "--", os.path.join(cluster.bindir, "psql"), "-XAtq",
-             "-d", "bayarhook", "-c", "SET ROLE bayarhook; UPDATE bayarhook.callbacks SET body = ''"],
+             "-d", "bayarhook", "-c",
+             "SET ROLE bayarhook; UPDATE bayarhook.callbacks SET body = ''"],
             capture_output=True, text=True, env=env, timeout=60)
         assert "permission denied for table callbacks" in forged.stderr, forged.stderr
         d.stop()
