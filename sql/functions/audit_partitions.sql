@@ -39,6 +39,9 @@ BEGIN
         RAISE EXCEPTION 'months_ahead must be between 0 and 120, not %', months_ahead
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    -- One at a time among the processes sharing the database (each serve
+    -- calls this daily): the second finds the months made.
+    PERFORM pg_advisory_xact_lock(hashtext('bayarhook.audit_partitions_ensure'));
     -- Named, not by position: a column list that does not depend on the
     -- order in which columns were added to this or that partition.
     SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) INTO cols
