@@ -408,7 +408,8 @@ def test_export_round_trip_100k_rows_in_bounded_memory(make_daemon, db, tmp_path
         rates[fmt] = (N_EXPORT / took, size, rss_kb)
         # the data is much larger than the process ever was
         assert size > 100 * 1024 * 1024
-        assert rss_kb < 64 * 1024, f"{fmt}: max RSS {rss_kb} KB"
+        if not bh.VALGRIND:  # under valgrind the child measured is valgrind
+            assert rss_kb < 64 * 1024, f"{fmt}: max RSS {rss_kb} KB"
         if fmt == "jsonl":
             with open(path, encoding="utf-8") as f:
                 rows = [json.loads(line) for line in f]
