@@ -21,7 +21,8 @@
 
 #define AUDIT_KEEP_FIRST_SEC 1      /* after start: the pool is usually up by then */
 #define AUDIT_KEEP_EVERY_SEC 86400  /* a round a day */
-#define AUDIT_KEEP_RETRY_SEC 600    /* after a round that could not run or failed */
+#define AUDIT_KEEP_RETRY_SEC 600    /* after a round that failed */
+#define AUDIT_KEEP_WAIT_DB_SEC 5    /* while the pool has no connection */
 #define AUDIT_KEEP_MONTHS_AHEAD "3" /* partitions made beyond this month */
 
 /* SQLSTATEs that will not change until someone acts: said once, not daily. */
@@ -119,11 +120,15 @@ static void audit_keep_round(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	/* Not yet connected (at start), or the database is down: soon again. */
+	if (db_pool_up(k->pool) == 0) {
+		audit_keep_arm(k, AUDIT_KEEP_WAIT_DB_SEC);
+		return;
+	}
 	k->failed = false;
 	if (db_query(k->pool,
 	             "SELECT bayarhook.audit_partitions_ensure(" AUDIT_KEEP_MONTHS_AHEAD ")", 0,
 	             NULL, audit_keep_ensured, k) < 0) {
-		/* The database is down: the next round comes sooner. */
 		k->failed = true;
 		audit_keep_end(k);
 	}
