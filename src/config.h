@@ -123,6 +123,9 @@ struct config {
 	char *alert_telegram_chat; /* set: the POST is a Telegram sendMessage */
 	int alert_db_down_after;   /* seconds unreachable before database_down */
 
+	/* [audit] (SPEC §11) */
+	int audit_retention; /* days; 0: keep forever (src/audit_keep.c, cli_retain.c) */
+
 	struct action_conf *actions;
 	size_t nactions;
 

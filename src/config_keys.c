@@ -75,6 +75,9 @@ const struct conf_key config_keys[] = {
 	{KEY("alert", "telegram_chat_id", T_STRING, NULL, alert_telegram_chat),
 	 .unset = "none: the alert JSON is POSTed as is"},
 	{KEY("alert", "database_down_after", T_INT, "60", alert_db_down_after), RANGE(1, 86400)},
+
+	/* days: whole months older are dropped (sql/functions/audit_partitions.sql) */
+	{KEY("audit", "retention", T_INT, "0", audit_retention), RANGE(0, 36500)},
 };
 
 #define EXEC TYPE_BIT(ACTION_EXEC)

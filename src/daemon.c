@@ -23,6 +23,7 @@
 #include "db.h"
 #include "log.h"
 #include "alert.h"
+#include "audit_keep.h"
 #include "reconcile.h"
 #include "service.h"
 #include "server.h"
@@ -59,6 +60,7 @@ struct daemon {
 	struct reconcile *reconcile;
 	struct confirm *confirm;
 	struct alert *alert;
+	struct audit_keep *audit_keep; /* the audit's months ahead, and retention */
 	struct service_watchdog *watchdog;
 	struct event *ev_term, *ev_int, *ev_hup, *ev_drain, *ev_trim;
 	int stop_ticks;
@@ -221,6 +223,7 @@ static void daemon_reload(struct daemon *d)
 	store_set_actions(d->store, next);
 	gateway_configure(d->gateway, next);
 	reconcile_configure(d->reconcile, next);
+	audit_keep_configure(d->audit_keep, next);
 	if (alert_configure(d->alert, next, err, sizeof(err)) < 0)
 		log_errx("reload: %s; alerts keep the running [alert] settings", err);
 	server_set_config(d->server, next);
@@ -350,6 +353,7 @@ static void daemon_free(struct daemon *d)
 	server_free(d->server);
 	worker_free(d->worker);
 	alert_free(d->alert);
+	audit_keep_free(d->audit_keep);
 	proc_fini();
 	confirm_free(d->confirm);
 	reconcile_free(d->reconcile);
@@ -423,6 +427,11 @@ int daemon_serve(const char *config_path)
 		goto out;
 	}
 	reconcile_start(d.reconcile);
+	d.audit_keep = audit_keep_new(d.base, d.rpool, d.cfg);
+	if (d.audit_keep == NULL) {
+		log_errx("cannot start the audit's upkeep timer");
+		goto out;
+	}
 	callback_set_followup(daemon_followup, &d);
 	daemon_wait_for_db(&d);
 

@@ -34,9 +34,10 @@ static const struct cli_command main_cmd_serve = {
 
 /* In --help's order. */
 static const struct cli_command *const main_commands[] = {
-    &main_cmd_serve, &cli_cmd_check_config, &cli_cmd_migrate,   &cli_cmd_reconcile,
-    &cli_cmd_jobs,   &cli_cmd_retry,        &cli_cmd_replay,    &cli_cmd_cancel,
-    &cli_cmd_audit,  &cli_cmd_payments,     &cli_cmd_send_test, &cli_cmd_doctor,
+    &main_cmd_serve,   &cli_cmd_check_config, &cli_cmd_migrate,      &cli_cmd_reconcile,
+    &cli_cmd_jobs,     &cli_cmd_retry,        &cli_cmd_replay,       &cli_cmd_cancel,
+    &cli_cmd_audit,    &cli_cmd_audit_export, &cli_cmd_audit_retain, &cli_cmd_grant,
+    &cli_cmd_payments, &cli_cmd_send_test,    &cli_cmd_doctor,
 };
 
 #define MAIN_NCOMMANDS (sizeof(main_commands) / sizeof(main_commands[0]))
@@ -77,10 +78,24 @@ static void main_usage(FILE *out)
 	             "Exit status: 0 success, 1 failure, 2 usage error.\n");
 }
 
-static const struct cli_command *main_find(const char *name)
+/*
+ * The entry of argv[0], or of "argv[0] argv[1]" when that names one (a
+ * command with subcommands, like "audit export"): then argv[1] is taken
+ * out, so that the entry sees its own options from argv[1] on.
+ */
+static const struct cli_command *main_find(int *argc, char **argv)
 {
+	char two[64];
+
+	if (*argc >= 2 && snprintf(two, sizeof(two), "%s %s", argv[0], argv[1]) < (int)sizeof(two))
+		for (size_t i = 0; i < MAIN_NCOMMANDS; i++)
+			if (strcmp(main_commands[i]->name, two) == 0) {
+				memmove(&argv[1], &argv[2], (size_t)(*argc - 1) * sizeof(*argv));
+				(*argc)--;
+				return main_commands[i];
+			}
 	for (size_t i = 0; i < MAIN_NCOMMANDS; i++)
-		if (strcmp(main_commands[i]->name, name) == 0)
+		if (strcmp(main_commands[i]->name, argv[0]) == 0)
 			return main_commands[i];
 	return NULL;
 }
@@ -168,7 +183,7 @@ int main(int argc, char **argv)
 	if (config_path == NULL)
 		config_path = config_default_path();
 	log_init("bayarhook", debug, "BAYARHOOK_DEBUG");
-	if ((entry = main_find(cmd)) == NULL) {
+	if ((entry = main_find(&argc, argv)) == NULL) {
 		fprintf(stderr, "bayarhook: unknown command \"%s\" (see bayarhook --help)\n", cmd);
 		return 2;
 	}

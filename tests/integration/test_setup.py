@@ -368,7 +368,7 @@ def test_readme_production_setup_as_root_with_peer(make_daemon):
                                    capture_output=True, text=True, timeout=60)
                 assert r.returncode == 0, r.stderr
                 ran += 1
-        assert ran == 2, roles
+        assert ran == 3, roles  # the owner, the service's role, the database
 
         # Steps 3 and 4: the config's conninfo as written; libpq finds the
         # test cluster's socket through PGHOST/PGPORT instead of /run/postgresql.
@@ -377,7 +377,15 @@ def test_readme_production_setup_as_root_with_peer(make_daemon):
         # Without the role named, root is root: the catch-22 the README solves.
         p = d.cli("jobs", "--conninfo", "dbname=bayarhook")
         assert p.returncode == 1 and 'role "root" does not exist' in p.stderr, p.stderr
-        d.migrate()
+        # Step 4: the owner migrates and grants, as written.
+        owner_conninfo = re.search(r"(?m)^OWNER='([^']+)'$", text).group(1)
+        step4 = next(b for b in blocks if b.startswith("OWNER="))
+        for line in step4.splitlines():
+            m = re.match(r'bayarhook (migrate|grant .*) --conninfo "\$OWNER"', line)
+            if m:
+                d.cli(*m.group(1).split(), "--conninfo", owner_conninfo, check=True)
+                ran += 1
+        assert ran == 5, step4
         d.start(migrate=False)
         inv = bh.new_invoice("prod")
         assert d.callback(inv).status == 200
@@ -388,7 +396,14 @@ def test_readme_production_setup_as_root_with_peer(make_daemon):
              "-d", "bayarhook", "-c",
              "SELECT tableowner FROM pg_tables WHERE schemaname = 'bayarhook' LIMIT 1"],
             capture_output=True, text=True, env=env, timeout=60)
-        assert owner.stdout.strip() == "bayarhook", owner.stdout + owner.stderr
+        assert owner.stdout.strip() == "bayarhook_owner", owner.stdout + owner.stderr
+        # The service's role may add audit rows but not change them.
+        forged = subprocess.run(
+            ["runuser", "-u", "postgres", "--", os.path.join(cluster.bindir, "psql"), "-XAtq",
+             "-d", "bayarhook", "-c",
+             "SET ROLE bayarhook; UPDATE bayarhook.callbacks SET body = ''"],
+            capture_output=True, text=True, env=env, timeout=60)
+        assert "permission denied for table callbacks" in forged.stderr, forged.stderr
         d.stop()
     finally:
         cluster.destroy()

@@ -149,7 +149,12 @@ static void test_defaults(void **state)
 	assert_int_equal(cfg->backoff_initial, 5);
 	assert_int_equal(cfg->backoff_max, 3600);
 	assert_int_equal(cfg->concurrency, 4);
+	assert_int_equal(cfg->audit_retention, 0);
 	assert_int_equal(cfg->nactions, 0);
+	config_free(cfg);
+	cfg = load_text(SECRET "[audit]\nretention = 365\n", err, sizeof(err));
+	assert_non_null(cfg);
+	assert_int_equal(cfg->audit_retention, 365);
 	config_free(cfg);
 	cfg = load_text(SECRET "[reconciler]\nstatuses = expired\n", err, sizeof(err));
 	assert_non_null(cfg);
@@ -361,6 +366,8 @@ static const struct error_case error_cases[] = {
      "@/receiver.conf:2: max_body_bytes: must be between 1 and 16777216"},
     {"zero count", "[fulfillment]\nconcurrency = 0\n",
      "@/receiver.conf:2: concurrency: must be between 1 and 256"},
+    {"negative retention", "[audit]\nretention = -1\n",
+     "@/receiver.conf:2: retention: must be between 0 and 36500"},
     {"bad bool", SECRET "confirm_with_api = maybe\n",
      "@/receiver.conf:3: confirm_with_api: must be true or false (also yes/no, on/off, 1/0)"},
     {"bad cidr prefix", "[server]\ntrusted_proxies = 127.0.0.1/32, 10.0.0.0/33\n",
@@ -692,6 +699,7 @@ static void test_example(void **state)
 	assert_int_equal(cfg->backoff_initial, def->backoff_initial);
 	assert_int_equal(cfg->backoff_max, def->backoff_max);
 	assert_int_equal(cfg->concurrency, def->concurrency);
+	assert_int_equal(cfg->audit_retention, def->audit_retention);
 	assert_int_equal(cfg->nactions, 0);
 	config_free(def);
 	config_free(cfg);
@@ -725,6 +733,7 @@ static void test_docs_name_every_key(void **state)
 	    "backoff_initial",
 	    "backoff_max",
 	    "concurrency",
+	    "retention",
 	    "type",
 	    "on",
 	    "command",
