@@ -648,7 +648,7 @@ struct worker *worker_new(struct event_base *base, const struct config *cfg, cha
 	w->tick = event_new(base, -1, EV_PERSIST, worker_tick, w);
 	w->wake = evtimer_new(base, worker_wake, w);
 	w->connected = evtimer_new(base, worker_connected, w);
-	w->pool = db_pool_new(base, cfg->conninfo, WORKER_POOL_SIZE, "queue");
+	w->pool = db_pool_new(base, cfg->conninfo, WORKER_POOL_SIZE, "worker");
 	w->actx = action_ctx_new(base, cfg->conninfo);
 	if (w->tick == NULL || w->wake == NULL || w->connected == NULL || w->pool == NULL ||
 	    w->actx == NULL) {

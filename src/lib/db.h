@@ -2,7 +2,12 @@
  * db.h: a small pool of asynchronous libpq connections driven by the event
  * loop. Nothing here blocks: connections are made with PQconnectStart/Poll,
  * queries sent with PQsendQueryParams and read back as the socket becomes
- * readable. A broken connection is replaced with backoff, forever.
+ * readable. A broken connection is replaced with backoff, forever; so is a
+ * connection that turns out unable to write (a standby, a read-only
+ * session: db_conn_read_only), at connect or at the first failed statement.
+ * name is the pool's purpose: its connections carry application_name
+ * bayarhook/<name>, and its log lines pool=<name>, libpq's notices
+ * included.
  */
 #ifndef BAYARHOOK_DB_H
 #define BAYARHOOK_DB_H
@@ -73,7 +78,38 @@ void db_session_close(struct db_session *s);
 /* True for SQLSTATEs that mean "try the same transaction again". */
 bool db_sqlstate_retryable(const char *sqlstate);
 
-/* Blocking connect for command-line tools; prints the reason on failure. */
+/*
+ * Blocking connect for command-line tools (application_name
+ * bayarhook/admin unless the conninfo says otherwise); the reason in err on
+ * failure.
+ */
 PGconn *db_connect_blocking(const char *conninfo, char *err, size_t errlen);
+
+/*
+ * The keyword/value arrays (NULL-terminated) every connection is made
+ * with: the conninfo's own parameters, plus what it leaves unset of TCP
+ * keepalives and tcp_user_timeout, fallback_application_name
+ * bayarhook/<purpose>, and target_session_attrs=read-write when it lists
+ * several hosts (db_params.c). -1 with the reason in err when conninfo
+ * does not parse.
+ */
+struct db_params {
+	char **keys;
+	char **values;
+	int n;
+};
+int db_params_build(const char *conninfo, const char *purpose, struct db_params *out, char *err,
+                    size_t errlen) __attribute__((warn_unused_result));
+/* The value of key, or NULL when it is not in the arrays. */
+const char *db_params_get(const struct db_params *p, const char *key);
+void db_params_free(struct db_params *p);
+
+/*
+ * Whether a failed statement says the session cannot write: SQLSTATE 25006
+ * (read_only_sql_transaction: a standby's "cannot execute ... during
+ * recovery", default_transaction_read_only), or a server that reports it
+ * is in hot standby.
+ */
+bool db_conn_read_only(PGconn *pg, const char *sqlstate);
 
 #endif
