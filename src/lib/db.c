@@ -78,7 +78,8 @@ struct db_pool {
 	struct db_params params; /* from conninfo, with our defaults (db_params.c) */
 	bool params_ok;          /* else PQconnectStart(conninfo) says what is wrong */
 	int connect_timeout_ms;
-	bool read_only_said; /* the warning about a read-only server, once until one writes */
+	/* A connection was dropped as read-only, none usable since (warned once). */
+	bool read_only_said;
 	char *name;
 	int size;
 	struct db_conn *conns;
@@ -627,6 +628,11 @@ void db_pool_on_state(struct db_pool *pool, db_state_cb cb, void *arg)
 int db_pool_up(const struct db_pool *pool)
 {
 	return pool->up;
+}
+
+bool db_pool_read_only(const struct db_pool *pool)
+{
+	return pool->up == 0 && pool->read_only_said;
 }
 
 int db_pool_idle(const struct db_pool *pool)

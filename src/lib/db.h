@@ -40,6 +40,11 @@ void db_pool_on_state(struct db_pool *pool, db_state_cb cb, void *arg);
 
 /* Connections able to run a query now or soon (connected). */
 int db_pool_up(const struct db_pool *pool);
+/*
+ * Whether the pool has no usable connection because the server it reaches
+ * is read-only (a standby): the last connection made was dropped for that.
+ */
+bool db_pool_read_only(const struct db_pool *pool);
 /* Connections connected and without a query. */
 int db_pool_idle(const struct db_pool *pool);
 
