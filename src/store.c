@@ -202,7 +202,7 @@ static void batch_free(struct store_batch *b)
 static void store_fail_waiting(struct store *st, const char *why)
 {
 	struct store_item *it;
-	unsigned n = 0;
+	unsigned n = 0, late = 0;
 
 	while ((it = st->head) != NULL) {
 		st->head = it->next;
@@ -211,13 +211,14 @@ static void store_fail_waiting(struct store *st, const char *why)
 		st->waiting--;
 		it->next = NULL;
 		n++;
+		late += it->answered;
 		item_finish(st, it, STORE_FAILED, VERDICT_UNAVAILABLE);
 	}
 	if (n > 0) {
 		commit_failed(st, NULL);
-		log_warnx(
-		    "store: database down; %u waiting item(s) not recorded, answered at once: %s",
-		    n, why ? why : "no connection");
+		log_warnx("store: database down; %u waiting item(s) not recorded (%u answered now, "
+		          "%u by answer_timeout before): %s",
+		          n, n - late, late, why ? why : "no connection");
 	}
 }
 

@@ -75,7 +75,7 @@ struct db_session {
 struct db_pool {
 	struct event_base *base;
 	char *conninfo;
-	struct db_params params; /* from conninfo, with our defaults (db_params.c) */
+	struct db_params params; /* from conninfo, with our defaults (db_connect.c) */
 	bool params_ok;          /* else PQconnectStart(conninfo) says what is wrong */
 	int connect_timeout_ms;
 	/* A connection was dropped as read-only, none usable since (warned once). */
@@ -755,47 +755,4 @@ bool db_sqlstate_retryable(const char *sqlstate)
 {
 	/* serialization_failure, deadlock_detected */
 	return sqlstate && (strcmp(sqlstate, "40001") == 0 || strcmp(sqlstate, "40P01") == 0);
-}
-
-bool db_conn_read_only(PGconn *pg, const char *sqlstate)
-{
-	const char *hs = pg ? PQparameterStatus(pg, "in_hot_standby") : NULL;
-	const char *ro = pg ? PQparameterStatus(pg, "default_transaction_read_only") : NULL;
-
-	if (sqlstate != NULL && strcmp(sqlstate, "25006") == 0)
-		return true;
-	return (hs != NULL && strcmp(hs, "on") == 0) || (ro != NULL && strcmp(ro, "on") == 0);
-}
-
-static void blocking_notice(void *arg, const PGresult *res)
-{
-	const char *sev = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
-	const char *text = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
-
-	(void)arg;
-	log_msg(sev && strcmp(sev, "WARNING") == 0 ? LOG_WARNING : LOG_INFO,
-	        "database %s pool=admin: %.*s", sev ? sev : "NOTICE",
-	        text ? (int)strcspn(text, "\n") : 1, text ? text : "-");
-}
-
-PGconn *db_connect_blocking(const char *conninfo, char *err, size_t errlen)
-{
-	struct db_params p;
-	PGconn *conn;
-
-	if (db_params_build(conninfo, "admin", &p, err, errlen) < 0)
-		return NULL;
-	conn = PQconnectdbParams((const char *const *)p.keys, (const char *const *)p.values, 0);
-	db_params_free(&p);
-
-	if (conn == NULL || PQstatus(conn) != CONNECTION_OK) {
-		snprintf(err, errlen, "cannot connect to the database: %s",
-		         conn ? PQerrorMessage(conn) : "out of memory");
-		err[strcspn(err, "\n")] = '\0';
-		PQfinish(conn);
-		return NULL;
-	}
-	PQsetNoticeReceiver(conn, blocking_notice, NULL);
-	PQclear(PQexec(conn, "SET client_min_messages = warning"));
-	return conn;
 }

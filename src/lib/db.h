@@ -95,7 +95,7 @@ PGconn *db_connect_blocking(const char *conninfo, char *err, size_t errlen);
  * with: the conninfo's own parameters, plus what it leaves unset of TCP
  * keepalives and tcp_user_timeout, fallback_application_name
  * bayarhook/<purpose>, and target_session_attrs=read-write when it lists
- * several hosts (db_params.c). -1 with the reason in err when conninfo
+ * several hosts (db_connect.c). -1 with the reason in err when conninfo
  * does not parse.
  */
 struct db_params {

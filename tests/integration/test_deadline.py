@@ -182,6 +182,31 @@ def test_cut_connections_fail_waiting_callbacks_at_once(proxy, make_daemon, db):
     assert_once_each(db, invoices)
 
 
+def test_late_callbacks_whose_transaction_then_fails(proxy, make_daemon, db):
+    # Answered 503 by the deadline, then the connections are cut under them:
+    # each is answered once (ASan would see a second answer's use after free).
+    d = make_daemon(config={
+        "server": {"answer_timeout": str(ANSWER_TIMEOUT)},
+        "database": {"conninfo": via(db, proxy.port)},
+    })
+    assert d.callback().status == 200
+    invoices = [bh.new_invoice("LATECUT") for _ in range(30)]
+    results = stalled_run(d, proxy, invoices)
+    assert all(r[1] == 503 for r in results), results
+    assert healthz(d)[1]["reason"] == "answer_timeout passed"
+    proxy.cut()
+    bh.wait_for(lambda: "the transactions that stalled failed" in d.log(), 30,
+                what="the stall's closing line")
+    proxy.release()
+    bh.wait_for(lambda: timed_callback(d, invoices[0])[1] == 200, 60, interval=0.2,
+                what="a resend accepted")
+    for inv, status, _, _, body in send_all(d, invoices):
+        assert status == 200, (inv, status, body)
+    rows = db.rows("SELECT invoice_id, count(*) FILTER (WHERE verdict = 'accepted') "
+                   "FROM bayarhook.callbacks WHERE invoice_id = ANY(%s) GROUP BY 1", [invoices])
+    assert sorted(r[1] for r in rows) == [1] * len(invoices), rows
+
+
 @pytest.fixture
 def standby(pg, db):
     # Made after db exists (the fixture created it), so it has it too.

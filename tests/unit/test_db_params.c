@@ -1,6 +1,6 @@
 /*
- * test_db_params.c: the connection parameters added to a conninfo
- * (db_params.c): keepalives, tcp_user_timeout, the application name per
+ * test_db_connect.c: the connection parameters added to a conninfo
+ * (db_connect.c): keepalives, tcp_user_timeout, the application name per
  * pool, target_session_attrs with several hosts, and nothing the user set
  * overridden, in both conninfo forms.
  */

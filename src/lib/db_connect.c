@@ -1,9 +1,11 @@
 /*
- * db_params.c: the connection parameters every libpq connection of ours
- * uses (db.h: db_params_build). The user's conninfo is parsed with
- * PQconninfoParse and passed on as keyword/value arrays, so that both
- * forms (key=value and postgresql:// URIs) work; what it does not set is
- * added:
+ * db_connect.c: how every libpq connection of ours is made and judged: the
+ * connection parameters (db.h: db_params_build), the blocking connect of
+ * the commands, and whether a session can write (db_conn_read_only).
+ *
+ * The user's conninfo is parsed with PQconninfoParse and passed on as
+ * keyword/value arrays, so that both forms (key=value and postgresql://
+ * URIs) work; what it does not set is added:
  *
  *   - TCP keepalives and tcp_user_timeout: a peer that vanished (a host
  *     gone, a firewall dropping the flow) is found in about 30 s instead of
@@ -23,6 +25,7 @@
 #include <string.h>
 
 #include "db.h"
+#include "log.h"
 #include "xmalloc.h"
 
 /* Dead peer after 15 s idle + 3 probes 5 s apart; unacknowledged data: 30 s. */
@@ -125,4 +128,47 @@ void db_params_free(struct db_params *p)
 	free(p->keys);
 	free(p->values);
 	memset(p, 0, sizeof(*p));
+}
+
+bool db_conn_read_only(PGconn *pg, const char *sqlstate)
+{
+	const char *hs = pg ? PQparameterStatus(pg, "in_hot_standby") : NULL;
+	const char *ro = pg ? PQparameterStatus(pg, "default_transaction_read_only") : NULL;
+
+	if (sqlstate != NULL && strcmp(sqlstate, "25006") == 0)
+		return true;
+	return (hs != NULL && strcmp(hs, "on") == 0) || (ro != NULL && strcmp(ro, "on") == 0);
+}
+
+static void blocking_notice(void *arg, const PGresult *res)
+{
+	const char *sev = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+	const char *text = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+
+	(void)arg;
+	log_msg(sev && strcmp(sev, "WARNING") == 0 ? LOG_WARNING : LOG_INFO,
+	        "database %s pool=admin: %.*s", sev ? sev : "NOTICE",
+	        text ? (int)strcspn(text, "\n") : 1, text ? text : "-");
+}
+
+PGconn *db_connect_blocking(const char *conninfo, char *err, size_t errlen)
+{
+	struct db_params p;
+	PGconn *conn;
+
+	if (db_params_build(conninfo, "admin", &p, err, errlen) < 0)
+		return NULL;
+	conn = PQconnectdbParams((const char *const *)p.keys, (const char *const *)p.values, 0);
+	db_params_free(&p);
+
+	if (conn == NULL || PQstatus(conn) != CONNECTION_OK) {
+		snprintf(err, errlen, "cannot connect to the database: %s",
+		         conn ? PQerrorMessage(conn) : "out of memory");
+		err[strcspn(err, "\n")] = '\0';
+		PQfinish(conn);
+		return NULL;
+	}
+	PQsetNoticeReceiver(conn, blocking_notice, NULL);
+	PQclear(PQexec(conn, "SET client_min_messages = warning"));
+	return conn;
 }
