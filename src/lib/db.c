@@ -63,6 +63,7 @@ struct db_conn {
 	bool flushing;
 	struct db_session *session; /* holding this connection */
 	bool counted;               /* included in pool->up */
+	unsigned rotation;          /* pool->rotation when this attempt started */
 };
 
 struct db_session {
@@ -78,6 +79,7 @@ struct db_pool {
 	struct db_params params; /* from conninfo, with our defaults (db_connect.c) */
 	bool params_ok;          /* else PQconnectStart(conninfo) says what is wrong */
 	int connect_timeout_ms;
+	unsigned rotation; /* times db_params_rotate() moved params' first host to the end */
 	/* A connection was dropped as read-only, none usable since (warned once). */
 	bool read_only_said;
 	char *name;
@@ -252,6 +254,11 @@ static void conn_retry(evutil_socket_t fd, short what, void *arg)
 
 		snprintf(why, sizeof(why), "no answer within %d ms while connecting",
 		         c->pool->connect_timeout_ms);
+		/* Once per silent host, however many connections found it so. */
+		if (c->pool->params_ok && c->rotation == c->pool->rotation) {
+			db_params_rotate(&c->pool->params);
+			c->pool->rotation++;
+		}
 		conn_broken(c, why);
 		return;
 	}
@@ -372,6 +379,7 @@ static void conn_start(struct db_conn *c)
 	struct timeval tv = {c->pool->connect_timeout_ms / 1000,
 	                     (c->pool->connect_timeout_ms % 1000) * 1000};
 
+	c->rotation = c->pool->rotation;
 	if (c->pool->params_ok)
 		c->pg = PQconnectStartParams((const char *const *)c->pool->params.keys,
 		                             (const char *const *)c->pool->params.values, 0);

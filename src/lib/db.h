@@ -105,6 +105,13 @@ struct db_params {
 };
 int db_params_build(const char *conninfo, const char *purpose, struct db_params *out, char *err,
                     size_t errlen) __attribute__((warn_unused_result));
+/*
+ * Moves the first of several hosts (host, hostaddr and port lists alike)
+ * to the end. libpq ignores connect_timeout under PQconnectPoll, so an
+ * attempt whose first host never answers is given up as a whole; the next
+ * one then starts at the next host instead of the silent one again.
+ */
+void db_params_rotate(struct db_params *p);
 /* The value of key, or NULL when it is not in the arrays. */
 const char *db_params_get(const struct db_params *p, const char *key);
 void db_params_free(struct db_params *p);

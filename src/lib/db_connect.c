@@ -112,6 +112,25 @@ int db_params_build(const char *conninfo, const char *purpose, struct db_params 
 	return 0;
 }
 
+void db_params_rotate(struct db_params *p)
+{
+	static const char *const lists[] = {"host", "hostaddr", "port"};
+
+	for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
+		for (int k = 0; k < p->n; k++) {
+			char *v = p->values[k], *comma, *next;
+			size_t first;
+
+			if (strcmp(p->keys[k], lists[i]) != 0 || (comma = strchr(v, ',')) == NULL)
+				continue;
+			first = (size_t)(comma - v);
+			xasprintf(&next, "%s,%.*s", comma + 1, (int)first, v);
+			free(v);
+			p->values[k] = next;
+		}
+	}
+}
+
 const char *db_params_get(const struct db_params *p, const char *key)
 {
 	return param_get(p, key);

@@ -266,6 +266,22 @@ def test_two_hosts_without_session_attrs_reach_the_primary(make_daemon, migrated
     assert "read-only" not in d.log()
 
 
+def test_a_silent_first_host_is_passed_over(proxy, make_daemon, migrated, pg):
+    # libpq ignores connect_timeout under PQconnectPoll: the attempt is given
+    # up as a whole (connect_timeout + 1 s) and the next starts at the next host.
+    # (Before, every attempt began at the silent one again: never up.)
+    proxy.hold()
+    conninfo = (f"host=127.0.0.1,127.0.0.1 port={proxy.port},{pg.port} "
+                f"dbname={migrated.name} user=postgres connect_timeout=1")
+    d = make_daemon(config={"database": {"conninfo": conninfo}}, start=False)
+    d.start(migrate=False)
+    bh.wait_for(lambda: healthz(d) == (200, {"status": "ok", "database": "up"}), 60,
+                interval=0.2, what="/healthz ok through the second host")
+    inv = bh.new_invoice("SECOND")
+    assert d.callback(inv).status == 200
+    assert migrated.payment(inv)["status"] == "paid"
+
+
 def app_names(db):
     return {r[0] for r in db.rows("SELECT application_name FROM pg_stat_activity "
                                   "WHERE datname = current_database() "

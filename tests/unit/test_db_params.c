@@ -137,6 +137,32 @@ static void test_params_invalid(void **state)
 	db_params_free(NULL);
 }
 
+/* The next attempt starts at the next host; lists of one stay. */
+static void test_params_rotate(void **state)
+{
+	struct db_params p;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(
+	    db_params_build("host=a,b,c port=1,2,3 dbname=x", "ingest", &p, err, sizeof(err)), 0);
+	db_params_rotate(&p);
+	assert_string_equal(db_params_get(&p, "host"), "b,c,a");
+	assert_string_equal(db_params_get(&p, "port"), "2,3,1");
+	assert_string_equal(db_params_get(&p, "dbname"), "x");
+	db_params_rotate(&p);
+	db_params_rotate(&p);
+	assert_string_equal(db_params_get(&p, "host"), "a,b,c");
+	assert_string_equal(db_params_get(&p, "port"), "1,2,3");
+	db_params_free(&p);
+
+	assert_int_equal(db_params_build("host=a,,c port=5432", "ingest", &p, err, sizeof(err)), 0);
+	db_params_rotate(&p);
+	assert_string_equal(db_params_get(&p, "host"), ",c,a");
+	assert_string_equal(db_params_get(&p, "port"), "5432");
+	db_params_free(&p);
+}
+
 /* Read-only by SQLSTATE alone (no connection to ask). */
 static void test_read_only_sqlstate(void **state)
 {
@@ -150,9 +176,8 @@ static void test_read_only_sqlstate(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_params_table),
-	    cmocka_unit_test(test_params_env),
-	    cmocka_unit_test(test_params_invalid),
+	    cmocka_unit_test(test_params_table),       cmocka_unit_test(test_params_env),
+	    cmocka_unit_test(test_params_invalid),     cmocka_unit_test(test_params_rotate),
 	    cmocka_unit_test(test_read_only_sqlstate),
 	};
 
