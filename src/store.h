@@ -68,7 +68,10 @@ int store_submit_bounded(struct store *st, char *item, char *body, size_t body_l
 /* The limits on refusal rows (audit_limit.h), one per store, as long as it lives. */
 struct audit_limit *store_audit_limit(struct store *st);
 
-/* Items accepted by store_submit and not yet answered. */
+/*
+ * Items accepted by store_submit and without their outcome yet (those
+ * answered STORE_LATE included until their transaction ends).
+ */
 unsigned store_outstanding(const struct store *st);
 
 /*
