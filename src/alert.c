@@ -526,7 +526,7 @@ struct alert *alert_new(struct event_base *base, const struct config *cfg, char 
 		return NULL;
 	}
 	ident_process(a->owner, sizeof(a->owner));
-	a->pool = db_pool_new(base, cfg->conninfo, 1, "alert");
+	a->pool = db_pool_new(base, cfg->conninfo, 1, "alerts");
 	a->http = http_client_new(base, NULL);
 	a->tick = event_new(base, -1, EV_PERSIST, alert_tick, a);
 	if (a->tick == NULL || event_add(a->tick, &every) < 0) {

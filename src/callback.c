@@ -126,6 +126,10 @@ static void stored(enum store_outcome outcome, enum verdict v, void *arg)
 		followup_cb(invoice, kind, followup_arg);
 		return;
 	}
+	/*
+	 * STORE_FAILED, or STORE_LATE (answer_timeout passed: the item may still
+	 * commit, and the gateway's resend is then a duplicate): 503.
+	 */
 	if (outcome == STORE_COMMITTED)
 		finish(p, v);
 	else
@@ -233,10 +237,10 @@ static void submit(const struct config *cfg, struct store *st, const struct call
 	write_headers(&w, req);
 	if (p->is_unsigned) {
 		jsonw_str(&w, "body", req->body ? req->body : "", req->body ? req->body_len : 0);
-		if (store_submit(st, jsonw_finish(&w), NULL, 0, stored, p) < 0)
+		if (store_submit_bounded(st, jsonw_finish(&w), NULL, 0, stored, p) < 0)
 			stored(STORE_FAILED, VERDICT_UNAVAILABLE, p);
-	} else if (store_submit(st, jsonw_finish(&w), xmemdup0(req->body, req->body_len),
-	                        req->body_len, stored, p) < 0) {
+	} else if (store_submit_bounded(st, jsonw_finish(&w), xmemdup0(req->body, req->body_len),
+	                                req->body_len, stored, p) < 0) {
 		stored(STORE_FAILED, VERDICT_UNAVAILABLE, p);
 	}
 }

@@ -88,6 +88,15 @@ static void doctor_database(struct doctor *dr, const struct config *cfg)
 		return;
 	}
 	cur = migrate_current(conn);
+	if (db_conn_read_only(conn, NULL)) {
+		/* PostgreSQL 14+ reports it at connect: a standby, or read-only by default. */
+		doctor_line(dr, false, "database",
+		            "read-only (in hot standby or default_transaction_read_only): "
+		            "callbacks cannot be recorded there; point [database] conninfo at the "
+		            "primary, or list every host (target_session_attrs=read-write)");
+		PQfinish(conn);
+		return;
+	}
 	PQfinish(conn);
 	if (cur == latest)
 		doctor_line(dr, true, "database", "reachable, schema at migration %d (current)",

@@ -77,6 +77,7 @@ struct config {
 	char *callback_path;
 	long max_body_bytes;
 	int request_timeout;
+	int answer_timeout; /* a callback not durable by then is answered 503 (SPEC §12) */
 	struct cidr_list trusted_proxies;
 	struct cidr_list allow_from; /* empty: everyone */
 

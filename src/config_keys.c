@@ -32,6 +32,7 @@ const struct conf_key config_keys[] = {
 	{KEY("server", "callback_path", T_PATH, "/callback", callback_path)},
 	{KEY("server", "max_body_bytes", T_LONG, "65536", max_body_bytes), RANGE(1, 16777216)},
 	{KEY("server", "request_timeout", T_INT, "10", request_timeout), RANGE(1, 3600)},
+	{KEY("server", "answer_timeout", T_INT, "5", answer_timeout), RANGE(1, 300)},
 	{KEY("server", "trusted_proxies", T_CIDRS, "127.0.0.1/32, ::1/128", trusted_proxies)},
 	{KEY("server", "allow_from", T_CIDRS, "", allow_from), .unset = "everyone"},
 

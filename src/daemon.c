@@ -74,11 +74,13 @@ static bool daemon_db_up(void *arg)
 	return db_pool_up(d->pool) > 0;
 }
 
-static bool daemon_writes_failing(void *arg)
+static const char *daemon_degraded(void *arg)
 {
 	struct daemon *d = arg;
 
-	return store_writes_failing(d->store);
+	if (db_pool_read_only(d->pool))
+		return "read-only session";
+	return store_degraded(d->store);
 }
 
 /*
@@ -221,6 +223,7 @@ static void daemon_reload(struct daemon *d)
 		return;
 	}
 	store_set_actions(d->store, next);
+	store_set_answer_timeout(d->store, d->base, next->answer_timeout);
 	gateway_configure(d->gateway, next);
 	reconcile_configure(d->reconcile, next);
 	audit_keep_configure(d->audit_keep, next);
@@ -399,6 +402,7 @@ int daemon_serve(const char *config_path)
 	d.pool = db_pool_new(d.base, d.cfg->conninfo, DAEMON_DB_CONNS, "ingest");
 	d.store = store_new(d.pool);
 	store_set_actions(d.store, d.cfg);
+	store_set_answer_timeout(d.store, d.base, d.cfg->answer_timeout);
 	db_pool_on_state(d.pool, daemon_db_state, &d);
 	if (proc_init(d.base) < 0) {
 		log_errx("cannot install the SIGCHLD handler");
@@ -444,7 +448,7 @@ int daemon_serve(const char *config_path)
 		log_notice("using %d socket(s) from systemd; listen = %s is ignored", nfds,
 		           d.cfg->listen.text);
 	hooks.db_up = daemon_db_up;
-	hooks.writes_failing = daemon_writes_failing;
+	hooks.degraded = daemon_degraded;
 	hooks.arg = &d;
 	d.server = server_new(d.base, d.cfg, d.store, fds, nfds, &hooks, err, sizeof(err));
 	free(fds);

@@ -106,8 +106,8 @@ static void serve_report(enum reconcile_report kind, const char *invoice, const 
 		log_notice("reconcile: invoice=%s %s", invoice, text);
 		break;
 	case RECONCILE_ERROR:
-		log_warnx("reconcile: %s%s%s", invoice ? "invoice=" : "", invoice ? invoice : "",
-		          text);
+		log_warnx("reconcile: %s%s%s%s", invoice ? "invoice=" : "", invoice ? invoice : "",
+		          invoice ? " " : "", text);
 		break;
 	case RECONCILE_CHECKED:
 		log_debug("reconcile: invoice=%s %s", invoice, text);

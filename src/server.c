@@ -12,6 +12,7 @@
 
 #include "callback.h"
 #include "forwarded.h"
+#include "jsonw.h"
 #include "log.h"
 #include "server.h"
 #include "stats.h"
@@ -135,18 +136,34 @@ static bool db_up(const struct server *srv)
 	return srv->hooks.db_up ? srv->hooks.db_up(srv->hooks.arg) : false;
 }
 
-/* SPEC §12: degraded when the database is down or callbacks cannot be committed. */
+static const char *degraded(const struct server *srv)
+{
+	return srv->hooks.degraded ? srv->hooks.degraded(srv->hooks.arg) : NULL;
+}
+
+/*
+ * SPEC §4, §12: degraded when the database is down or callbacks cannot be
+ * committed now; "reason" says which, when it is more than "down".
+ */
 static void handle_healthz(struct server *srv, struct httpd_req *req)
 {
 	bool up = db_up(srv);
-	bool failing = srv->hooks.writes_failing && srv->hooks.writes_failing(srv->hooks.arg);
+	const char *why = degraded(srv);
+	struct jsonw w;
+	char *text;
 
-	if (up && !failing)
+	if (up && why == NULL) {
 		httpd_reply_json(req, 200, "{\"status\":\"ok\",\"database\":\"up\"}");
-	else if (up)
-		httpd_reply_json(req, 503, "{\"status\":\"degraded\",\"database\":\"up\"}");
-	else
-		httpd_reply_json(req, 503, "{\"status\":\"degraded\",\"database\":\"down\"}");
+		return;
+	}
+	jsonw_begin(&w);
+	jsonw_cstr(&w, "status", "degraded");
+	jsonw_cstr(&w, "database", up ? "up" : "down");
+	if (why != NULL)
+		jsonw_cstr(&w, "reason", why);
+	text = jsonw_finish(&w);
+	httpd_reply_json(req, 503, text ? text : "{\"status\":\"degraded\"}");
+	free(text);
 }
 
 static void handle_metrics(struct server *srv, struct httpd_req *req)
@@ -156,7 +173,8 @@ static void handle_metrics(struct server *srv, struct httpd_req *req)
 	size_t len = 0;
 	char *text;
 
-	metrics_set(METRIC_DATABASE_UP, NULL, db_up(srv) ? 1 : 0);
+	/* "can commit" (SPEC §12): what /healthz says, as 1 or 0. */
+	metrics_set(METRIC_DATABASE_UP, NULL, db_up(srv) && degraded(srv) == NULL ? 1 : 0);
 	text = metrics_render(&len);
 	if (text != NULL)
 		httpd_reply(req, 200, hd, 1, text, len);

@@ -18,8 +18,12 @@
 struct server;
 
 struct server_hooks {
-	bool (*db_up)(void *arg);          /* for /healthz and /metrics */
-	bool (*writes_failing)(void *arg); /* for /healthz: callbacks cannot be committed */
+	bool (*db_up)(void *arg); /* for /healthz and /metrics: a usable connection */
+	/*
+	 * For /healthz and /metrics: why callbacks cannot be committed now
+	 * ("read-only session", "answer_timeout passed", ...), NULL when they can.
+	 */
+	const char *(*degraded)(void *arg);
 	void *arg;
 };
 

@@ -11,6 +11,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <time.h>
 
 #include "audit_limit.h"
@@ -49,14 +50,21 @@
 
 struct store_item {
 	struct store_item *next;
-	char *text; /* the item's JSON object, without idx */
+	TAILQ_ENTRY(store_item) live; /* in store.live: bounded and not answered yet */
+	char *text;                   /* the item's JSON object, without idx */
 	char *body; /* a verified callback's body, sent apart (bodies[idx + 1]), or NULL */
 	size_t body_len;
 	store_done_cb cb;
 	void *arg;
 	int retries;
-	bool solo; /* failed in a batch with others: try it alone */
+	bool solo;            /* failed in a batch with others: try it alone */
+	bool sent;            /* in a batch in flight */
+	bool bounded;         /* store_submit_bounded: answered by answer_timeout at the latest */
+	bool answered;        /* answered STORE_LATE: cb is NULL, the outcome is only logged */
+	bool late_in_flight;  /* ... while in a batch: its row will say what was sent */
+	int64_t submitted_ms; /* CLOCK_MONOTONIC */
 };
+TAILQ_HEAD(item_list, store_item);
 
 struct store_batch {
 	struct store *st;
@@ -85,6 +93,13 @@ struct store {
 	bool read_only;     /* ... because the session was read-only */
 	time_t failed_at;   /* CLOCK_MONOTONIC seconds of that failure */
 	time_t full_logged; /* the last "queue full" line, at most one per 10 s */
+	/* The answer deadline (SPEC §12), store_submit_bounded's items. */
+	struct item_list live;     /* bounded, not answered yet: oldest first */
+	struct event *deadline;    /* armed for the oldest of live */
+	int64_t answer_timeout_ms; /* 0: none */
+	unsigned late;             /* answered STORE_LATE, outcome not known yet */
+	unsigned late_episode;     /* answered STORE_LATE since the stall was first said */
+	bool stall_said;
 };
 
 static void store_flush(struct store *st);
@@ -137,17 +152,34 @@ static void commit_failed(struct store *st, const char *sqlstate)
 	st->failed_at = now_sec();
 }
 
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void store_late_done(struct store *st, enum store_outcome o);
+
 static void item_finish(struct store *st, struct store_item *it, enum store_outcome o,
                         enum verdict verdict)
 {
 	st->outstanding--;
 	st->bytes -= item_bytes(it);
-	it->cb(o, verdict, it->arg);
+	if (it->answered) {
+		store_late_done(st, o);
+	} else {
+		if (it->bounded)
+			TAILQ_REMOVE(&st->live, it, live);
+		it->cb(o, verdict, it->arg);
+	}
 	item_free(it);
 }
 
 static void queue_front(struct store *st, struct store_item *it)
 {
+	it->sent = false;
 	it->next = st->head;
 	st->head = it;
 	if (st->tail == NULL)
@@ -159,6 +191,35 @@ static void batch_free(struct store_batch *b)
 {
 	free(b->items);
 	free(b);
+}
+
+/*
+ * The pool has no connection left: what waits cannot be sent before it
+ * reconnects, which may take long, so nobody is kept waiting for that
+ * (SPEC §12): every waiting item fails at once (a callback is answered
+ * 503 and sent again by the gateway).
+ */
+static void store_fail_waiting(struct store *st, const char *why)
+{
+	struct store_item *it;
+	unsigned n = 0, late = 0;
+
+	while ((it = st->head) != NULL) {
+		st->head = it->next;
+		if (st->head == NULL)
+			st->tail = NULL;
+		st->waiting--;
+		it->next = NULL;
+		n++;
+		late += it->answered;
+		item_finish(st, it, STORE_FAILED, VERDICT_UNAVAILABLE);
+	}
+	if (n > 0) {
+		commit_failed(st, NULL);
+		log_warnx("store: database down; %u waiting item(s) not recorded (%u answered now, "
+		          "%u by answer_timeout before): %s",
+		          n, n - late, late, why ? why : "no connection");
+	}
 }
 
 static void batch_done(PGresult *res, const char *err, const char *sqlstate, void *arg)
@@ -186,6 +247,13 @@ static void batch_done(PGresult *res, const char *err, const char *sqlstate, voi
 			}
 			if (!PQgetisnull(res, i, 3))
 				store_flagged(b->items[idx], PQgetvalue(res, i, 3));
+			if (b->items[idx]->late_in_flight)
+				log_warnx("store: callback_id=%s verdict=%s committed after "
+				          "answer_timeout had answered it 503 (it was in a "
+				          "transaction already, so its row says what was sent); "
+				          "its resend is recorded as a duplicate",
+				          PQgetisnull(res, i, 2) ? "-" : PQgetvalue(res, i, 2),
+				          PQgetvalue(res, i, 1));
 			item_finish(st, b->items[idx], STORE_COMMITTED, v);
 			b->items[idx] = NULL;
 		}
@@ -218,7 +286,8 @@ static void batch_done(PGresult *res, const char *err, const char *sqlstate, voi
 		    it->retries < STORE_MAX_RETRIES) {
 			it->retries++;
 			queue_front(st, it);
-		} else if (server_error && b->n > 1 && !it->solo) {
+		} else if (server_error && b->n > 1 && !it->solo &&
+		           !db_conn_read_only(NULL, sqlstate)) {
 			it->solo = true;
 			queue_front(st, it);
 		} else {
@@ -231,6 +300,8 @@ static void batch_done(PGresult *res, const char *err, const char *sqlstate, voi
 		log_warnx("store: batch of %d failed sqlstate=%s: %s", b->n,
 		          sqlstate && sqlstate[0] ? sqlstate : "-", err ? err : "");
 	batch_free(b);
+	if (db_pool_up(st->pool) == 0)
+		store_fail_waiting(st, err);
 	store_flush(st);
 }
 
@@ -299,6 +370,7 @@ static void store_flush(struct store *st)
 			                           b->n ? "," : "", b->n,
 			                           it->text[1] == '}' ? "" : ","));
 			jsonw_put(&w, it->text + 1, strlen(it->text + 1));
+			it->sent = true;
 			b->items[b->n++] = it;
 		}
 		jsonw_put(&w, "]", 1);
@@ -334,6 +406,7 @@ struct store *store_new(struct db_pool *pool)
 	struct store *st = xcalloc(1, sizeof(*st));
 
 	st->pool = pool;
+	TAILQ_INIT(&st->live);
 	st->actions_json = xstrdup("{}");
 	st->audit_limit = audit_limit_new();
 	return st;
@@ -354,6 +427,8 @@ void store_free(struct store *st)
 	free(st->actions_json);
 	store_whens_free(st);
 	audit_limit_free(st->audit_limit);
+	if (st->deadline)
+		event_free(st->deadline);
 	free(st);
 }
 
@@ -416,8 +491,107 @@ static void store_write_skip(const struct store *st, struct jsonw *w, const stru
 		jsonw_end_list(w);
 }
 
-int store_submit(struct store *st, char *item, char *body, size_t body_len, store_done_cb cb,
-                 void *arg)
+/* ---- the answer deadline (SPEC §12) ---- */
+
+/*
+ * An item answered 503 before it was sent: its audit row says so (the
+ * batch's later "http_status" and "error" win in jsonb), and the payment
+ * is still recorded when the database answers again.
+ */
+static void item_mark_late(struct store *st, struct store_item *it)
+{
+	static const char late[] =
+	    ",\"http_status\":503,\"error\":\"not durable within answer_timeout: answered 503\"}";
+	size_t len = strlen(it->text);
+	bool empty = len == 2;
+	char *text;
+
+	if (len < 2 || it->text[len - 1] != '}')
+		return;
+	st->bytes -= item_bytes(it);
+	text = xmalloc(len - 1 + sizeof(late));
+	memcpy(text, it->text, len - 1);
+	memcpy(text + len - 1, late + empty, sizeof(late) - empty);
+	free(it->text);
+	it->text = text;
+	st->bytes += item_bytes(it);
+}
+
+static void store_deadline_arm(struct store *st)
+{
+	const struct store_item *it = TAILQ_FIRST(&st->live);
+	int64_t ms;
+	struct timeval tv;
+
+	if (st->deadline == NULL || it == NULL || evtimer_pending(st->deadline, NULL))
+		return;
+	ms = it->submitted_ms + st->answer_timeout_ms - now_ms();
+	if (ms < 0)
+		ms = 0;
+	tv.tv_sec = (time_t)(ms / 1000);
+	tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
+	evtimer_add(st->deadline, &tv);
+}
+
+/* The outcome of an item answered STORE_LATE; the last of a stall says it ended. */
+static void store_late_done(struct store *st, enum store_outcome o)
+{
+	st->late--;
+	if (st->late > 0 || !st->stall_said)
+		return;
+	log_notice("store: %s; %u callback(s) were answered 503 by answer_timeout meanwhile",
+	           o == STORE_COMMITTED ? "the database commits again"
+	                                : "the transactions that stalled failed",
+	           st->late_episode);
+	st->stall_said = false;
+	st->late_episode = 0;
+}
+
+static void store_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	struct store *st = arg;
+	int64_t now = now_ms();
+	struct store_item *it;
+
+	(void)fd;
+	(void)what;
+	while ((it = TAILQ_FIRST(&st->live)) != NULL &&
+	       now - it->submitted_ms >= st->answer_timeout_ms) {
+		store_done_cb cb = it->cb;
+
+		TAILQ_REMOVE(&st->live, it, live);
+		it->answered = true;
+		it->cb = NULL;
+		st->late++;
+		st->late_episode++;
+		if (it->sent)
+			it->late_in_flight = true;
+		else
+			item_mark_late(st, it);
+		if (!st->stall_said) {
+			log_warnx("store: a callback was not durable within answer_timeout=%llds "
+			          "(%u waiting, %d transaction(s) in flight); answering 503 until "
+			          "the database answers",
+			          (long long)(st->answer_timeout_ms / 1000), st->waiting,
+			          st->inflight);
+			st->stall_said = true;
+		}
+		cb(STORE_LATE, VERDICT_UNAVAILABLE, it->arg);
+	}
+	store_deadline_arm(st);
+}
+
+void store_set_answer_timeout(struct store *st, struct event_base *base, int seconds)
+{
+	if (st->deadline == NULL)
+		st->deadline = evtimer_new(base, store_deadline, st);
+	st->answer_timeout_ms = (int64_t)seconds * 1000;
+	evtimer_del(st->deadline);
+	store_deadline_arm(st);
+}
+
+static int store_enqueue(struct store *st, char *item, char *body, size_t body_len,
+                         store_done_cb cb, void *arg, bool bounded)
 {
 	struct store_item *it;
 	size_t bytes;
@@ -445,6 +619,12 @@ int store_submit(struct store *st, char *item, char *body, size_t body_len, stor
 	it->body_len = body_len;
 	it->cb = cb;
 	it->arg = arg;
+	if (bounded && st->answer_timeout_ms > 0) {
+		it->bounded = true;
+		it->submitted_ms = now_ms();
+		TAILQ_INSERT_TAIL(&st->live, it, live);
+		store_deadline_arm(st);
+	}
 	if (st->tail)
 		st->tail->next = it;
 	else
@@ -457,6 +637,18 @@ int store_submit(struct store *st, char *item, char *body, size_t body_len, stor
 	return 0;
 }
 
+int store_submit(struct store *st, char *item, char *body, size_t body_len, store_done_cb cb,
+                 void *arg)
+{
+	return store_enqueue(st, item, body, body_len, cb, arg, false);
+}
+
+int store_submit_bounded(struct store *st, char *item, char *body, size_t body_len,
+                         store_done_cb cb, void *arg)
+{
+	return store_enqueue(st, item, body, body_len, cb, arg, true);
+}
+
 struct audit_limit *store_audit_limit(struct store *st)
 {
 	return st->audit_limit;
@@ -467,9 +659,23 @@ unsigned store_outstanding(const struct store *st)
 	return st->outstanding;
 }
 
+const char *store_degraded(const struct store *st)
+{
+	const struct store_item *oldest = TAILQ_FIRST(&st->live);
+
+	if (st->failing && st->read_only)
+		return "read-only session";
+	if (st->late > 0 ||
+	    (oldest != NULL && now_ms() - oldest->submitted_ms >= st->answer_timeout_ms))
+		return "answer_timeout passed";
+	if (st->failing && now_sec() - st->failed_at < STORE_FAILING_SEC)
+		return "commit failed";
+	return NULL;
+}
+
 bool store_writes_failing(const struct store *st)
 {
-	return st->failing && (st->read_only || now_sec() - st->failed_at < STORE_FAILING_SEC);
+	return store_degraded(st) != NULL;
 }
 
 /* Only numeric text goes to a numeric column; anything else would fail the batch. */

@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <cjson/cJSON.h>
+#include <event2/event.h>
 
 #include "config.h"
 #include "db.h"
@@ -19,6 +20,12 @@ struct store;
 enum store_outcome {
 	STORE_COMMITTED, /* durable; verdict says what it was */
 	STORE_FAILED,    /* not known to be durable: answer 503 */
+	/*
+	 * store_submit_bounded: not durable within answer_timeout; answer 503.
+	 * The item stays queued and may still commit (its resend is then a
+	 * duplicate); nobody is called about it again.
+	 */
+	STORE_LATE,
 };
 
 /* verdict: what bayarhook.ingest() recorded; VERDICT_UNAVAILABLE when not committed. */
@@ -26,6 +33,12 @@ typedef void (*store_done_cb)(enum store_outcome outcome, enum verdict verdict, 
 
 struct store *store_new(struct db_pool *pool);
 void store_free(struct store *st);
+/*
+ * The answer deadline of store_submit_bounded() (SPEC §12: [server]
+ * answer_timeout), in seconds; call on every (re)load. Without it (the
+ * command-line tools) items wait for their outcome however long it takes.
+ */
+void store_set_answer_timeout(struct store *st, struct event_base *base, int seconds);
 /* Which actions each status triggers (from [action.*] on =); call on every (re)load. */
 void store_set_actions(struct store *st, const struct config *cfg);
 
@@ -42,18 +55,35 @@ void store_set_actions(struct store *st, const struct config *cfg);
  */
 int store_submit(struct store *st, char *item, char *body, size_t body_len, store_done_cb cb,
                  void *arg) __attribute__((warn_unused_result));
+/*
+ * As store_submit, for an item someone is waiting on (a callback's answer):
+ * cb is called at the latest answer_timeout after this, with STORE_LATE
+ * when the item is not durable by then. A late item still waiting to be
+ * sent is recorded with http_status 503, as it was answered; one already
+ * in a transaction keeps its row as sent (logged when it commits).
+ */
+int store_submit_bounded(struct store *st, char *item, char *body, size_t body_len,
+                         store_done_cb cb, void *arg) __attribute__((warn_unused_result));
 
 /* The limits on refusal rows (audit_limit.h), one per store, as long as it lives. */
 struct audit_limit *store_audit_limit(struct store *st);
 
-/* Items accepted by store_submit and not yet answered. */
+/*
+ * Items accepted by store_submit and without their outcome yet (those
+ * answered STORE_LATE included until their transaction ends).
+ */
 unsigned store_outstanding(const struct store *st);
 
 /*
- * Whether callbacks cannot be committed: the last commit failed, on a
- * read-only session (SQLSTATE 25006, until one succeeds) or within the last
- * minute. For /healthz (SPEC §12).
+ * Why callbacks cannot be committed now, or NULL when they can (SPEC §12,
+ * for /healthz, the metric and doctor): "read-only session" (the last
+ * commit failed with SQLSTATE 25006, until one succeeds), "commit failed"
+ * (the last commit failed, within the last minute), "answer_timeout passed"
+ * (a callback has waited longer than answer_timeout, or one answered 503 by
+ * it has not reached its outcome yet).
  */
+const char *store_degraded(const struct store *st);
+/* store_degraded() != NULL. */
 bool store_writes_failing(const struct store *st);
 
 /*

@@ -261,9 +261,11 @@ static void job_recorded(PGresult *res, const char *err, const char *sqlstate, v
 			          "config; it resumes if the action returns",
 			          job->id, job->invoice, job->action);
 	} else if (PQntuples(res) == 0) {
-		log_warnx("job outcome dropped job=%s action=%s: its claim was taken over "
-		          "(lease expired)",
-		          job->id, job->action);
+		log_warnx("job outcome not written job=%s action=%s: %s", job->id, job->action,
+		          job->record_tries
+		              ? "an earlier try whose answer was lost may have written "
+		                "it, or its claim was taken over"
+		              : "its claim was taken over (lease expired)");
 	} else {
 		const char *state = PQgetvalue(res, 0, 0);
 
@@ -646,7 +648,7 @@ struct worker *worker_new(struct event_base *base, const struct config *cfg, cha
 	w->tick = event_new(base, -1, EV_PERSIST, worker_tick, w);
 	w->wake = evtimer_new(base, worker_wake, w);
 	w->connected = evtimer_new(base, worker_connected, w);
-	w->pool = db_pool_new(base, cfg->conninfo, WORKER_POOL_SIZE, "queue");
+	w->pool = db_pool_new(base, cfg->conninfo, WORKER_POOL_SIZE, "worker");
 	w->actx = action_ctx_new(base, cfg->conninfo);
 	if (w->tick == NULL || w->wake == NULL || w->connected == NULL || w->pool == NULL ||
 	    w->actx == NULL) {

@@ -17,6 +17,14 @@
 
 #define DB_BACKOFF_MIN_MS 100
 #define DB_BACKOFF_MAX_MS 5000
+/*
+ * libpq ignores connect_timeout under PQconnectPoll: a server that accepts
+ * the TCP connection and never answers (a black hole, a stopped process
+ * behind a proxy) would hold a connection slot for ever. This bounds the
+ * whole attempt unless the conninfo sets connect_timeout (per host there,
+ * here for all of them: a little more than one).
+ */
+#define DB_CONNECT_TIMEOUT_MS 10000
 
 enum conn_state {
 	CONN_DOWN,       /* no PGconn; the retry timer is armed */
@@ -55,6 +63,7 @@ struct db_conn {
 	bool flushing;
 	struct db_session *session; /* holding this connection */
 	bool counted;               /* included in pool->up */
+	unsigned rotation;          /* pool->rotation when this attempt started */
 };
 
 struct db_session {
@@ -67,6 +76,12 @@ struct db_session {
 struct db_pool {
 	struct event_base *base;
 	char *conninfo;
+	struct db_params params; /* from conninfo, with our defaults (db_connect.c) */
+	bool params_ok;          /* else PQconnectStart(conninfo) says what is wrong */
+	int connect_timeout_ms;
+	unsigned rotation; /* times db_params_rotate() moved params' first host to the end */
+	/* A connection was dropped as read-only, none usable since (warned once). */
+	bool read_only_said;
 	char *name;
 	int size;
 	struct db_conn *conns;
@@ -151,16 +166,20 @@ static void conn_schedule_retry(struct db_conn *c)
 	    c->backoff_ms * 2 > DB_BACKOFF_MAX_MS ? DB_BACKOFF_MAX_MS : c->backoff_ms * 2;
 }
 
-/* Drops the connection; a query in flight fails (it may have committed). */
-static void conn_broken(struct db_conn *c, const char *why)
+/*
+ * Drops the connection and schedules the next one; a query in flight fails
+ * with msg (it may have committed). The line is a warning when say, else
+ * when the connection was up.
+ */
+static void conn_down(struct db_conn *c, const char *msg_in, bool say)
 {
 	struct db_query *q = c->q;
 	bool was_up = c->counted;
 	char msg[300];
 
-	snprintf(msg, sizeof(msg), "database connection lost: %s", why);
+	snprintf(msg, sizeof(msg), "%s", msg_in);
 	msg[strcspn(msg, "\n")] = '\0';
-	if (was_up)
+	if (was_up || say)
 		log_warnx("%s pool=%s conn=%d", msg, c->pool->name, c->index);
 	else
 		log_debug("%s pool=%s conn=%d", msg, c->pool->name, c->index);
@@ -193,11 +212,57 @@ static void conn_broken(struct db_conn *c, const char *why)
 		pool_fail_queue(c->pool, msg);
 }
 
+/* Drops the connection; a query in flight fails (it may have committed). */
+static void conn_broken(struct db_conn *c, const char *why)
+{
+	char msg[300];
+
+	snprintf(msg, sizeof(msg), "database connection lost: %s", why);
+	conn_down(c, msg, false);
+}
+
+/*
+ * A connection that cannot write is of no use to any pool of ours (each
+ * records something): it is dropped and made again, which with several
+ * hosts and target_session_attrs=read-write finds the new primary. The
+ * first such drop of a pool is a warning, the rest debug until a
+ * connection is usable again.
+ */
+static void conn_read_only(struct db_conn *c, const char *what)
+{
+	char msg[300];
+	const char *host = c->pg ? PQhost(c->pg) : NULL;
+	const char *port = c->pg ? PQport(c->pg) : NULL;
+
+	snprintf(msg, sizeof(msg),
+	         "database session is read-only (%s): a standby or a read-only database, not "
+	         "the primary; callbacks cannot be recorded there; reconnecting host=%s port=%s",
+	         what, host && host[0] ? host : "-", port && port[0] ? port : "-");
+	conn_down(c, msg, !c->pool->read_only_said);
+	c->pool->read_only_said = true;
+}
+
+/* The timer: the backoff ended (DOWN), or the connect took too long (CONNECTING). */
 static void conn_retry(evutil_socket_t fd, short what, void *arg)
 {
+	struct db_conn *c = arg;
+
 	(void)fd;
 	(void)what;
-	conn_start(arg);
+	if (c->state == CONN_CONNECTING) {
+		char why[80];
+
+		snprintf(why, sizeof(why), "no answer within %d ms while connecting",
+		         c->pool->connect_timeout_ms);
+		/* Once per silent host, however many connections found it so. */
+		if (c->pool->params_ok && c->rotation == c->pool->rotation) {
+			db_params_rotate(&c->pool->params);
+			c->pool->rotation++;
+		}
+		conn_broken(c, why);
+		return;
+	}
+	conn_start(c);
 }
 
 static void conn_send(struct db_conn *c, struct db_query *q)
@@ -225,6 +290,7 @@ static void conn_send(struct db_conn *c, struct db_query *q)
 static void conn_ready(struct db_conn *c)
 {
 	c->backoff_ms = DB_BACKOFF_MIN_MS;
+	c->pool->read_only_said = false;
 	if (c->index == 0 && c->pool->listen_channel) {
 		struct db_query *q;
 		char *ident = PQescapeIdentifier(c->pg, c->pool->listen_channel,
@@ -268,8 +334,15 @@ static void conn_poll_connect(struct db_conn *c)
 		conn_arm(c, EV_WRITE);
 		break;
 	case PGRES_POLLING_OK:
+		evtimer_del(&c->timer);
 		if (PQsetnonblocking(c->pg, 1) != 0) {
 			conn_broken(c, PQerrorMessage(c->pg));
+			break;
+		}
+		/* PostgreSQL 14+ reports these at connect (not through every pooler). */
+		if (db_conn_read_only(c->pg, NULL)) {
+			conn_read_only(
+			    c, "in_hot_standby or default_transaction_read_only at connect");
 			break;
 		}
 		conn_ready(c);
@@ -280,20 +353,51 @@ static void conn_poll_connect(struct db_conn *c)
 	}
 }
 
+/* libpq's notices and warnings (RAISE NOTICE, a deprecation, ...) into our log. */
+static void conn_notice(void *arg, const PGresult *res)
+{
+	const struct db_conn *c = arg;
+	const char *sev = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+	const char *text = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+	int prio = LOG_INFO;
+
+	if (sev == NULL)
+		sev = "NOTICE";
+	if (strcmp(sev, "WARNING") == 0)
+		prio = LOG_WARNING;
+	else if (strcmp(sev, "DEBUG") == 0 || strcmp(sev, "LOG") == 0)
+		prio = LOG_DEBUG;
+	if (prio == LOG_DEBUG && !log_debug_enabled())
+		return;
+	log_msg(prio, "database %s pool=%s conn=%d sqlstate=%s: %.*s", sev, c->pool->name, c->index,
+	        state ? state : "-", text ? (int)strcspn(text, "\n") : 1, text ? text : "-");
+}
+
 static void conn_start(struct db_conn *c)
 {
-	c->pg = PQconnectStart(c->pool->conninfo);
+	struct timeval tv = {c->pool->connect_timeout_ms / 1000,
+	                     (c->pool->connect_timeout_ms % 1000) * 1000};
+
+	c->rotation = c->pool->rotation;
+	if (c->pool->params_ok)
+		c->pg = PQconnectStartParams((const char *const *)c->pool->params.keys,
+		                             (const char *const *)c->pool->params.values, 0);
+	else
+		c->pg = PQconnectStart(c->pool->conninfo);
 	if (c->pg == NULL) {
 		c->state = CONN_DOWN;
 		conn_schedule_retry(c);
 		return;
 	}
+	PQsetNoticeReceiver(c->pg, conn_notice, c);
 	if (PQstatus(c->pg) == CONNECTION_BAD) {
 		c->state = CONN_CONNECTING;
 		conn_broken(c, PQerrorMessage(c->pg));
 		return;
 	}
 	c->state = CONN_CONNECTING;
+	evtimer_add(&c->timer, &tv);
 	conn_poll_connect(c);
 }
 
@@ -318,8 +422,17 @@ static void conn_finish_query(struct db_conn *c)
 	snprintf(sqlstate, sizeof(sqlstate), "%s", c->sqlstate);
 	c->q = NULL;
 	c->result = NULL;
-	c->state = CONN_IDLE;
-	conn_arm(c, EV_READ);
+	if (error[0] && db_conn_read_only(c->pg, sqlstate)) {
+		/*
+		 * Every write on this session would fail alike: drop it before
+		 * the callback runs, so that nothing else is sent on it; the
+		 * callback still gets the statement's own error and SQLSTATE.
+		 */
+		conn_read_only(c, sqlstate[0] ? sqlstate : "in hot standby");
+	} else {
+		c->state = CONN_IDLE;
+		conn_arm(c, EV_READ);
+	}
 	if (q->internal) {
 		if (error[0])
 			log_warnx("database setup failed pool=%s: %s", c->pool->name, error);
@@ -446,6 +559,19 @@ struct db_pool *db_pool_new(struct event_base *base, const char *conninfo, int s
 	event_assign(&pool->handover, base, -1, 0, pool_handover, pool);
 	pool->conninfo = xstrdup(conninfo);
 	pool->name = xstrdup(name);
+	pool->connect_timeout_ms = DB_CONNECT_TIMEOUT_MS;
+	{
+		char err[256];
+		const char *ct;
+
+		pool->params_ok =
+		    db_params_build(conninfo, name, &pool->params, err, sizeof(err)) == 0;
+		if (!pool->params_ok)
+			log_warnx("database pool=%s: %s", name, err);
+		else if ((ct = db_params_get(&pool->params, "connect_timeout")) != NULL &&
+		         atoi(ct) > 0)
+			pool->connect_timeout_ms = (atoi(ct) + 1) * 1000;
+	}
 	pool->conns = xcalloc((size_t)size, sizeof(*pool->conns));
 	for (int i = 0; i < size; i++) {
 		struct db_conn *c = &pool->conns[i];
@@ -486,6 +612,7 @@ void db_pool_free(struct db_pool *pool)
 		query_free(q);
 	}
 	free(pool->conns);
+	db_params_free(&pool->params);
 	free(pool->conninfo);
 	free(pool->name);
 	free(pool->listen_channel);
@@ -509,6 +636,11 @@ void db_pool_on_state(struct db_pool *pool, db_state_cb cb, void *arg)
 int db_pool_up(const struct db_pool *pool)
 {
 	return pool->up;
+}
+
+bool db_pool_read_only(const struct db_pool *pool)
+{
+	return pool->up == 0 && pool->read_only_said;
 }
 
 int db_pool_idle(const struct db_pool *pool)
@@ -631,19 +763,4 @@ bool db_sqlstate_retryable(const char *sqlstate)
 {
 	/* serialization_failure, deadlock_detected */
 	return sqlstate && (strcmp(sqlstate, "40001") == 0 || strcmp(sqlstate, "40P01") == 0);
-}
-
-PGconn *db_connect_blocking(const char *conninfo, char *err, size_t errlen)
-{
-	PGconn *conn = PQconnectdb(conninfo);
-
-	if (conn == NULL || PQstatus(conn) != CONNECTION_OK) {
-		snprintf(err, errlen, "cannot connect to the database: %s",
-		         conn ? PQerrorMessage(conn) : "out of memory");
-		err[strcspn(err, "\n")] = '\0';
-		PQfinish(conn);
-		return NULL;
-	}
-	PQclear(PQexec(conn, "SET client_min_messages = warning"));
-	return conn;
 }

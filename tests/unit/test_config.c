@@ -123,6 +123,7 @@ static void test_defaults(void **state)
 	assert_string_equal(cfg->callback_path, "/callback");
 	assert_int_equal(cfg->max_body_bytes, 65536);
 	assert_int_equal(cfg->request_timeout, 10);
+	assert_int_equal(cfg->answer_timeout, 5);
 	assert_int_equal(cfg->trusted_proxies.n, 2);
 	assert_true(cidr_list_match(&cfg->trusted_proxies, "127.0.0.1"));
 	assert_true(cidr_list_match(&cfg->trusted_proxies, "::1"));
@@ -713,6 +714,7 @@ static void test_docs_name_every_key(void **state)
 	    "callback_path",
 	    "max_body_bytes",
 	    "request_timeout",
+	    "answer_timeout",
 	    "trusted_proxies",
 	    "allow_from",
 	    "webhook_secret_file",
