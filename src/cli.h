@@ -71,6 +71,7 @@ extern const struct cli_command cli_cmd_check_config, cli_cmd_migrate, cli_cmd_a
 extern const struct cli_command cli_cmd_jobs, cli_cmd_retry, cli_cmd_replay, cli_cmd_cancel;
 extern const struct cli_command cli_cmd_reconcile, cli_cmd_send_test, cli_cmd_doctor;
 extern const struct cli_command cli_cmd_payments;
+extern const struct cli_command cli_cmd_audit_verify, cli_cmd_audit_redact;
 
 /*
  * Runs cmd with the arguments after the global options (argv[0] is the

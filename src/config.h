@@ -123,6 +123,11 @@ struct config {
 	char *alert_telegram_chat; /* set: the POST is a Telegram sendMessage */
 	int alert_db_down_after;   /* seconds unreachable before database_down */
 
+	/* [audit] (SPEC §11; src/audit_chain.c) */
+	char *audit_key;               /* key_file's first line (secret memory); NULL: no chain */
+	int audit_checkpoint_interval; /* seconds between two logged checkpoints of the lanes */
+	int audit_redact_after;        /* days; 0: never redact by age */
+
 	struct action_conf *actions;
 	size_t nactions;
 

@@ -34,9 +34,10 @@ static const struct cli_command main_cmd_serve = {
 
 /* In --help's order. */
 static const struct cli_command *const main_commands[] = {
-    &main_cmd_serve, &cli_cmd_check_config, &cli_cmd_migrate,   &cli_cmd_reconcile,
-    &cli_cmd_jobs,   &cli_cmd_retry,        &cli_cmd_replay,    &cli_cmd_cancel,
-    &cli_cmd_audit,  &cli_cmd_payments,     &cli_cmd_send_test, &cli_cmd_doctor,
+    &main_cmd_serve,    &cli_cmd_check_config, &cli_cmd_migrate,      &cli_cmd_reconcile,
+    &cli_cmd_jobs,      &cli_cmd_retry,        &cli_cmd_replay,       &cli_cmd_cancel,
+    &cli_cmd_audit,     &cli_cmd_audit_verify, &cli_cmd_audit_redact, &cli_cmd_payments,
+    &cli_cmd_send_test, &cli_cmd_doctor,
 };
 
 #define MAIN_NCOMMANDS (sizeof(main_commands) / sizeof(main_commands[0]))
@@ -77,10 +78,23 @@ static void main_usage(FILE *out)
 	             "Exit status: 0 success, 1 failure, 2 usage error.\n");
 }
 
-static const struct cli_command *main_find(const char *name)
+/*
+ * The entry for argv[0], or for "argv[0] argv[1]" when a two-word command
+ * has that name (`audit verify`): then *words is 2.
+ */
+static const struct cli_command *main_find(int argc, char **argv, int *words)
 {
+	char two[64];
+
+	if (argc > 1 && snprintf(two, sizeof(two), "%s %s", argv[0], argv[1]) < (int)sizeof(two))
+		for (size_t i = 0; i < MAIN_NCOMMANDS; i++)
+			if (strcmp(main_commands[i]->name, two) == 0) {
+				*words = 2;
+				return main_commands[i];
+			}
+	*words = 1;
 	for (size_t i = 0; i < MAIN_NCOMMANDS; i++)
-		if (strcmp(main_commands[i]->name, name) == 0)
+		if (strcmp(main_commands[i]->name, argv[0]) == 0)
 			return main_commands[i];
 	return NULL;
 }
@@ -126,6 +140,7 @@ int main(int argc, char **argv)
 	};
 	const char *config_path = NULL, *cmd;
 	const struct cli_command *entry;
+	int words;
 	cJSON_Hooks hooks = {.malloc_fn = xmalloc, .free_fn = free};
 	bool debug = false;
 	int c;
@@ -168,9 +183,10 @@ int main(int argc, char **argv)
 	if (config_path == NULL)
 		config_path = config_default_path();
 	log_init("bayarhook", debug, "BAYARHOOK_DEBUG");
-	if ((entry = main_find(cmd)) == NULL) {
+	if ((entry = main_find(argc, argv, &words)) == NULL) {
 		fprintf(stderr, "bayarhook: unknown command \"%s\" (see bayarhook --help)\n", cmd);
 		return 2;
 	}
-	return cli_run(entry, config_path, argc, argv);
+	/* A two-word command's own argv[0] is its second word. */
+	return cli_run(entry, config_path, argc - (words - 1), argv + (words - 1));
 }

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "audit_chain.h"
 #include "audit_limit.h"
 #include "event.h"
 #include "jsonw.h"
@@ -62,6 +63,7 @@ struct store_batch {
 	struct store *st;
 	struct store_item **items;
 	int n;
+	int lane; /* its audit chain lane's slot (audit_chain.h), -1: no chain */
 };
 
 /* An action with `when =`: the events it does not match get no job of it. */
@@ -80,11 +82,12 @@ struct store {
 	int inflight; /* batches sent, not answered */
 	unsigned outstanding;
 	struct audit_limit *audit_limit;
-	size_t bytes;       /* held by the items of outstanding (STORE_MAX_BYTES) */
-	bool failing;       /* the last commit failed (none succeeded since) */
-	bool read_only;     /* ... because the session was read-only */
-	time_t failed_at;   /* CLOCK_MONOTONIC seconds of that failure */
-	time_t full_logged; /* the last "queue full" line, at most one per 10 s */
+	struct audit_chain *chain; /* SPEC §11: the lanes this process writes */
+	size_t bytes;              /* held by the items of outstanding (STORE_MAX_BYTES) */
+	bool failing;              /* the last commit failed (none succeeded since) */
+	bool read_only;            /* ... because the session was read-only */
+	time_t failed_at;          /* CLOCK_MONOTONIC seconds of that failure */
+	time_t full_logged;        /* the last "queue full" line, at most one per 10 s */
 };
 
 static void store_flush(struct store *st);
@@ -161,6 +164,34 @@ static void batch_free(struct store_batch *b)
 	free(b);
 }
 
+/* The batch's audit rows moved its lane's head to their last lane_seq and mac. */
+static void store_chain_committed(struct store *st, const struct store_batch *b,
+                                  const PGresult *res)
+{
+	unsigned char mac[AUDIT_MAC_LEN] = {0};
+	long long last = 0;
+	int row = -1;
+
+	if (b->lane < 0)
+		return;
+	for (int i = 0; i < PQntuples(res); i++) {
+		long long seq;
+
+		if (PQgetisnull(res, i, 4) || PQgetisnull(res, i, 5))
+			continue;
+		if ((seq = strtoll(PQgetvalue(res, i, 4), NULL, 10)) > last) {
+			last = seq;
+			row = i;
+		}
+	}
+	if (row >= 0 && audit_mac_parse(PQgetvalue(res, row, 5), mac) < 0) {
+		/* Cannot happen with ingest()'s bytea; a lane we cannot follow ends. */
+		audit_chain_failed(st->chain, b->lane, false);
+		return;
+	}
+	audit_chain_committed(st->chain, b->lane, last, mac);
+}
+
 static void batch_done(PGresult *res, const char *err, const char *sqlstate, void *arg)
 {
 	struct store_batch *b = arg;
@@ -169,6 +200,8 @@ static void batch_done(PGresult *res, const char *err, const char *sqlstate, voi
 	st->inflight--;
 	if (res != NULL) {
 		int rows = PQntuples(res);
+
+		store_chain_committed(st, b, res);
 
 		for (int i = 0; i < rows; i++) {
 			int idx = atoi(PQgetvalue(res, i, 0));
@@ -203,6 +236,9 @@ static void batch_done(PGresult *res, const char *err, const char *sqlstate, voi
 		return;
 	}
 
+	/* A server error rolled the batch back; a lost connection leaves it unknown. */
+	if (b->lane >= 0)
+		audit_chain_failed(st->chain, b->lane, sqlstate != NULL && sqlstate[0] != '\0');
 	/*
 	 * A deadlock or serialization failure: run the same items again. Any
 	 * other server error with several items: one item may be poison, so
@@ -274,9 +310,11 @@ static void store_flush(struct store *st)
 	       (st->inflight == 0 || st->waiting >= STORE_SPILL_MIN)) {
 		struct store_batch *b = xcalloc(1, sizeof(*b));
 		struct jsonw w = {0}, bw = {0};
-		const char *params[3];
-		int binlen[3] = {-1, -1, -1};
+		const char *params[4];
+		int binlen[4] = {-1, -1, -1, -1};
 		char *text = NULL, *bodies = NULL;
+		unsigned char *chain = NULL;
+		size_t chainlen;
 		int max = STORE_MAX_BATCH, rc = -1;
 
 		if (st->head->solo)
@@ -304,6 +342,8 @@ static void store_flush(struct store *st)
 		jsonw_put(&w, "]", 1);
 		put_bodies(&bw, b->items, b->n);
 		binlen[1] = (int)bw.len;
+		b->lane = audit_chain_begin(st->chain, b->n, &chain, &chainlen);
+		binlen[3] = chain != NULL ? (int)chainlen : -1;
 		text = jsonw_take(&w);
 		bodies = jsonw_take(&bw);
 		/* NULL: jsonw could not grow a buffer; a 503 beats a stalled queue. */
@@ -311,14 +351,19 @@ static void store_flush(struct store *st)
 			params[0] = text;
 			params[1] = bodies;
 			params[2] = st->actions_json;
-			rc = db_query_bin(st->pool,
-			                  "SELECT idx, verdict, callback_id, flag FROM "
-			                  "bayarhook.ingest($1::jsonb, $2::text[], $3::jsonb)",
-			                  3, params, binlen, batch_done, b);
+			params[3] = (const char *)chain; /* NULL: no chain */
+			rc = db_query_bin(
+			    st->pool,
+			    "SELECT idx, verdict, callback_id, flag, lane_seq, mac FROM "
+			    "bayarhook.ingest($1::jsonb, $2::text[], $3::jsonb, $4::bytea)",
+			    4, params, binlen, batch_done, b);
 		}
 		free(text);
 		free(bodies);
+		free(chain);
 		if (rc < 0) {
+			if (b->lane >= 0)
+				audit_chain_failed(st->chain, b->lane, true); /* never sent */
 			commit_failed(st, NULL);
 			for (int i = 0; i < b->n; i++)
 				item_finish(st, b->items[i], STORE_FAILED, VERDICT_UNAVAILABLE);
@@ -336,6 +381,7 @@ struct store *store_new(struct db_pool *pool)
 	st->pool = pool;
 	st->actions_json = xstrdup("{}");
 	st->audit_limit = audit_limit_new();
+	st->chain = audit_chain_new();
 	return st;
 }
 
@@ -354,6 +400,7 @@ void store_free(struct store *st)
 	free(st->actions_json);
 	store_whens_free(st);
 	audit_limit_free(st->audit_limit);
+	audit_chain_free(st->chain);
 	free(st);
 }
 
@@ -372,6 +419,7 @@ void store_set_actions(struct store *st, const struct config *cfg)
 {
 	free(st->actions_json);
 	st->actions_json = config_actions_by_status(cfg, NULL);
+	audit_chain_set_key(st->chain, cfg->audit_key);
 	store_whens_free(st);
 	st->whens = xcalloc(cfg->nactions + 1, sizeof(*st->whens));
 	for (size_t i = 0; i < cfg->nactions; i++) {
@@ -460,6 +508,11 @@ int store_submit(struct store *st, char *item, char *body, size_t body_len, stor
 struct audit_limit *store_audit_limit(struct store *st)
 {
 	return st->audit_limit;
+}
+
+void store_audit_checkpoint(const struct store *st, const char *why)
+{
+	audit_chain_checkpoint(st->chain, why);
 }
 
 unsigned store_outstanding(const struct store *st)

@@ -26,7 +26,10 @@ typedef void (*store_done_cb)(enum store_outcome outcome, enum verdict verdict, 
 
 struct store *store_new(struct db_pool *pool);
 void store_free(struct store *st);
-/* Which actions each status triggers (from [action.*] on =); call on every (re)load. */
+/*
+ * Which actions each status triggers (from [action.*] on =), and the audit
+ * chain's key ([audit] key_file, SPEC §11); call on every (re)load.
+ */
 void store_set_actions(struct store *st, const struct config *cfg);
 
 /*
@@ -45,6 +48,12 @@ int store_submit(struct store *st, char *item, char *body, size_t body_len, stor
 
 /* The limits on refusal rows (audit_limit.h), one per store, as long as it lives. */
 struct audit_limit *store_audit_limit(struct store *st);
+
+/*
+ * Logs the head of each audit chain lane this store writes (SPEC §11
+ * checkpoints; why: "periodic", "shutdown"). Nothing without a key.
+ */
+void store_audit_checkpoint(const struct store *st, const char *why);
 
 /* Items accepted by store_submit and not yet answered. */
 unsigned store_outstanding(const struct store *st);
