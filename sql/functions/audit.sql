@@ -12,7 +12,7 @@
 -- would depend on DateStyle and TimeZone; headers as jsonb's own text, which
 -- is normalized (keys sorted, no duplicates), so it reads the same back.
 CREATE OR REPLACE FUNCTION bayarhook.audit_t(x text) RETURNS bytea
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $fn$
+LANGUAGE sql STABLE PARALLEL SAFE AS $fn$
     SELECT CASE WHEN x IS NULL THEN '\x00'::bytea
                 ELSE '\x01'::bytea || int4send(octet_length(x)) || convert_to(x, 'UTF8') END
 $fn$;
@@ -52,18 +52,26 @@ LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $fn$
     SELECT sha256(substring(pads FROM 65 FOR 64) || sha256(substring(pads FROM 1 FOR 64) || msg))
 $fn$;
 
--- One step of a lane: the state is the previous row's mac (NULL before the
--- batch's first row, which chains onto prev, the lane's head).
+-- One step of a lane: the state is the previous row's mac ('' before the
+-- batch's first row, which chains onto prev, the lane's head). STRICT, with
+-- '' as the initial state: without a chain (pads NULL) the step is never
+-- called, and ingest() turns the '' left into NULL. PL/pgSQL, not SQL: an
+-- aggregate never inlines its step, and a PL/pgSQL call costs less than a
+-- SQL function's executor start (20,000 rows: +7 us a row against +19 us).
 CREATE OR REPLACE FUNCTION bayarhook.audit_chain_step(state bytea, digest bytea, pads bytea,
                                                       prev bytea) RETURNS bytea
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $fn$
-    SELECT bayarhook.audit_hmac(pads, digest || coalesce(state, prev))
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $fn$
+BEGIN
+    RETURN sha256(substring(pads FROM 65 FOR 64)
+                  || sha256(substring(pads FROM 1 FOR 64) || digest
+                            || CASE WHEN state = '' THEN prev ELSE state END));
+END
 $fn$;
 
 -- As a running window aggregate in id order (ORDER BY id, the default frame
 -- from the partition's start), each row gets its own mac in one pass.
 CREATE OR REPLACE AGGREGATE bayarhook.audit_chain(digest bytea, pads bytea, prev bytea) (
-    SFUNC = bayarhook.audit_chain_step, STYPE = bytea);
+    SFUNC = bayarhook.audit_chain_step, STYPE = bytea, INITCOND = '');
 
 -- The pads of the n-th row (from 1) of a batch's chain parameter:
 -- be64 lane, be64 first lane_seq, the lane's head mac (32 bytes), then 128
