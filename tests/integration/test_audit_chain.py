@@ -288,3 +288,25 @@ def test_daemon_redact_after_on_old_rows(make_daemon, db):
     body = db.scalar("SELECT body FROM bayarhook.callbacks")
     assert "john@example.com" not in body and "08123456789" not in body
     assert re.search(r"redacted personal data in 1 row", d.log())
+
+
+def test_reconcile_once_with_the_key_keeps_the_chain(make_daemon, gateway, tmp_path, db):
+    """reconcile --once goes through the same store: its findings carry a chain
+    parameter too and write no audit row (SPEC §6), so nothing unchained appears."""
+    d, _ = chained_daemon(make_daemon, tmp_path, db, n_ok=2, n_bad=1)
+    d.stop()
+    d.update_config({"gateway": {"base_url": gateway.base_url}})
+    inv = bh.new_invoice("recon")
+    gateway.add_payment(inv, status="paid")
+    p = d.cli("reconcile", "--once", check=True, timeout=120)
+    assert inv in p.stdout
+    assert db.payment(inv)["source"] == "reconciler"
+    # A callback for it afterwards (a daemon again): a duplicate, chained.
+    d.start(migrate=False)
+    assert d.callback(inv).status == 200
+    bh.wait_for(lambda: db.count("callbacks", "invoice_id = %s", (inv,)) == 1, 10 * bh.SLOW,
+                what="the duplicate's row")
+    assert db.scalar("SELECT verdict FROM bayarhook.callbacks WHERE invoice_id = %s",
+                     (inv,)) == "duplicate"
+    rc, out = verify(d)
+    assert rc == 0, out
