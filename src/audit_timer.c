@@ -36,7 +36,8 @@ static void audit_tick(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	store_audit_checkpoint(t->store, "periodic");
 	if (t->cfg->audit_redact_after > 0)
-		audit_redactor_run(t->redactor, t->cfg->audit_key, t->cfg->audit_redact_after);
+		audit_redactor_run(t->redactor, t->cfg->audit_nkeys ? t->cfg->audit_keys[0] : NULL,
+		                   t->cfg->audit_redact_after);
 	t->interval = t->cfg->audit_checkpoint_interval;
 	audit_timer_arm(t, t->interval);
 }

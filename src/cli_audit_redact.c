@@ -102,8 +102,8 @@ static int redact_run(struct cli *cli)
 	long total = 0, n;
 	PGresult *res;
 
-	if (cli->cfg->audit_key != NULL) {
-		audit_key_init(&key, cli->cfg->audit_key, strlen(cli->cfg->audit_key));
+	if (cli->cfg->audit_nkeys > 0) { /* the current key vouches for a redaction */
+		audit_key_init(&key, cli->cfg->audit_keys[0], strlen(cli->cfg->audit_keys[0]));
 		kp = &key;
 	}
 	while ((n = redact_once(cli->conn, kp, sel)) > 0)

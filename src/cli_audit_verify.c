@@ -48,12 +48,14 @@ struct lane_state {
 	int64_t next;       /* the lane_seq expected next; 0: no row seen yet */
 	int64_t anchor_seq; /* retention's anchor (audit_anchors); 0: none */
 	int64_t last_id;    /* the lane's last row seen */
+	int key;            /* which of the keys its rows verify with; -1: not known yet */
 	unsigned char prev[AUDIT_MAC_LEN];
 	unsigned char anchor_mac[AUDIT_MAC_LEN];
 };
 
 struct verify {
-	struct audit_key key;
+	struct audit_key *keys; /* [audit] key_file's lines: current first, then older ones */
+	size_t nkeys;
 	PGconn *conn;
 	bool since;
 	struct lane_state *lanes; /* open addressing, size a power of two */
@@ -85,6 +87,7 @@ static struct lane_state *lane_get(struct verify *v, int64_t lane)
 	if (v->lanes[i].lane == 0) {
 		memset(&v->lanes[i], 0, sizeof(v->lanes[i]));
 		v->lanes[i].lane = lane;
+		v->lanes[i].key = -1;
 		v->nlanes++;
 	}
 	return &v->lanes[i];
@@ -238,8 +241,15 @@ static int verify_row(struct verify *v, const PGresult *res, int i)
 			verify_break(v, "row id %" PRId64 ": a redaction without its mac", id);
 			resync = true;
 		} else {
-			audit_redaction_mac(&v->key, id, orig, digest, rwant);
-			if (!audit_mac_equal(rmac, rwant)) {
+			bool ok = false;
+
+			/* Made with the key current at the redaction, maybe newer than the lane's.
+			 */
+			for (size_t k = 0; k < v->nkeys && !ok; k++) {
+				audit_redaction_mac(&v->keys[k], id, orig, digest, rwant);
+				ok = audit_mac_equal(rmac, rwant);
+			}
+			if (!ok) {
 				verify_break(v, "row id %" PRId64 ": changed after its redaction",
 				             id);
 				resync = true;
@@ -247,8 +257,17 @@ static int verify_row(struct verify *v, const PGresult *res, int i)
 			memcpy(digest, orig, AUDIT_MAC_LEN);
 		}
 	}
+	if (!resync && ls->key < 0) {
+		/* A lane is written under one key: the first that verifies its first row. */
+		for (size_t k = 0; k < v->nkeys && ls->key < 0; k++) {
+			audit_row_mac(&v->keys[k], lane, seq, digest, ls->prev, want);
+			if (audit_mac_equal(mac, want))
+				ls->key = (int)k;
+		}
+	}
 	if (!resync) {
-		audit_row_mac(&v->key, lane, seq, digest, ls->prev, want);
+		audit_row_mac(&v->keys[ls->key < 0 ? 0 : ls->key], lane, seq, digest, ls->prev,
+		              want);
 		if (!audit_mac_equal(mac, want))
 			verify_break(v,
 			             "row id %" PRId64 ": mac does not match (lane %" PRId64
@@ -405,7 +424,7 @@ static int verify_run(struct cli *cli)
 	struct timespec t0, t1;
 	int rc = 1;
 
-	if (cli->cfg->audit_key == NULL) {
+	if (cli->cfg->audit_nkeys == 0) {
 		fprintf(stderr,
 		        "bayarhook: audit verify: no [audit] key_file in %s: there is no chain "
 		        "to verify\n",
@@ -413,7 +432,11 @@ static int verify_run(struct cli *cli)
 		return 1;
 	}
 	memset(&v, 0, sizeof(v));
-	audit_key_init(&v.key, cli->cfg->audit_key, strlen(cli->cfg->audit_key));
+	v.nkeys = cli->cfg->audit_nkeys;
+	v.keys = xcalloc(v.nkeys, sizeof(*v.keys));
+	for (size_t k = 0; k < v.nkeys; k++)
+		audit_key_init(&v.keys[k], cli->cfg->audit_keys[k],
+		               strlen(cli->cfg->audit_keys[k]));
 	v.conn = cli->conn;
 	if (since != NULL) {
 		(void)cli_time_since(cli, since, since_buf,
@@ -455,7 +478,8 @@ static int verify_run(struct cli *cli)
 	rc = 0;
 out:
 	free(v.lanes);
-	OPENSSL_cleanse(&v.key, sizeof(v.key));
+	OPENSSL_cleanse(v.keys, v.nkeys * sizeof(*v.keys));
+	free(v.keys);
 	return rc;
 }
 

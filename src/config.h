@@ -124,7 +124,13 @@ struct config {
 	int alert_db_down_after;   /* seconds unreachable before database_down */
 
 	/* [audit] (SPEC §11; src/audit_chain.c) */
-	char *audit_key;               /* key_file's first line (secret memory); NULL: no chain */
+	/*
+	 * key_file's lines (secret memory), current first, then older ones that
+	 * `audit verify` still accepts for the lanes written under them.
+	 * audit_nkeys 0: no chain.
+	 */
+	char **audit_keys;
+	size_t audit_nkeys;
 	int audit_checkpoint_interval; /* seconds between two logged checkpoints of the lanes */
 	int audit_redact_after;        /* days; 0: never redact by age */
 

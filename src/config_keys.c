@@ -76,9 +76,10 @@ const struct conf_key config_keys[] = {
 	 .unset = "none: the alert JSON is POSTed as is"},
 	{KEY("alert", "database_down_after", T_INT, "60", alert_db_down_after), RANGE(1, 86400)},
 
-	{KEY("audit", "key_file", T_SECRET_FILE, NULL, audit_key), .flags = K_HMAC, .excl = "key",
-	 .unset = "none: no tamper-evident chain"},
-	{KEY("audit", "key", T_SECRET, NULL, audit_key), .flags = K_HMAC, .excl = "key_file"},
+	{KEY("audit", "key_file", T_SECRETS_FILE, NULL, audit_keys), .off_n = CFG(audit_nkeys),
+	 .flags = K_HMAC, .excl = "key", .unset = "none: no tamper-evident chain"},
+	{KEY("audit", "key", T_SECRETS, NULL, audit_keys), .off_n = CFG(audit_nkeys),
+	 .flags = K_HMAC, .excl = "key_file"},
 	{KEY("audit", "checkpoint_interval", T_INT, "3600", audit_checkpoint_interval),
 	 RANGE(1, 604800)},
 	{KEY("audit", "redact_after", T_INT, "0", audit_redact_after), RANGE(0, 36500)},

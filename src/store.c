@@ -419,7 +419,7 @@ void store_set_actions(struct store *st, const struct config *cfg)
 {
 	free(st->actions_json);
 	st->actions_json = config_actions_by_status(cfg, NULL);
-	audit_chain_set_key(st->chain, cfg->audit_key);
+	audit_chain_set_key(st->chain, cfg->audit_nkeys ? cfg->audit_keys[0] : NULL);
 	store_whens_free(st);
 	st->whens = xcalloc(cfg->nactions + 1, sizeof(*st->whens));
 	for (size_t i = 0; i < cfg->nactions; i++) {
