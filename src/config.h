@@ -123,10 +123,9 @@ struct config {
 	char *alert_telegram_chat; /* set: the POST is a Telegram sendMessage */
 	int alert_db_down_after;   /* seconds unreachable before database_down */
 
-	/* [audit] (SPEC §11; src/audit_chain.c) */
 	/*
-	 * key_file's lines (secret memory), current first, then older ones that
-	 * `audit verify` still accepts for the lanes written under them.
+	 * [audit] (SPEC §11; src/audit_chain.c): key_file's lines (secret memory), current first,
+	 * then older ones that `audit verify` still accepts for the lanes written under them.
 	 * audit_nkeys 0: no chain.
 	 */
 	char **audit_keys;

@@ -82,12 +82,13 @@ struct store {
 	int inflight; /* batches sent, not answered */
 	unsigned outstanding;
 	struct audit_limit *audit_limit;
+	size_t bytes;       /* held by the items of outstanding (STORE_MAX_BYTES) */
+	bool failing;       /* the last commit failed (none succeeded since) */
+	bool read_only;     /* ... because the session was read-only */
+	time_t failed_at;   /* CLOCK_MONOTONIC seconds of that failure */
+	time_t full_logged; /* the last "queue full" line, at most one per 10 s */
+
 	struct audit_chain *chain; /* SPEC §11: the lanes this process writes */
-	size_t bytes;              /* held by the items of outstanding (STORE_MAX_BYTES) */
-	bool failing;              /* the last commit failed (none succeeded since) */
-	bool read_only;            /* ... because the session was read-only */
-	time_t failed_at;          /* CLOCK_MONOTONIC seconds of that failure */
-	time_t full_logged;        /* the last "queue full" line, at most one per 10 s */
 };
 
 static void store_flush(struct store *st);
