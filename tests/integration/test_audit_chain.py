@@ -337,3 +337,29 @@ def test_key_rotation_by_sighup(make_daemon, tmp_path, db):
     rc, out = verify(d)
     assert rc == 1
     assert "mac does not match" in out
+
+
+def test_verify_since_starts_each_lane_from_the_row_before(make_daemon, tmp_path, db):
+    d, _ = chained_daemon(make_daemon, tmp_path, db, n_ok=3, n_bad=0)
+    # A positive barrier, not a sleep: the database's clock is past the
+    # second of every row so far, so the rows after it start a later second.
+    bh.wait_for(lambda: db.scalar("SELECT date_trunc('second', clock_timestamp()) > "
+                                  "max(received_at) FROM bayarhook.callbacks"),
+                5 * bh.SLOW, what="the next second")
+    since = db.scalar("SELECT to_char(date_trunc('second', clock_timestamp()) AT TIME ZONE "
+                      "'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"+00:00\"')")
+    for i in range(3):
+        assert d.callback(bh.new_invoice(f"late{i}")).status == 200
+    bh.wait_for(lambda: db.count("callbacks") >= 7, 10 * bh.SLOW, what="rows")
+    first = db.rows("SELECT id, lane, lane_seq FROM bayarhook.callbacks "
+                    "WHERE received_at >= %s::timestamptz ORDER BY id LIMIT 1", (since,))[0]
+    assert first[2] > 1  # the lane began before --since
+    rc, out = verify(d, "--since", since)
+    assert rc == 0, out
+    assert "3 row(s)" in out
+    # The row before the range is gone: the first row in it is named.
+    db.execute("DELETE FROM bayarhook.callbacks WHERE lane = %s AND lane_seq = %s",
+               (first[1], first[2] - 1))
+    rc, out = verify(d, "--since", since)
+    assert rc == 1
+    assert f"row id {first[0]}: lane {first[1]}: row(s) before it missing" in out
