@@ -13,6 +13,9 @@ other, with wrk -t2 -c32 and unique, correctly signed callbacks
   bayarhook      the Release build of this tree with its own config
   pgbench-8/32   pgbench running bayarhook's own per-callback SQL
                  (bench/pgbench_callback.sql): the database's limit
+  chain          bayarhook again on a fresh database with [audit] key_file:
+                 the tamper-evident chain's cost (SPEC §11: at most 10 %),
+                 right after the plain bayarhook run
   bayarhook@RATE open-loop load at a fixed RATE (default 1000/s) for the
                  latency at that throughput (bench/fixed_rate.py)
 
@@ -23,7 +26,8 @@ usage: bench/run.py [--duration S] [--warmup S] [--rate N] [--only RUN,...]
                     [--perf] [--keep]
 env:   BENCH_DURATION (30), BENCH_WARMUP (3), BENCH_RATE (1000),
        BENCH_BIN (default build-bench/bayarhook, built when missing),
-       BENCH_CONNS (32), BENCH_THREADS (2)
+       BENCH_CONNS (32), BENCH_THREADS (2), BENCH_CHAIN_FIRST (1: the chain's
+       run before the plain bayarhook one instead of after it)
 
 --perf records `perf record` of bayarhook (DWARF call graphs) and of this run's
 PostgreSQL processes during the measured bayarhook run and prints
@@ -503,7 +507,7 @@ def main():
     THREADS = int(os.environ.get("BENCH_THREADS", 2))
     CONNS = int(os.environ.get("BENCH_CONNS", 32))
     want = set(a.only.split(",")) if a.only else \
-        {"static", "php-usual", "php-best", "bayarhook", "pgbench", "rate"}
+        {"static", "php-usual", "php-best", "bayarhook", "chain", "pgbench", "rate"}
     D, W = a.duration, a.warmup
 
     ensure_tools()
@@ -524,7 +528,7 @@ def main():
     pg.start()
     global pg_for_cleanup
     pg_for_cleanup = pg
-    for db in ("bh", "pgb", "shop"):
+    for db in ("bh", "bhc", "pgb", "shop"):
         pg.psql("postgres", f"CREATE DATABASE {db}")
     pg.psql("shop", open(os.path.join(HERE, "php", "schema.sql")).read())
 
@@ -535,13 +539,16 @@ def main():
         f.write(secret + "\n")
     with open(os.path.join(bhdir, "api-key"), "w") as f:
         f.write("bench-api-key\n")
+    with open(os.path.join(bhdir, "audit-key"), "w") as f:
+        f.write(secrets.token_hex(32) + "\n")
+    os.chmod(os.path.join(bhdir, "audit-key"), 0o600)
     bh_port = free_port()
 
-    def bh_conf(db):
+    def bh_conf(db, port=bh_port, chain=False):
         path = os.path.join(bhdir, f"receiver-{db}.conf")
         with open(path, "w") as f:
             f.write(f"""[server]
-listen = 127.0.0.1:{bh_port}
+listen = 127.0.0.1:{port}
 callback_path = /callback
 [security]
 webhook_secret_file = webhook-secret
@@ -553,10 +560,10 @@ base_url = http://127.0.0.1:{free_port()}/api
 api_key_file = api-key
 [reconciler]
 enabled = false
-""")
+""" + ("[audit]\nkey_file = audit-key\n" if chain else ""))
         return path
 
-    for db in ("bh", "pgb"):
+    for db in ("bh", "bhc", "pgb"):
         run([bin_, "-c", bh_conf(db), "migrate"], timeout=120)
 
     # --- nginx ---------------------------------------------------------------
@@ -664,6 +671,30 @@ enabled = false
 
     stop(ngx)
 
+    def chain_run():
+        # The same run on its own database (as empty as bh was) with the
+        # chain: lane, lane_seq and mac computed in ingest() for every row.
+        chain_port = free_port()
+        bhc = start("bayarhook-chain", [bin_, "-c", bh_conf("bhc", chain_port, chain=True),
+                                        "serve"],
+                    os.path.join(tmpdir, "bayarhook-chain.log"), cwd=bhdir)
+        wait_until(lambda: port_open(chain_port), 20, "bayarhook with the chain")
+        res = http_run("bayarhook, audit chain", f"http://127.0.0.1:{chain_port}", "/callback",
+                       "C", 25000 * D + 5000, [bhc.pid],
+                       count_sql=("bhc", "SELECT count(*), extract(epoch FROM max(first_seen_at) "
+                                  "- min(first_seen_at)) FROM bayarhook.payments "
+                                  "WHERE invoice_id LIKE '@P@-%'"))
+        chained = pg.psql("bhc", "SELECT count(*) FILTER (WHERE mac IS NOT NULL) || '/' || "
+                                 "count(*) FROM bayarhook.callbacks")
+        res["note"] = (res["note"] + f"; {chained} rows chained").lstrip("; ")
+        stop(bhc)
+
+    # BENCH_CHAIN_FIRST=1: the chain's run before the plain one, to tell the
+    # chain's cost from the order's (the second of two runs often does better).
+    chain_first = os.environ.get("BENCH_CHAIN_FIRST") == "1"
+    if "chain" in want and chain_first:
+        chain_run()
+
     bh = None
     bh_hwm = 0
     if want & {"bayarhook", "rate"}:
@@ -722,6 +753,9 @@ enabled = false
             top = [ln.rstrip() for ln in rep.splitlines() if re.match(r"\s+\d+\.\d+%", ln)][:45]
             log("perf (bayarhook, inclusive: share of samples under each function):\n" +
                 "\n".join(top))
+
+    if "chain" in want and not chain_first:
+        chain_run()
 
     if "pgbench" in want:
         sql = os.path.join(HERE, "pgbench_callback.sql")
@@ -811,7 +845,7 @@ def report(results, bh_hwm, D):
         cpu = " + ".join(f"{v:.0f}" if v else "-" for v in (r["cpu_server"], r["cpu_pg"]))
         print(f"| {r['name']} | {r['rps']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | "
               f"{r['errors']} | {rss} | {cpu} | {r['note']} |")
-    bh = find("bayarhook")
+    bh = next((r for r in results if r["name"] == "bayarhook"), None)
     ratios = []
     if bh and bh["rps"]:
         for label, prefix, target in (("PHP best", "nginx + php-fpm, best", "≥ 3"),
@@ -826,6 +860,13 @@ def report(results, bh_hwm, D):
             if best["rps"]:
                 ratios.append((f"bayarhook / pgbench (best: {best['name'].split(', ')[-1]})",
                                f"{100 * bh['rps'] / best['rps']:.0f} %", "≥ 80 %"))
+    chain = find("bayarhook, audit chain")
+    plain = next((r for r in results if r["name"] == "bayarhook"), None)
+    if chain and plain and plain["rps"]:
+        ratios.append(("bayarhook with the audit chain / without",
+                       f"{100 * chain['rps'] / plain['rps']:.0f} % (CPU/callback "
+                       f"{chain['cpu_server'] + chain['cpu_pg']:.0f} vs "
+                       f"{plain['cpu_server'] + plain['cpu_pg']:.0f} µs)", "≥ 90 %"))
     fixed = find("bayarhook at a fixed")
     if fixed:
         ratios.append(("bayarhook p99 at a fixed rate", f"{fixed['p99']:.2f} ms", "≤ 10 ms"))

@@ -72,6 +72,7 @@ extern const struct cli_command cli_cmd_jobs, cli_cmd_retry, cli_cmd_replay, cli
 extern const struct cli_command cli_cmd_reconcile, cli_cmd_send_test, cli_cmd_doctor;
 extern const struct cli_command cli_cmd_payments;
 extern const struct cli_command cli_cmd_audit_export, cli_cmd_audit_retain, cli_cmd_grant;
+extern const struct cli_command cli_cmd_audit_verify, cli_cmd_audit_redact;
 
 /*
  * Runs cmd with the arguments after the global options (argv[0] is the

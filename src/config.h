@@ -126,6 +126,15 @@ struct config {
 
 	/* [audit] (SPEC §11) */
 	int audit_retention; /* days; 0: keep forever (src/audit_keep.c, cli_retain.c) */
+	/*
+	 * [audit] (SPEC §11; src/audit_chain.c): key_file's lines (secret memory), current first,
+	 * then older ones that `audit verify` still accepts for the lanes written under them.
+	 * audit_nkeys 0: no chain.
+	 */
+	char **audit_keys;
+	size_t audit_nkeys;
+	int audit_checkpoint_interval; /* seconds between two logged checkpoints of the lanes */
+	int audit_redact_after;        /* days; 0: never redact by age */
 
 	struct action_conf *actions;
 	size_t nactions;

@@ -79,6 +79,13 @@ const struct conf_key config_keys[] = {
 
 	/* days: whole months older are dropped (sql/functions/audit_partitions.sql) */
 	{KEY("audit", "retention", T_INT, "0", audit_retention), RANGE(0, 36500)},
+	{KEY("audit", "key_file", T_SECRETS_FILE, NULL, audit_keys), .off_n = CFG(audit_nkeys),
+	 .flags = K_HMAC, .excl = "key", .unset = "none: no tamper-evident chain"},
+	{KEY("audit", "key", T_SECRETS, NULL, audit_keys), .off_n = CFG(audit_nkeys),
+	 .flags = K_HMAC, .excl = "key_file"},
+	{KEY("audit", "checkpoint_interval", T_INT, "3600", audit_checkpoint_interval),
+	 RANGE(1, 604800)},
+	{KEY("audit", "redact_after", T_INT, "0", audit_redact_after), RANGE(0, 36500)},
 };
 
 #define EXEC TYPE_BIT(ACTION_EXEC)

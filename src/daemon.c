@@ -24,6 +24,7 @@
 #include "log.h"
 #include "alert.h"
 #include "audit_keep.h"
+#include "audit_timer.h"
 #include "reconcile.h"
 #include "service.h"
 #include "server.h"
@@ -61,6 +62,7 @@ struct daemon {
 	struct confirm *confirm;
 	struct alert *alert;
 	struct audit_keep *audit_keep; /* the audit's months ahead, and retention */
+	struct audit_timer *audit; /* chain checkpoints, redact_after (SPEC §11) */
 	struct service_watchdog *watchdog;
 	struct event *ev_term, *ev_int, *ev_hup, *ev_drain, *ev_trim;
 	int stop_ticks;
@@ -224,6 +226,7 @@ static void daemon_reload(struct daemon *d)
 	}
 	store_set_actions(d->store, next);
 	store_set_answer_timeout(d->store, d->base, next->answer_timeout);
+	audit_timer_reload(d->audit, next);
 	gateway_configure(d->gateway, next);
 	reconcile_configure(d->reconcile, next);
 	audit_keep_configure(d->audit_keep, next);
@@ -353,6 +356,7 @@ static void daemon_free(struct daemon *d)
 	if (d->ev_hup)
 		event_free(d->ev_hup);
 	service_watchdog_free(d->watchdog);
+	audit_timer_free(d->audit); /* the lanes' last checkpoint */
 	server_free(d->server);
 	worker_free(d->worker);
 	alert_free(d->alert);
@@ -472,6 +476,11 @@ int daemon_serve(const char *config_path)
 			log_errx("cannot start the memory timer");
 			goto out;
 		}
+	}
+	/* On rpool: a redaction pass never takes an ingest connection. */
+	if ((d.audit = audit_timer_new(d.base, d.store, d.rpool, d.cfg)) == NULL) {
+		log_errx("cannot start the audit timer");
+		goto out;
 	}
 	d.watchdog = service_watchdog_start(d.base, daemon_healthy, &d);
 	metrics_set(METRIC_DATABASE_UP, NULL, db_pool_up(d.pool) ? 1 : 0);

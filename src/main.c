@@ -34,10 +34,11 @@ static const struct cli_command main_cmd_serve = {
 
 /* In --help's order. */
 static const struct cli_command *const main_commands[] = {
-    &main_cmd_serve,   &cli_cmd_check_config, &cli_cmd_migrate,      &cli_cmd_reconcile,
-    &cli_cmd_jobs,     &cli_cmd_retry,        &cli_cmd_replay,       &cli_cmd_cancel,
-    &cli_cmd_audit,    &cli_cmd_audit_export, &cli_cmd_audit_retain, &cli_cmd_grant,
-    &cli_cmd_payments, &cli_cmd_send_test,    &cli_cmd_doctor,
+    &main_cmd_serve,       &cli_cmd_check_config, &cli_cmd_migrate,      &cli_cmd_reconcile,
+    &cli_cmd_jobs,         &cli_cmd_retry,        &cli_cmd_replay,       &cli_cmd_cancel,
+    &cli_cmd_audit,        &cli_cmd_audit_verify, &cli_cmd_audit_redact, &cli_cmd_audit_export,
+    &cli_cmd_audit_retain, &cli_cmd_grant,        &cli_cmd_payments,     &cli_cmd_send_test,
+    &cli_cmd_doctor,
 };
 
 #define MAIN_NCOMMANDS (sizeof(main_commands) / sizeof(main_commands[0]))

@@ -14,6 +14,7 @@
 #include <sys/queue.h>
 #include <time.h>
 
+#include "audit_chain.h"
 #include "audit_limit.h"
 #include "event.h"
 #include "jsonw.h"
@@ -70,6 +71,7 @@ struct store_batch {
 	struct store *st;
 	struct store_item **items;
 	int n;
+	int lane; /* its audit chain lane's slot (audit_chain.h), -1: no chain */
 };
 
 /* An action with `when =`: the events it does not match get no job of it. */
@@ -100,6 +102,8 @@ struct store {
 	unsigned late;             /* answered STORE_LATE, outcome not known yet */
 	unsigned late_episode;     /* answered STORE_LATE since the stall was first said */
 	bool stall_said;
+
+	struct audit_chain *chain; /* SPEC §11: the lanes this process writes */
 };
 
 static void store_flush(struct store *st);
@@ -222,6 +226,34 @@ static void store_fail_waiting(struct store *st, const char *why)
 	}
 }
 
+/* The batch's audit rows moved its lane's head to their last lane_seq and mac. */
+static void store_chain_committed(struct store *st, const struct store_batch *b,
+                                  const PGresult *res)
+{
+	unsigned char mac[AUDIT_MAC_LEN] = {0};
+	long long last = 0;
+	int row = -1;
+
+	if (b->lane < 0)
+		return;
+	for (int i = 0; i < PQntuples(res); i++) {
+		long long seq;
+
+		if (PQgetisnull(res, i, 4) || PQgetisnull(res, i, 5))
+			continue;
+		if ((seq = strtoll(PQgetvalue(res, i, 4), NULL, 10)) > last) {
+			last = seq;
+			row = i;
+		}
+	}
+	if (row >= 0 && audit_mac_parse(PQgetvalue(res, row, 5), mac) < 0) {
+		/* Cannot happen with ingest()'s bytea; a lane we cannot follow ends. */
+		audit_chain_failed(st->chain, b->lane, false);
+		return;
+	}
+	audit_chain_committed(st->chain, b->lane, last, mac);
+}
+
 static void batch_done(PGresult *res, const char *err, const char *sqlstate, void *arg)
 {
 	struct store_batch *b = arg;
@@ -230,6 +262,8 @@ static void batch_done(PGresult *res, const char *err, const char *sqlstate, voi
 	st->inflight--;
 	if (res != NULL) {
 		int rows = PQntuples(res);
+
+		store_chain_committed(st, b, res);
 
 		for (int i = 0; i < rows; i++) {
 			int idx = atoi(PQgetvalue(res, i, 0));
@@ -271,6 +305,9 @@ static void batch_done(PGresult *res, const char *err, const char *sqlstate, voi
 		return;
 	}
 
+	/* A server error rolled the batch back; a lost connection leaves it unknown. */
+	if (b->lane >= 0)
+		audit_chain_failed(st->chain, b->lane, sqlstate != NULL && sqlstate[0] != '\0');
 	/*
 	 * A deadlock or serialization failure: run the same items again. Any
 	 * other server error with several items: one item may be poison, so
@@ -345,9 +382,11 @@ static void store_flush(struct store *st)
 	       (st->inflight == 0 || st->waiting >= STORE_SPILL_MIN)) {
 		struct store_batch *b = xcalloc(1, sizeof(*b));
 		struct jsonw w = {0}, bw = {0};
-		const char *params[3];
-		int binlen[3] = {-1, -1, -1};
+		const char *params[4];
+		int binlen[4] = {-1, -1, -1, -1};
 		char *text = NULL, *bodies = NULL;
+		unsigned char *chain = NULL;
+		size_t chainlen;
 		int max = STORE_MAX_BATCH, rc = -1;
 
 		if (st->head->solo)
@@ -376,6 +415,8 @@ static void store_flush(struct store *st)
 		jsonw_put(&w, "]", 1);
 		put_bodies(&bw, b->items, b->n);
 		binlen[1] = (int)bw.len;
+		b->lane = audit_chain_begin(st->chain, b->n, &chain, &chainlen);
+		binlen[3] = chain != NULL ? (int)chainlen : -1;
 		text = jsonw_take(&w);
 		bodies = jsonw_take(&bw);
 		/* NULL: jsonw could not grow a buffer; a 503 beats a stalled queue. */
@@ -383,14 +424,19 @@ static void store_flush(struct store *st)
 			params[0] = text;
 			params[1] = bodies;
 			params[2] = st->actions_json;
-			rc = db_query_bin(st->pool,
-			                  "SELECT idx, verdict, callback_id, flag FROM "
-			                  "bayarhook.ingest($1::jsonb, $2::text[], $3::jsonb)",
-			                  3, params, binlen, batch_done, b);
+			params[3] = (const char *)chain; /* NULL: no chain */
+			rc = db_query_bin(
+			    st->pool,
+			    "SELECT idx, verdict, callback_id, flag, lane_seq, mac FROM "
+			    "bayarhook.ingest($1::jsonb, $2::text[], $3::jsonb, $4::bytea)",
+			    4, params, binlen, batch_done, b);
 		}
 		free(text);
 		free(bodies);
+		free(chain);
 		if (rc < 0) {
+			if (b->lane >= 0)
+				audit_chain_failed(st->chain, b->lane, true); /* never sent */
 			commit_failed(st, NULL);
 			for (int i = 0; i < b->n; i++)
 				item_finish(st, b->items[i], STORE_FAILED, VERDICT_UNAVAILABLE);
@@ -409,6 +455,7 @@ struct store *store_new(struct db_pool *pool)
 	TAILQ_INIT(&st->live);
 	st->actions_json = xstrdup("{}");
 	st->audit_limit = audit_limit_new();
+	st->chain = audit_chain_new();
 	return st;
 }
 
@@ -429,6 +476,7 @@ void store_free(struct store *st)
 	audit_limit_free(st->audit_limit);
 	if (st->deadline)
 		event_free(st->deadline);
+	audit_chain_free(st->chain);
 	free(st);
 }
 
@@ -447,6 +495,7 @@ void store_set_actions(struct store *st, const struct config *cfg)
 {
 	free(st->actions_json);
 	st->actions_json = config_actions_by_status(cfg, NULL);
+	audit_chain_set_key(st->chain, cfg->audit_nkeys ? cfg->audit_keys[0] : NULL);
 	store_whens_free(st);
 	st->whens = xcalloc(cfg->nactions + 1, sizeof(*st->whens));
 	for (size_t i = 0; i < cfg->nactions; i++) {
@@ -652,6 +701,11 @@ int store_submit_bounded(struct store *st, char *item, char *body, size_t body_l
 struct audit_limit *store_audit_limit(struct store *st)
 {
 	return st->audit_limit;
+}
+
+void store_audit_checkpoint(const struct store *st, const char *why)
+{
+	audit_chain_checkpoint(st->chain, why);
 }
 
 unsigned store_outstanding(const struct store *st)

@@ -39,7 +39,10 @@ void store_free(struct store *st);
  * command-line tools) items wait for their outcome however long it takes.
  */
 void store_set_answer_timeout(struct store *st, struct event_base *base, int seconds);
-/* Which actions each status triggers (from [action.*] on =); call on every (re)load. */
+/*
+ * Which actions each status triggers (from [action.*] on =), and the audit
+ * chain's key ([audit] key_file, SPEC §11); call on every (re)load.
+ */
 void store_set_actions(struct store *st, const struct config *cfg);
 
 /*
@@ -67,6 +70,12 @@ int store_submit_bounded(struct store *st, char *item, char *body, size_t body_l
 
 /* The limits on refusal rows (audit_limit.h), one per store, as long as it lives. */
 struct audit_limit *store_audit_limit(struct store *st);
+
+/*
+ * Logs the head of each audit chain lane this store writes (SPEC §11
+ * checkpoints; why: "periodic", "shutdown"). Nothing without a key.
+ */
+void store_audit_checkpoint(const struct store *st, const char *why);
 
 /*
  * Items accepted by store_submit and without their outcome yet (those

@@ -25,10 +25,28 @@
 -- and the `paid` actions get their jobs: one job per invoice, action and
 -- triggering status (jobs_once_idx, 005). flag in the result is the flag this
 -- item raised (NULL when it raised none), so the caller can say so.
-CREATE OR REPLACE FUNCTION bayarhook.ingest(batch jsonb, bodies text[], actions jsonb)
-RETURNS TABLE (idx integer, verdict text, callback_id bigint, flag text)
+--
+-- The audit chain (SPEC §11, sql/012_audit_chain.sql, sql/functions/audit.sql):
+-- chain is NULL without [audit] key_file (lane, lane_seq and mac stay NULL),
+-- else be64 lane, be64 the lane's next lane_seq, its head mac (32 bytes),
+-- then 128 bytes of HMAC pads per row position from that lane_seq on (one
+-- per item of the batch; the items without an audit row leave theirs
+-- unused). The audit rows take lane_seq in id order and each its mac, the
+-- HMAC of audit_digest(row) || the previous mac, at insert time: the
+-- daemon's role has no UPDATE. lane_seq and mac in the result are the
+-- item's audit row's, so the caller learns the lane's new head.
+CREATE OR REPLACE FUNCTION bayarhook.ingest(batch jsonb, bodies text[], actions jsonb,
+                                            chain bytea)
+RETURNS TABLE (idx integer, verdict text, callback_id bigint, flag text, lane_seq bigint,
+               mac bytea)
 LANGUAGE plpgsql AS $fn$
 DECLARE
+    c_lane  bigint := ('x' || encode(substring(chain FROM 1 FOR 8), 'hex'))::bit(64)::bigint;
+    c_seq0  bigint := ('x' || encode(substring(chain FROM 9 FOR 8), 'hex'))::bit(64)::bigint;
+    c_head  bytea := substring(chain FROM 17 FOR 32);
+    n_fast  bigint;           -- audit rows of step 1: step 2's lane_seq start after them
+    f_seq   bigint[];
+    f_mac   bytea[];
     r       record;
     f_idx   integer[];        -- items decided by step 1, their verdicts and audit ids
     f_v     text[];
@@ -74,27 +92,49 @@ BEGIN
                                      THEN 'accepted' END) AS known) AS d),
     audited AS (
         INSERT INTO bayarhook.callbacks
-            (id, remote_addr, peer_addr, invoice_id, event, status, verdict, http_status,
-             error, method, headers, body, secret_index, signature_valid, body_length,
-             body_sha256, repeat, suppressed, headers_dropped)
-        SELECT c.cid, c.remote_addr, c.peer_addr, c.invoice_id, c.event_name, c.status,
-               c.known, coalesce(c.http_status, 200), c.error, c.method,
-               coalesce(c.headers, '{}'), coalesce(bodies[c.idx + 1], c.body),
-               c.secret_index, c.signature_valid,
-               coalesce(c.body_length, octet_length(coalesce(bodies[c.idx + 1], c.body))),
-               CASE WHEN c.body_length IS NULL  -- a whole body: its digest here
-                    THEN sha256(convert_to(coalesce(bodies[c.idx + 1], c.body), 'UTF8'))
-                    ELSE decode(c.body_sha256, 'hex') END,  -- NULL: refused unread
-               coalesce(c.repeat, 1), coalesce(c.suppressed, 0), coalesce(c.headers_dropped, 0)
-          FROM decided c
-         WHERE c.cid IS NOT NULL
-         ORDER BY c.cid)
+            (id, received_at, remote_addr, peer_addr, invoice_id, event, status, verdict,
+             http_status, error, method, headers, body, secret_index, signature_valid,
+             body_length, body_sha256, repeat, suppressed, headers_dropped, lane, lane_seq, mac)
+        SELECT q.cid, now(), q.remote_addr, q.peer_addr, q.invoice_id, q.event_name, q.status,
+               q.known, q.http_status, q.error, q.method, q.headers, q.body, q.secret_index,
+               q.signature_valid, q.body_length, q.body_sha256, q.repeat, q.suppressed,
+               q.headers_dropped, c_lane, q.seq,
+               nullif(bayarhook.audit_chain(
+                   CASE WHEN chain IS NOT NULL THEN bayarhook.audit_digest(
+                       q.cid, c_lane, q.seq, now(), q.remote_addr, q.peer_addr, q.invoice_id,
+                       q.event_name, q.status, q.known, q.http_status, q.error, q.method,
+                       q.headers, q.body, q.secret_index, q.signature_valid, q.body_length,
+                       q.body_sha256, q.repeat, q.suppressed, q.headers_dropped) END,
+                   bayarhook.audit_pads(chain, q.seq - c_seq0 + 1), c_head)
+                   OVER (ORDER BY q.cid), '')
+          FROM (SELECT c.cid, c.remote_addr, c.peer_addr, c.invoice_id, c.event_name, c.status,
+                       c.known, coalesce(c.http_status, 200) AS http_status, c.error, c.method,
+                       coalesce(c.headers, '{}') AS headers,
+                       coalesce(bodies[c.idx + 1], c.body) AS body,
+                       c.secret_index, c.signature_valid,
+                       coalesce(c.body_length,
+                                octet_length(coalesce(bodies[c.idx + 1], c.body))) AS body_length,
+                       CASE WHEN c.body_length IS NULL  -- a whole body: its digest here
+                            THEN sha256(convert_to(coalesce(bodies[c.idx + 1], c.body), 'UTF8'))
+                            ELSE decode(c.body_sha256, 'hex') END AS body_sha256,  -- NULL: refused unread
+                       coalesce(c.repeat, 1) AS repeat, coalesce(c.suppressed, 0) AS suppressed,
+                       coalesce(c.headers_dropped, 0) AS headers_dropped,
+                       c_seq0 - 1 + row_number() OVER (ORDER BY c.cid) AS seq
+                  FROM decided c
+                 WHERE c.cid IS NOT NULL) AS q
+         ORDER BY q.cid
+        RETURNING bayarhook.callbacks.id, bayarhook.callbacks.lane_seq, bayarhook.callbacks.mac)
     SELECT array_agg(c.idx ORDER BY c.idx) FILTER (WHERE c.known IS NOT NULL),
            array_agg(c.known ORDER BY c.idx) FILTER (WHERE c.known IS NOT NULL),
            array_agg(c.cid ORDER BY c.idx) FILTER (WHERE c.known IS NOT NULL),
-           array_agg(c.idx) FILTER (WHERE c.known IS NULL)
-      INTO f_idx, f_v, f_cid, slow
-      FROM decided c;
+           array_agg(a.lane_seq ORDER BY c.idx) FILTER (WHERE c.known IS NOT NULL),
+           array_agg(a.mac ORDER BY c.idx) FILTER (WHERE c.known IS NOT NULL),
+           array_agg(c.idx) FILTER (WHERE c.known IS NULL),
+           count(a.id),
+           coalesce((array_agg(a.mac ORDER BY a.lane_seq DESC NULLS LAST))[1], c_head)
+      INTO f_idx, f_v, f_cid, f_seq, f_mac, slow, n_fast, c_head
+      FROM decided c
+      LEFT JOIN audited a ON a.id = c.cid;
 
     FOR n IN 1 .. coalesce(cardinality(f_idx), 0) LOOP
         vs[f_idx[n] + 1] := f_v[n];
@@ -102,6 +142,8 @@ BEGIN
         verdict := f_v[n];
         callback_id := f_cid[n];
         flag := NULL;  -- a payment's first event raises no flag
+        lane_seq := f_seq[n];
+        mac := f_mac[n];
         RETURN NEXT;
     END LOOP;
 
@@ -155,23 +197,45 @@ BEGIN
              WHERE x.idx = ANY (slow)),
         audited AS (
             INSERT INTO bayarhook.callbacks
-                (id, remote_addr, peer_addr, invoice_id, event, status, verdict,
+                (id, received_at, remote_addr, peer_addr, invoice_id, event, status, verdict,
                  http_status, error, method, headers, body, secret_index, signature_valid,
-                 body_length, body_sha256, repeat, suppressed, headers_dropped)
-            SELECT s.cid, s.remote_addr, s.peer_addr, s.invoice_id, s.event_name, s.status,
-                   s.final_verdict, coalesce(s.http_status, 200), s.error, s.method,
-                   coalesce(s.headers, '{}'), coalesce(bodies[s.idx + 1], s.body),
-                   s.secret_index, s.signature_valid,
-                   coalesce(s.body_length, octet_length(coalesce(bodies[s.idx + 1], s.body))),
-                   CASE WHEN s.body_length IS NULL  -- a whole body: its digest here
-                    THEN sha256(convert_to(coalesce(bodies[s.idx + 1], s.body), 'UTF8'))
-                    ELSE decode(s.body_sha256, 'hex') END,  -- NULL: refused unread
-                   coalesce(s.repeat, 1), coalesce(s.suppressed, 0),
-                   coalesce(s.headers_dropped, 0)
-              FROM src s
-             WHERE s.cid IS NOT NULL
-             ORDER BY s.cid)
-        SELECT s.idx, s.final_verdict, s.cid, s.raised FROM src s ORDER BY s.idx;
+                 body_length, body_sha256, repeat, suppressed, headers_dropped, lane, lane_seq,
+                 mac)
+            SELECT q.cid, now(), q.remote_addr, q.peer_addr, q.invoice_id, q.event_name,
+                   q.status, q.final_verdict, q.http_status, q.error, q.method, q.headers,
+                   q.body, q.secret_index, q.signature_valid, q.body_length, q.body_sha256,
+                   q.repeat, q.suppressed, q.headers_dropped, c_lane, q.seq,
+                   nullif(bayarhook.audit_chain(
+                       CASE WHEN chain IS NOT NULL THEN bayarhook.audit_digest(
+                           q.cid, c_lane, q.seq, now(), q.remote_addr, q.peer_addr,
+                           q.invoice_id, q.event_name, q.status, q.final_verdict,
+                           q.http_status, q.error, q.method, q.headers, q.body, q.secret_index,
+                           q.signature_valid, q.body_length, q.body_sha256, q.repeat,
+                           q.suppressed, q.headers_dropped) END,
+                       bayarhook.audit_pads(chain, q.seq - c_seq0 + 1), c_head)
+                       OVER (ORDER BY q.cid), '')
+              FROM (SELECT s.cid, s.remote_addr, s.peer_addr, s.invoice_id, s.event_name,
+                           s.status, s.final_verdict, coalesce(s.http_status, 200) AS http_status,
+                           s.error, s.method, coalesce(s.headers, '{}') AS headers,
+                           coalesce(bodies[s.idx + 1], s.body) AS body,
+                           s.secret_index, s.signature_valid,
+                           coalesce(s.body_length,
+                                    octet_length(coalesce(bodies[s.idx + 1], s.body))) AS body_length,
+                           CASE WHEN s.body_length IS NULL  -- a whole body: its digest here
+                                THEN sha256(convert_to(coalesce(bodies[s.idx + 1], s.body), 'UTF8'))
+                                ELSE decode(s.body_sha256, 'hex') END AS body_sha256,
+                           coalesce(s.repeat, 1) AS repeat, coalesce(s.suppressed, 0) AS suppressed,
+                           coalesce(s.headers_dropped, 0) AS headers_dropped,
+                           c_seq0 + n_fast - 1 + row_number() OVER (ORDER BY s.cid) AS seq
+                      FROM src s
+                     WHERE s.cid IS NOT NULL) AS q
+             ORDER BY q.cid
+            RETURNING bayarhook.callbacks.id, bayarhook.callbacks.lane_seq,
+                      bayarhook.callbacks.mac)
+        SELECT s.idx, s.final_verdict, s.cid, s.raised, a.lane_seq, a.mac
+          FROM src s
+          LEFT JOIN audited a ON a.id = s.cid
+         ORDER BY s.idx;
     END IF;
 
     -- "hold": confirm_with_api; the jobs are held until the gateway confirms
@@ -222,10 +286,20 @@ BEGIN
 END
 $fn$;
 
+-- The three-argument form (before 012), for a daemon not yet restarted on
+-- this schema: no audit chain.
+CREATE OR REPLACE FUNCTION bayarhook.ingest(batch jsonb, bodies text[], actions jsonb)
+RETURNS TABLE (idx integer, verdict text, callback_id bigint, flag text)
+LANGUAGE sql AS $fn$
+    SELECT i.idx, i.verdict, i.callback_id, i.flag
+      FROM bayarhook.ingest(batch, bodies, actions, NULL::bytea) i
+$fn$;
+
 -- The two-argument form (001's), for a daemon not yet restarted on this
 -- schema and for hand-made batches: everything in the batch.
 CREATE OR REPLACE FUNCTION bayarhook.ingest(batch jsonb, actions jsonb)
 RETURNS TABLE (idx integer, verdict text, callback_id bigint)
 LANGUAGE sql AS $fn$
-    SELECT i.idx, i.verdict, i.callback_id FROM bayarhook.ingest(batch, NULL::text[], actions) i
+    SELECT i.idx, i.verdict, i.callback_id
+      FROM bayarhook.ingest(batch, NULL::text[], actions, NULL::bytea) i
 $fn$;
