@@ -75,6 +75,11 @@ const struct conf_key config_keys[] = {
 	{KEY("alert", "telegram_chat_id", T_STRING, NULL, alert_telegram_chat),
 	 .unset = "none: the alert JSON is POSTed as is"},
 	{KEY("alert", "database_down_after", T_INT, "60", alert_db_down_after), RANGE(1, 86400)},
+
+	{KEY("admin", "listen", T_LISTEN, NULL, admin_listen), .flags = K_RESTART | K_UNIX,
+	 .unset = "off"},
+	{KEY("admin", "token_file", T_SECRET_FILE, NULL, admin_token), .flags = K_HMAC,
+	 .unset = "none: only for a loopback or unix: listen"},
 };
 
 #define EXEC TYPE_BIT(ACTION_EXEC)

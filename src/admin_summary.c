@@ -1,0 +1,274 @@
+/*
+ * admin_summary.c: the status page's database side. It has a pool of one
+ * connection of its own, never the ingest or the worker pools, so a slow
+ * page cannot hold up a callback: each summary or retry takes that
+ * connection as a session, bounds it with statement_timeout, and runs one
+ * statement (bayarhook.status_summary() or bayarhook.job_retry(), both in
+ * sql/functions/). A C timer bounds the whole wait as well, for a database
+ * that does not answer at all; its late answer is then only dropped.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+
+#include "admin_int.h"
+#include "db.h"
+#include "jsonw.h"
+#include "log.h"
+#include "xmalloc.h"
+
+enum fetch_kind {
+	FETCH_SUMMARY, /* status_summary(): cb.summary */
+	FETCH_RETRY,   /* job_retry(): cb.retry */
+};
+
+/* One summary or retry: answered once (done), freed once the database let go too. */
+struct admin_fetch {
+	TAILQ_ENTRY(admin_fetch) link;
+	struct admin_db *db;
+	enum fetch_kind kind;
+	union {
+		admin_summary_cb summary;
+		admin_retry_cb retry;
+	} cb;
+	void *arg;
+	char job[24];
+	struct event *timer;
+	struct db_session *s;
+	bool done;    /* the callback ran */
+	bool waiting; /* the pool holds a callback of ours (session open or query) */
+};
+
+struct admin_db {
+	struct event_base *base;
+	struct db_pool *pool;
+	TAILQ_HEAD(, admin_fetch) fetches;
+	unsigned nfetches;
+};
+
+/* Set on the session's connection before its one statement (a new connection has none). */
+static const char *const admin_sql_timeout = "SELECT set_config('statement_timeout', $1, false)";
+
+struct admin_db *admin_db_new(struct event_base *base, const char *conninfo)
+{
+	struct admin_db *db = xcalloc(1, sizeof(*db));
+
+	db->base = base;
+	db->pool = db_pool_new(base, conninfo, 1, "status");
+	TAILQ_INIT(&db->fetches);
+	return db;
+}
+
+static void fetch_release(struct admin_fetch *f)
+{
+	if (!f->done || f->waiting)
+		return;
+	if (f->s)
+		db_session_close(f->s);
+	if (f->timer)
+		event_free(f->timer);
+	TAILQ_REMOVE(&f->db->fetches, f, link);
+	f->db->nfetches--;
+	free(f);
+}
+
+/* The answer when the database is not there (or too slow): down, and why. */
+static void fetch_down(struct admin_fetch *f, const char *why)
+{
+	if (f->done)
+		return;
+	f->done = true;
+	if (f->kind == FETCH_SUMMARY) {
+		struct admin_summary s = {.db_up = false, .why = why, .data = NULL};
+
+		f->cb.summary(&s, f->arg);
+	} else {
+		f->cb.retry(ADMIN_RETRY_DB_DOWN, why, f->arg);
+	}
+}
+
+static void fetch_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct admin_fetch *f = arg;
+
+	(void)fd;
+	(void)what;
+	if (f->s == NULL && !f->waiting)
+		fetch_down(f, "the database is not reachable");
+	else
+		fetch_down(f, "the database did not answer in time");
+	fetch_release(f);
+}
+
+static void summary_done(struct admin_fetch *f, PGresult *res, const char *err)
+{
+	struct admin_summary s = {.db_up = true, .why = NULL, .data = NULL};
+	cJSON *data = NULL;
+
+	if (res == NULL || PQntuples(res) != 1 ||
+	    (data = cJSON_Parse(PQgetvalue(res, 0, 0))) == NULL) {
+		log_warnx("status page: summary query failed: %s", err ? err : "no summary");
+		fetch_down(f, err ? err : "the summary could not be read");
+		return;
+	}
+	f->done = true;
+	s.data = data;
+	f->cb.summary(&s, f->arg);
+	cJSON_Delete(data);
+}
+
+static void retry_done(struct admin_fetch *f, PGresult *res, const char *err)
+{
+	if (res == NULL) {
+		log_warnx("status page: retry of job %s failed: %s", f->job, err);
+		fetch_down(f, err);
+		return;
+	}
+	f->done = true;
+	if (PQntuples(res) == 0)
+		f->cb.retry(ADMIN_RETRY_NO_JOB, NULL, f->arg);
+	else if (strcmp(PQgetvalue(res, 0, 1), "t") == 0)
+		f->cb.retry(ADMIN_RETRY_QUEUED, PQgetvalue(res, 0, 0), f->arg);
+	else
+		f->cb.retry(ADMIN_RETRY_NOT_DEAD, PQgetvalue(res, 0, 0), f->arg);
+}
+
+static void fetch_result(PGresult *res, const char *err, const char *sqlstate, void *arg)
+{
+	struct admin_fetch *f = arg;
+
+	(void)sqlstate;
+	f->waiting = false;
+	if (!f->done) {
+		if (f->kind == FETCH_SUMMARY)
+			summary_done(f, res, err);
+		else
+			retry_done(f, res, err);
+	}
+	fetch_release(f);
+}
+
+static void fetch_timeout_set(PGresult *res, const char *err, const char *sqlstate, void *arg)
+{
+	struct admin_fetch *f = arg;
+	char list[16];
+	const char *p[1];
+
+	(void)sqlstate;
+	f->waiting = false;
+	if (res == NULL || f->done) {
+		fetch_down(f, err ? err : "the database did not answer in time");
+		fetch_release(f);
+		return;
+	}
+	f->waiting = true;
+	if (f->kind == FETCH_SUMMARY) {
+		snprintf(list, sizeof(list), "%d", ADMIN_LIST_MAX);
+		p[0] = list;
+		db_session_query(f->s, "SELECT bayarhook.status_summary(p_list => $1::integer)", 1,
+		                 p, fetch_result, f);
+	} else {
+		/* The same function as `bayarhook retry JOB_ID` (sql/functions/jobs.sql). */
+		p[0] = f->job;
+		db_session_query(f->s, "SELECT was, queued FROM bayarhook.job_retry(p_job => $1)",
+		                 1, p, fetch_result, f);
+	}
+}
+
+static void fetch_opened(struct db_session *s, void *arg)
+{
+	struct admin_fetch *f = arg;
+	char ms[16];
+	const char *p[1] = {ms};
+
+	f->waiting = false;
+	f->s = s;
+	if (s == NULL || f->done) {
+		fetch_down(f, "the database is not reachable");
+		fetch_release(f);
+		return;
+	}
+	snprintf(ms, sizeof(ms), "%d", ADMIN_STATEMENT_TIMEOUT_MS);
+	f->waiting = true;
+	db_session_query(s, admin_sql_timeout, 1, p, fetch_timeout_set, f);
+}
+
+static struct admin_fetch *fetch_start(struct admin_db *db, enum fetch_kind kind, void *arg)
+{
+	struct admin_fetch *f = xcalloc(1, sizeof(*f));
+	struct timeval tv = {ADMIN_FETCH_TIMEOUT_MS / 1000, (ADMIN_FETCH_TIMEOUT_MS % 1000) * 1000};
+
+	f->db = db;
+	f->kind = kind;
+	f->arg = arg;
+	TAILQ_INSERT_TAIL(&db->fetches, f, link);
+	db->nfetches++;
+	f->timer = evtimer_new(db->base, fetch_timeout, f);
+	if (db_session_open(db->pool, fetch_opened, f) == 0) {
+		f->waiting = true;
+	} else {
+		/* No connection: answered from the loop at once, never from here. */
+		tv.tv_sec = 0;
+		tv.tv_usec = 0;
+	}
+	evtimer_add(f->timer, &tv);
+	return f;
+}
+
+int admin_summary_get(struct admin_db *db, admin_summary_cb cb, void *arg)
+{
+	struct admin_fetch *f;
+
+	if (db->nfetches >= ADMIN_FETCH_MAX)
+		return -1;
+	f = fetch_start(db, FETCH_SUMMARY, arg);
+	f->cb.summary = cb;
+	return 0;
+}
+
+void admin_retry(struct admin_db *db, const char *job_id, admin_retry_cb cb, void *arg)
+{
+	struct admin_fetch *f = fetch_start(db, FETCH_RETRY, arg);
+
+	f->cb.retry = cb;
+	snprintf(f->job, sizeof(f->job), "%s", job_id);
+}
+
+void admin_db_free(struct admin_db *db)
+{
+	struct admin_fetch *f;
+
+	if (db == NULL)
+		return;
+	while ((f = TAILQ_FIRST(&db->fetches)) != NULL) {
+		fetch_down(f, "stopping");
+		f->waiting = false; /* the pool goes below: it calls nothing back */
+		fetch_release(f);
+	}
+	db_pool_free(db->pool);
+	free(db);
+}
+
+char *admin_summary_json(const struct admin_summary *s)
+{
+	struct jsonw w;
+	const cJSON *it;
+
+	jsonw_begin(&w);
+	jsonw_cstr(&w, "database", s->db_up ? "up" : "down");
+	if (!s->db_up || s->data == NULL) {
+		jsonw_cstr(&w, "error", s->why ? s->why : "unknown");
+		return jsonw_finish(&w);
+	}
+	cJSON_ArrayForEach(it, s->data)
+	{
+		char *raw = cJSON_PrintUnformatted(it);
+
+		if (raw == NULL)
+			abort(); /* out of memory: as xmalloc */
+		jsonw_raw(&w, it->string, raw, strlen(raw));
+		free(raw);
+	}
+	return jsonw_finish(&w);
+}
