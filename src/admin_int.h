@@ -16,8 +16,10 @@
 #define ADMIN_STATEMENT_TIMEOUT_MS 2000
 /* A page or a retry that has no answer from the database by then says it is down. */
 #define ADMIN_FETCH_TIMEOUT_MS 3000
-/* Summaries waiting for the one connection at most; more are answered 503 at once. */
-#define ADMIN_FETCH_MAX 8
+/* Pages waiting for a summary at most; more are answered 503 at once. */
+#define ADMIN_FETCH_MAX 64
+/* A summary younger than this is shown again rather than asked for again (ms). */
+#define ADMIN_CACHE_MS 5000
 /* The hex of an HMAC-SHA256: a CSRF token. */
 #define ADMIN_CSRF_LEN 64
 
@@ -46,9 +48,9 @@ typedef void (*admin_retry_cb)(enum admin_retry_outcome o, const char *was, void
 /* admin_summary.c: the status connection. */
 struct admin_db *admin_db_new(struct event_base *base, const char *conninfo);
 /*
- * Makes a summary and calls cb with it, always from the loop, within
- * about ADMIN_FETCH_TIMEOUT_MS. Returns -1 (cb never called) when
- * ADMIN_FETCH_MAX are already waiting.
+ * Calls cb with a summary (one at most ADMIN_CACHE_MS old, or the one
+ * under way), always from the loop, within about ADMIN_FETCH_TIMEOUT_MS.
+ * Returns -1 (cb never called) when ADMIN_FETCH_MAX are already waiting.
  */
 int admin_summary_get(struct admin_db *db, admin_summary_cb cb, void *arg);
 /* Requeues dead job job_id (digits) like `bayarhook retry`; cb always from the loop. */

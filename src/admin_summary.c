@@ -6,11 +6,16 @@
  * statement (bayarhook.status_summary() or bayarhook.job_retry(), both in
  * sql/functions/). A C timer bounds the whole wait as well, for a database
  * that does not answer at all; its late answer is then only dropped.
+ *
+ * However many pages are open, at most one summary query runs at a time,
+ * and one younger than ADMIN_CACHE_MS is shown again instead of asking
+ * again: the page's cost to the database is bounded by time, not viewers.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
+#include <time.h>
 
 #include "admin_int.h"
 #include "db.h"
@@ -19,36 +24,96 @@
 #include "xmalloc.h"
 
 enum fetch_kind {
-	FETCH_SUMMARY, /* status_summary(): cb.summary */
-	FETCH_RETRY,   /* job_retry(): cb.retry */
+	FETCH_SUMMARY, /* status_summary(): answers db->waiters */
+	FETCH_RETRY,   /* job_retry(): answers retry */
 };
 
-/* One summary or retry: answered once (done), freed once the database let go too. */
+/* A summary or a retry: answered once (done), freed once the database let go too. */
 struct admin_fetch {
 	TAILQ_ENTRY(admin_fetch) link;
 	struct admin_db *db;
 	enum fetch_kind kind;
-	union {
-		admin_summary_cb summary;
-		admin_retry_cb retry;
-	} cb;
+	admin_retry_cb retry; /* FETCH_RETRY; a summary answers db->waiters */
 	void *arg;
 	char job[24];
 	struct event *timer;
 	struct db_session *s;
-	bool done;    /* the callback ran */
+	bool done;    /* answered */
 	bool waiting; /* the pool holds a callback of ours (session open or query) */
+};
+
+/* A page or /api/summary waiting for a summary. */
+struct admin_waiter {
+	TAILQ_ENTRY(admin_waiter) link;
+	admin_summary_cb cb;
+	void *arg;
 };
 
 struct admin_db {
 	struct event_base *base;
 	struct db_pool *pool;
 	TAILQ_HEAD(, admin_fetch) fetches;
-	unsigned nfetches;
+	TAILQ_HEAD(, admin_waiter) waiters;
+	unsigned nwaiters;
+	struct admin_fetch *summary; /* the summary query under way, or NULL */
+	struct event *from_cache;    /* answers the waiters from the cache, from the loop */
+	char *cache;                 /* the last summary's JSON text, or NULL */
+	struct timespec cache_at;
 };
 
 /* Set on the session's connection before its one statement (a new connection has none). */
 static const char *const admin_sql_timeout = "SELECT set_config('statement_timeout', $1, false)";
+
+/* Every waiter gets s; the list is empty afterwards. */
+static void waiters_answer(struct admin_db *db, const struct admin_summary *s)
+{
+	struct admin_waiter *w;
+
+	while ((w = TAILQ_FIRST(&db->waiters)) != NULL) {
+		TAILQ_REMOVE(&db->waiters, w, link);
+		db->nwaiters--;
+		w->cb(s, w->arg);
+		free(w);
+	}
+}
+
+/* The waiters get the cached summary (its text parsed once for all). */
+static void answer_from_cache(evutil_socket_t fd, short what, void *arg)
+{
+	struct admin_db *db = arg;
+	struct admin_summary s = {.db_up = true, .why = NULL, .data = NULL};
+	cJSON *data;
+
+	(void)fd;
+	(void)what;
+	if (db->cache == NULL || (data = cJSON_Parse(db->cache)) == NULL) {
+		s.db_up = false;
+		s.why = "the summary could not be read";
+		waiters_answer(db, &s);
+		return;
+	}
+	s.data = data;
+	waiters_answer(db, &s);
+	cJSON_Delete(data);
+}
+
+static bool cache_fresh(const struct admin_db *db)
+{
+	struct timespec now;
+
+	if (db->cache == NULL)
+		return false;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (now.tv_sec - db->cache_at.tv_sec) * 1000 +
+	           (now.tv_nsec - db->cache_at.tv_nsec) / 1000000 <
+	       ADMIN_CACHE_MS;
+}
+
+static void cache_drop(struct admin_db *db)
+{
+	free(db->cache);
+	db->cache = NULL;
+}
 
 struct admin_db *admin_db_new(struct event_base *base, const char *conninfo)
 {
@@ -57,6 +122,10 @@ struct admin_db *admin_db_new(struct event_base *base, const char *conninfo)
 	db->base = base;
 	db->pool = db_pool_new(base, conninfo, 1, "status");
 	TAILQ_INIT(&db->fetches);
+	TAILQ_INIT(&db->waiters);
+	db->from_cache = event_new(base, -1, 0, answer_from_cache, db);
+	if (db->from_cache == NULL)
+		abort(); /* out of memory: as xmalloc */
 	return db;
 }
 
@@ -69,7 +138,6 @@ static void fetch_release(struct admin_fetch *f)
 	if (f->timer)
 		event_free(f->timer);
 	TAILQ_REMOVE(&f->db->fetches, f, link);
-	f->db->nfetches--;
 	free(f);
 }
 
@@ -82,9 +150,11 @@ static void fetch_down(struct admin_fetch *f, const char *why)
 	if (f->kind == FETCH_SUMMARY) {
 		struct admin_summary s = {.db_up = false, .why = why, .data = NULL};
 
-		f->cb.summary(&s, f->arg);
+		f->db->summary = NULL;
+		cache_drop(f->db);
+		waiters_answer(f->db, &s);
 	} else {
-		f->cb.retry(ADMIN_RETRY_DB_DOWN, why, f->arg);
+		f->retry(ADMIN_RETRY_DB_DOWN, why, f->arg);
 	}
 }
 
@@ -103,19 +173,19 @@ static void fetch_timeout(evutil_socket_t fd, short what, void *arg)
 
 static void summary_done(struct admin_fetch *f, PGresult *res, const char *err)
 {
-	struct admin_summary s = {.db_up = true, .why = NULL, .data = NULL};
-	cJSON *data = NULL;
+	struct admin_db *db = f->db;
 
-	if (res == NULL || PQntuples(res) != 1 ||
-	    (data = cJSON_Parse(PQgetvalue(res, 0, 0))) == NULL) {
+	if (res == NULL || PQntuples(res) != 1 || PQgetisnull(res, 0, 0)) {
 		log_warnx("status page: summary query failed: %s", err ? err : "no summary");
 		fetch_down(f, err ? err : "the summary could not be read");
 		return;
 	}
 	f->done = true;
-	s.data = data;
-	f->cb.summary(&s, f->arg);
-	cJSON_Delete(data);
+	db->summary = NULL;
+	free(db->cache);
+	db->cache = xstrdup(PQgetvalue(res, 0, 0));
+	clock_gettime(CLOCK_MONOTONIC, &db->cache_at);
+	answer_from_cache(-1, 0, db);
 }
 
 static void retry_done(struct admin_fetch *f, PGresult *res, const char *err)
@@ -126,12 +196,14 @@ static void retry_done(struct admin_fetch *f, PGresult *res, const char *err)
 		return;
 	}
 	f->done = true;
-	if (PQntuples(res) == 0)
-		f->cb.retry(ADMIN_RETRY_NO_JOB, NULL, f->arg);
-	else if (strcmp(PQgetvalue(res, 0, 1), "t") == 0)
-		f->cb.retry(ADMIN_RETRY_QUEUED, PQgetvalue(res, 0, 0), f->arg);
-	else
-		f->cb.retry(ADMIN_RETRY_NOT_DEAD, PQgetvalue(res, 0, 0), f->arg);
+	if (PQntuples(res) == 0) {
+		f->retry(ADMIN_RETRY_NO_JOB, NULL, f->arg);
+	} else if (strcmp(PQgetvalue(res, 0, 1), "t") == 0) {
+		cache_drop(f->db); /* the page it returns to shows the job queued */
+		f->retry(ADMIN_RETRY_QUEUED, PQgetvalue(res, 0, 0), f->arg);
+	} else {
+		f->retry(ADMIN_RETRY_NOT_DEAD, PQgetvalue(res, 0, 0), f->arg);
+	}
 }
 
 static void fetch_result(PGresult *res, const char *err, const char *sqlstate, void *arg)
@@ -203,7 +275,6 @@ static struct admin_fetch *fetch_start(struct admin_db *db, enum fetch_kind kind
 	f->kind = kind;
 	f->arg = arg;
 	TAILQ_INSERT_TAIL(&db->fetches, f, link);
-	db->nfetches++;
 	f->timer = evtimer_new(db->base, fetch_timeout, f);
 	if (db_session_open(db->pool, fetch_opened, f) == 0) {
 		f->waiting = true;
@@ -218,12 +289,21 @@ static struct admin_fetch *fetch_start(struct admin_db *db, enum fetch_kind kind
 
 int admin_summary_get(struct admin_db *db, admin_summary_cb cb, void *arg)
 {
-	struct admin_fetch *f;
+	struct admin_waiter *w;
 
-	if (db->nfetches >= ADMIN_FETCH_MAX)
+	if (db->nwaiters >= ADMIN_FETCH_MAX)
 		return -1;
-	f = fetch_start(db, FETCH_SUMMARY, arg);
-	f->cb.summary = cb;
+	w = xcalloc(1, sizeof(*w));
+	w->cb = cb;
+	w->arg = arg;
+	TAILQ_INSERT_TAIL(&db->waiters, w, link);
+	db->nwaiters++;
+	if (db->summary != NULL)
+		return 0; /* answered with the one under way */
+	if (cache_fresh(db))
+		event_active(db->from_cache, EV_TIMEOUT, 1);
+	else
+		db->summary = fetch_start(db, FETCH_SUMMARY, NULL);
 	return 0;
 }
 
@@ -231,7 +311,7 @@ void admin_retry(struct admin_db *db, const char *job_id, admin_retry_cb cb, voi
 {
 	struct admin_fetch *f = fetch_start(db, FETCH_RETRY, arg);
 
-	f->cb.retry = cb;
+	f->retry = cb;
 	snprintf(f->job, sizeof(f->job), "%s", job_id);
 }
 
@@ -246,7 +326,14 @@ void admin_db_free(struct admin_db *db)
 		f->waiting = false; /* the pool goes below: it calls nothing back */
 		fetch_release(f);
 	}
+	if (!TAILQ_EMPTY(&db->waiters)) {
+		struct admin_summary s = {.db_up = false, .why = "stopping", .data = NULL};
+
+		waiters_answer(db, &s);
+	}
+	event_free(db->from_cache);
 	db_pool_free(db->pool);
+	free(db->cache);
 	free(db);
 }
 

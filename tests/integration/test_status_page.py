@@ -228,7 +228,8 @@ def test_retry_needs_the_csrf_token(make_daemon, db, tmp_path):
     page = bh.get(d.admin_url + r.headers["Location"]).text
     assert f"Job {job['id']} is queued again" in page
     # A job that is not dead: refused by job_retry()'s answer.
-    db.execute("UPDATE bayarhook.jobs SET state = 'cancelled' WHERE id = %s", [job["id"]])
+    wait_dead(db, inv)
+    d.cli("cancel", job["id"], check=True)
     r = post_form(d, action, fields)
     assert r.status == 409 and "cancelled" in r.json["error"], r
 
