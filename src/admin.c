@@ -44,6 +44,7 @@ struct admin {
 	struct admin_db *db;
 	char *token;     /* NULL: none (loopback or unix socket only) */
 	bool check_host; /* loopback TCP without a token: Host must be loopback */
+	bool need_token; /* listening beyond this host: never without a token */
 	char *unix_path; /* our socket, removed at free */
 	unsigned char key[ADMIN_KEY_LEN];
 	char address[160];
@@ -446,6 +447,7 @@ struct admin *admin_new(struct event_base *base, const struct config *cfg, char 
 	}
 	admin_token_set(a, cfg->admin_token);
 	a->check_host = config_listen_unix(l) == NULL;
+	a->need_token = !config_listen_local(l);
 	a->httpd = httpd_new(base, &lim, &on);
 	if (config_listen_unix(l) != NULL) {
 		if (admin_listen_unix(a, config_listen_unix(l), err, errlen) < 0)
@@ -470,8 +472,16 @@ fail:
 
 void admin_set_config(struct admin *a, const struct config *cfg)
 {
-	if (a != NULL)
-		admin_token_set(a, cfg->admin_token);
+	if (a == NULL)
+		return;
+	/* listen is only read at start: a reload cannot open a wide listener to everyone. */
+	if (cfg->admin_token == NULL && a->need_token) {
+		log_warnx("reload: [admin] token_file is gone, but the status page listens on %s "
+		          "until a restart; the running token stays",
+		          a->address);
+		return;
+	}
+	admin_token_set(a, cfg->admin_token);
 }
 
 const char *admin_address(const struct admin *a)

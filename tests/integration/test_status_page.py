@@ -144,6 +144,20 @@ def test_token_bearer_cookie_and_query(make_daemon, tmp_path):
     # The token never reaches the log or check-config's summary.
     assert token not in d.log() and token not in d.cli("check-config").stdout
 
+    # SIGHUP reads the token again: a new one works, the old one no more.
+    new = "rotated-token-0123456789abcdef"
+    tf.write_text(new + "\n")
+    d.reload()
+    bh.wait_for(lambda: summary(d, {"Authorization": "Bearer " + new}).status == 200,
+                20 * bh.SLOW, what="the new token taken")
+    assert summary(d, {"Authorization": "Bearer " + token}).status == 401
+    # A reload without [admin] cannot open the running wide listener to everyone.
+    d.update_config({"admin": None})
+    d.reload()
+    bh.wait_for(lambda: "token_file is gone" in d.log(), 20 * bh.SLOW, what="the warning")
+    assert summary(d).status == 401
+    assert summary(d, {"Authorization": "Bearer " + new}).status == 200
+
 
 # ---------------------------------------------------------------------------
 # the summary after real callbacks
