@@ -511,7 +511,10 @@ static void listen_print(FILE *out, const struct config *cfg, const struct conf_
 	const struct config_listen *l = cfield(k, base);
 
 	(void)cfg;
-	fprintf(out, "%s", l->text != NULL ? l->text : "");
+	if (l->text != NULL)
+		fprintf(out, "%s", l->text);
+	else if (k->unset != NULL)
+		fprintf(out, "(%s)", k->unset);
 }
 
 /* ---- CIDR lists ---- */
