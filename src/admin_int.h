@@ -16,6 +16,8 @@
 #define ADMIN_STATEMENT_TIMEOUT_MS 2000
 /* A page or a retry that has no answer from the database by then says it is down. */
 #define ADMIN_FETCH_TIMEOUT_MS 3000
+/* While the first connection is made at start, a page looks for it this often (ms). */
+#define ADMIN_CONNECT_POLL_MS 100
 /* Pages waiting for a summary at most; more are answered 503 at once. */
 #define ADMIN_FETCH_MAX 64
 /* A summary younger than this is shown again rather than asked for again (ms). */

@@ -38,8 +38,10 @@ struct admin_fetch {
 	char job[24];
 	struct event *timer;
 	struct db_session *s;
-	bool done;    /* answered */
-	bool waiting; /* the pool holds a callback of ours (session open or query) */
+	bool done;                /* answered */
+	bool waiting;             /* the pool holds a callback of ours (session open or query) */
+	struct timespec deadline; /* answered "down" by then at the latest */
+	bool polling;             /* the timer looks for the first connection again */
 };
 
 /* A page or /api/summary waiting for a summary. */
@@ -59,6 +61,7 @@ struct admin_db {
 	struct event *from_cache;    /* answers the waiters from the cache, from the loop */
 	char *cache;                 /* the last summary's JSON text, or NULL */
 	struct timespec cache_at;
+	bool ever_up; /* its connection was made once: "not up" now means down */
 };
 
 /* Set on the session's connection before its one statement (a new connection has none). */
@@ -115,12 +118,21 @@ static void cache_drop(struct admin_db *db)
 	db->cache = NULL;
 }
 
+static void admin_db_state(bool up, void *arg)
+{
+	struct admin_db *db = arg;
+
+	if (up)
+		db->ever_up = true;
+}
+
 struct admin_db *admin_db_new(struct event_base *base, const char *conninfo)
 {
 	struct admin_db *db = xcalloc(1, sizeof(*db));
 
 	db->base = base;
 	db->pool = db_pool_new(base, conninfo, 1, "status");
+	db_pool_on_state(db->pool, admin_db_state, db);
 	TAILQ_INIT(&db->fetches);
 	TAILQ_INIT(&db->waiters);
 	db->from_cache = event_new(base, -1, 0, answer_from_cache, db);
@@ -158,12 +170,51 @@ static void fetch_down(struct admin_fetch *f, const char *why)
 	}
 }
 
+/* Milliseconds from now to t (negative: past). */
+static long ms_until(const struct timespec *t)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (t->tv_sec - now.tv_sec) * 1000 + (t->tv_nsec - now.tv_nsec) / 1000000;
+}
+
+static void fetch_opened(struct db_session *s, void *arg);
+
+/*
+ * Takes the connection for f, or arms f->timer: at once (down) when there
+ * is none, in ADMIN_CONNECT_POLL_MS while the first one is still being
+ * made at start, and at the deadline once the pool has it.
+ */
+static void fetch_open(struct admin_fetch *f)
+{
+	long left = ms_until(&f->deadline);
+	struct timeval tv = {0, 0};
+
+	f->polling = false;
+	if (left > 0 && db_session_open(f->db->pool, fetch_opened, f) == 0) {
+		f->waiting = true;
+	} else if (left > 0 && !f->db->ever_up) {
+		f->polling = true;
+		left = left < ADMIN_CONNECT_POLL_MS ? left : ADMIN_CONNECT_POLL_MS;
+	} else {
+		left = 0; /* down: answered from the loop at once, never from here */
+	}
+	tv.tv_sec = left / 1000;
+	tv.tv_usec = (left % 1000) * 1000;
+	evtimer_add(f->timer, &tv);
+}
+
 static void fetch_timeout(evutil_socket_t fd, short what, void *arg)
 {
 	struct admin_fetch *f = arg;
 
 	(void)fd;
 	(void)what;
+	if (f->polling && !f->done) {
+		fetch_open(f); /* the first connection may be made by now */
+		return;
+	}
 	if (f->s == NULL && !f->waiting)
 		fetch_down(f, "the database is not reachable");
 	else
@@ -269,21 +320,22 @@ static void fetch_opened(struct db_session *s, void *arg)
 static struct admin_fetch *fetch_start(struct admin_db *db, enum fetch_kind kind, void *arg)
 {
 	struct admin_fetch *f = xcalloc(1, sizeof(*f));
-	struct timeval tv = {ADMIN_FETCH_TIMEOUT_MS / 1000, (ADMIN_FETCH_TIMEOUT_MS % 1000) * 1000};
 
 	f->db = db;
 	f->kind = kind;
 	f->arg = arg;
 	TAILQ_INSERT_TAIL(&db->fetches, f, link);
-	f->timer = evtimer_new(db->base, fetch_timeout, f);
-	if (db_session_open(db->pool, fetch_opened, f) == 0) {
-		f->waiting = true;
-	} else {
-		/* No connection: answered from the loop at once, never from here. */
-		tv.tv_sec = 0;
-		tv.tv_usec = 0;
+	clock_gettime(CLOCK_MONOTONIC, &f->deadline);
+	f->deadline.tv_sec += ADMIN_FETCH_TIMEOUT_MS / 1000;
+	f->deadline.tv_nsec += (ADMIN_FETCH_TIMEOUT_MS % 1000) * 1000000L;
+	if (f->deadline.tv_nsec >= 1000000000L) {
+		f->deadline.tv_sec++;
+		f->deadline.tv_nsec -= 1000000000L;
 	}
-	evtimer_add(f->timer, &tv);
+	f->timer = evtimer_new(db->base, fetch_timeout, f);
+	if (f->timer == NULL)
+		abort(); /* out of memory: as xmalloc */
+	fetch_open(f);
 	return f;
 }
 

@@ -272,7 +272,9 @@ def test_unix_socket(make_daemon, tmp_path):
 
 def test_database_down(make_daemon, pg, tmp_path):
     d = admin_daemon(make_daemon, tmp_path, fail=False)
-    assert summary(d).json["database"] == "up"
+    # Its own connection may still be on its way when /healthz answers.
+    bh.wait_for(lambda: summary(d).json["database"] == "up", 20 * bh.SLOW,
+                what="the status connection")
     pg.stop("immediate")
     try:
         r = bh.wait_for(lambda: (lambda r: r if r.status == 503 else None)(summary(d)),
