@@ -59,14 +59,15 @@ struct admin_call {
 };
 
 /* Headers of every answer: nothing cached, framed, sniffed, scripted or sent elsewhere. */
-#define ADMIN_SAFE_HEADERS                                                                         \
-	{"Cache-Control", "no-store"}, {"X-Content-Type-Options", "nosniff"},                      \
-	    {"X-Frame-Options", "DENY"}, {"Referrer-Policy", "no-referrer"},                       \
-	{                                                                                          \
-		"Content-Security-Policy",                                                         \
-		    "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "          \
-		    "frame-ancestors 'none'; base-uri 'none'"                                      \
-	}
+/* clang-format off */
+#define ADMIN_SAFE_HEADERS                                                         \
+	{"Cache-Control", "no-store"},                                             \
+	{"X-Content-Type-Options", "nosniff"},                                     \
+	{"X-Frame-Options", "DENY"},                                               \
+	{"Referrer-Policy", "no-referrer"},                                        \
+	{"Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; " \
+	                            "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"}
+/* clang-format on */
 
 static void reply_json(struct httpd_req *req, int status, const char *json)
 {
