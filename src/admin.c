@@ -13,6 +13,7 @@
  * job (an HMAC under a key drawn at start), so another site cannot make
  * the browser post one; tokens are compared in constant time.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -156,21 +157,22 @@ static char *cookie_token(const struct httpd_msg *m)
 
 static bool host_is_loopback(const char *host)
 {
+	struct in_addr a4;
 	char h[128];
 	size_t n;
 
 	if (host == NULL)
 		return true; /* HTTP/1.0: no name to rebind */
-	if (host[0] == '[') {
-		n = strcspn(host, "]");
-		return n == 4 && strncmp(host, "[::1", 4) == 0;
-	}
+	if (host[0] == '[')
+		return strncmp(host, "[::1]", 5) == 0 && (host[5] == '\0' || host[5] == ':');
 	n = strcspn(host, ":");
 	if (n >= sizeof(h))
 		return false;
 	memcpy(h, host, n);
 	h[n] = '\0';
-	return strcasecmp(h, "localhost") == 0 || strncmp(h, "127.", 4) == 0;
+	/* An address literal: "127.0.0.1.rebind.example" is a name like any other. */
+	return strcasecmp(h, "localhost") == 0 ||
+	       (inet_pton(AF_INET, h, &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127);
 }
 
 enum admin_auth {

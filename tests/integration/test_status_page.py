@@ -194,8 +194,12 @@ def test_summary_after_callbacks(make_daemon, db, tmp_path):
     # Nothing fetched from elsewhere: no URL with a scheme or a protocol-relative one.
     assert not re.search(r"(src|href|action)=['\"]?(https?:)?//", page.text)
     # No token, loopback: a name that is not loopback (DNS rebinding) is refused.
-    r = bh.get(d.admin_url + "/api/summary", headers={"Host": "evil.example:80"})
-    assert r.status == 403
+    for host in ("evil.example:80", "127.0.0.1.evil.example", "localhost.evil.example",
+                 "[::1].evil.example", "127.1.2.3x"):
+        r = bh.get(d.admin_url + "/api/summary", headers={"Host": host})
+        assert r.status == 403, (host, r)
+    for host in ("127.0.0.1", "LOCALHOST:8081", "[::1]:8081", "127.1.2.3:1"):
+        assert bh.get(d.admin_url + "/api/summary", headers={"Host": host}).status == 200
 
 
 def test_the_page_escapes_what_strangers_wrote(make_daemon, db, tmp_path):
