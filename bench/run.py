@@ -18,6 +18,8 @@ other, with wrk -t2 -c32 and unique, correctly signed callbacks
                  right after the plain bayarhook run
   bayarhook@RATE open-loop load at a fixed RATE (default 1000/s) for the
                  latency at that throughput (bench/fixed_rate.py)
+  status         bayarhook's ingest with its status page ([admin] listen)
+                 fetched every second, against without, twice each
 
 and prints a Markdown table with callbacks/s, p50/p99, errors (non-2xx and
 socket errors), peak RSS of the server processes, and the ratios.
@@ -36,6 +38,7 @@ Every process it starts is stopped on exit, also on Ctrl-C or SIGTERM.
 """
 import argparse
 import glob
+import http.client
 import os
 import pwd
 import re
@@ -499,7 +502,8 @@ def main():
     ap.add_argument("--warmup", type=int, default=int(os.environ.get("BENCH_WARMUP", 3)))
     ap.add_argument("--rate", type=int, default=int(os.environ.get("BENCH_RATE", 1000)))
     ap.add_argument("--only", default="",
-                    help="comma list of: static,php-usual,php-best,bayarhook,pgbench,rate")
+                    help="comma list of: static,php-usual,php-best,bayarhook,pgbench,rate,"
+                         "status")
     ap.add_argument("--perf", action="store_true")
     ap.add_argument("--keep", action="store_true")
     a = ap.parse_args()
@@ -507,7 +511,7 @@ def main():
     THREADS = int(os.environ.get("BENCH_THREADS", 2))
     CONNS = int(os.environ.get("BENCH_CONNS", 32))
     want = set(a.only.split(",")) if a.only else \
-        {"static", "php-usual", "php-best", "bayarhook", "chain", "pgbench", "rate"}
+        {"static", "php-usual", "php-best", "bayarhook", "chain", "pgbench", "rate", "status"}
     D, W = a.duration, a.warmup
 
     ensure_tools()
@@ -543,6 +547,9 @@ def main():
         f.write(secrets.token_hex(32) + "\n")
     os.chmod(os.path.join(bhdir, "audit-key"), 0o600)
     bh_port = free_port()
+    admin_port = free_port()
+    # The status page only where it is measured, so the other runs stay as before.
+    admin_conf = f"[admin]\nlisten = 127.0.0.1:{admin_port}\n" if "status" in want else ""
 
     def bh_conf(db, port=bh_port, chain=False):
         path = os.path.join(bhdir, f"receiver-{db}.conf")
@@ -560,7 +567,7 @@ base_url = http://127.0.0.1:{free_port()}/api
 api_key_file = api-key
 [reconciler]
 enabled = false
-""" + ("[audit]\nkey_file = audit-key\n" if chain else ""))
+""" + ("[audit]\nkey_file = audit-key\n" if chain else admin_conf))
         return path
 
     for db in ("bh", "bhc", "pgb"):
@@ -697,7 +704,7 @@ enabled = false
 
     bh = None
     bh_hwm = 0
-    if want & {"bayarhook", "rate"}:
+    if want & {"bayarhook", "rate", "status"}:
         bh = start("bayarhook", [bin_, "-c", bh_conf("bh"), "serve"],
                    os.path.join(tmpdir, "bayarhook.log"), cwd=bhdir)
         wait_until(lambda: port_open(bh_port), 20, "bayarhook")
@@ -756,6 +763,61 @@ enabled = false
 
     if "chain" in want and not chain_first:
         chain_run()
+    if "status" in want:
+        # The same ingest load without the status page and with it open and
+        # fetched every second (GET /: its summary query on its own
+        # connection), twice each, alternating, so that drift on a noisy
+        # machine falls on both.
+        fetched = {}
+
+        def fetcher(stop_ev, out):
+            t0 = time.monotonic()
+            k = 0
+            while not stop_ev.is_set():
+                s0 = time.monotonic()
+                try:
+                    c = http.client.HTTPConnection("127.0.0.1", admin_port, timeout=10)
+                    c.request("GET", "/")
+                    r = c.getresponse()
+                    body = r.read()
+                    c.close()
+                    ok = r.status == 200 and b"Database <b>up</b>" in body
+                except OSError:
+                    ok = False
+                out.append(((time.monotonic() - s0) * 1000, ok))
+                k += 1
+                stop_ev.wait(max(0.0, t0 + k - time.monotonic()))
+
+        count_sql = ("bh", "SELECT count(*), extract(epoch FROM max(first_seen_at) - "
+                     "min(first_seen_at)) FROM bayarhook.payments WHERE invoice_id LIKE '@P@-%'")
+        for rnd in (1, 2):
+            for fetch in (False, True):
+                name = ("status: bayarhook, page fetched every 1 s" if fetch
+                        else "status: bayarhook, page not fetched") + f" (round {rnd})"
+                ev, lat, th = threading.Event(), [], []
+
+                def go(ev=ev, lat=lat, th=th, fetch=fetch):
+                    if fetch:
+                        th.append(threading.Thread(target=fetcher, args=(ev, lat), daemon=True))
+                        th[0].start()
+
+                def end(ev=ev, th=th):
+                    ev.set()
+                    for t in th:
+                        t.join(15)
+
+                res = http_run(name, bh_url, "/callback", f"Q{rnd}{int(fetch)}",
+                               25000 * D + 5000, [bh.pid], count_sql=count_sql,
+                               measure_start=go, measure_stop=end)
+                if fetch:
+                    ms = sorted(x[0] for x in lat)
+                    bad = sum(1 for x in lat if not x[1])
+                    res["note"] = (res["note"] + f"; {len(lat)} page fetches, {bad} failed, "
+                                   f"page p50 {percentile(ms, 50):.0f} ms, max "
+                                   f"{ms[-1] if ms else 0:.0f} ms").lstrip("; ")
+                fetched.setdefault(fetch, []).append(res["rps"])
+        status_ratio[0] = (sum(fetched[True]) / len(fetched[True])) / \
+            max(sum(fetched[False]) / len(fetched[False]), 1e-9)
 
     if "pgbench" in want:
         sql = os.path.join(HERE, "pgbench_callback.sql")
@@ -823,6 +885,9 @@ enabled = false
     report(results, bh_hwm, D)
 
 
+status_ratio = [None]  # callbacks/s with the status page fetched every second / without
+
+
 def report(results, bh_hwm, D):
     def find(prefix):
         for r in results:
@@ -872,6 +937,9 @@ def report(results, bh_hwm, D):
         ratios.append(("bayarhook p99 at a fixed rate", f"{fixed['p99']:.2f} ms", "≤ 10 ms"))
     if bh_hwm:
         ratios.append(("bayarhook VmHWM (peak RSS)", f"{bh_hwm / 1024:.1f} MB", "≤ 16 MB"))
+    if status_ratio[0] is not None:
+        ratios.append(("bayarhook with the status page fetched every 1 s / without",
+                       f"{100 * status_ratio[0]:.0f} %", "≈ 100 %"))
     if ratios:
         print()
         print("| ratio | value | target |")

@@ -326,6 +326,12 @@ static bool config_key_given(const struct parser *ps, size_t i)
 	       (ps->no_secrets && config_key_is_secret_file(&config_keys[i]) && ps->key_line[i]);
 }
 
+/* The line a key of the main table was set on; 0 when it was not. */
+static int key_line(const struct parser *ps, const char *section, const char *name)
+{
+	return ps->key_line[find_key(config_keys, N_CONFIG_KEYS, section, name)];
+}
+
 /* An API key is configured, perhaps in a file left unread. */
 static bool config_api_key_given(const struct parser *ps)
 {
@@ -396,50 +402,46 @@ static void finish_config(struct parser *ps)
 			            "required");
 	}
 	if (!ps->failed && cfg->backoff_max < cfg->backoff_initial) {
-		int line = ps->key_line[find_key(config_keys, N_CONFIG_KEYS, "fulfillment",
-		                                 "backoff_max")];
+		int line = key_line(ps, "fulfillment", "backoff_max");
 
 		if (line == 0)
-			line = ps->key_line[find_key(config_keys, N_CONFIG_KEYS, "fulfillment",
-			                             "backoff_initial")];
+			line = key_line(ps, "fulfillment", "backoff_initial");
 		config_fail(ps, line, "backoff_max", "must be at least backoff_initial (%d)",
 		            cfg->backoff_initial);
 	}
 	/* Nothing pushes pending, and every local pending invoice costs a check each pass. */
 	if (!ps->failed && (cfg->reconciler_statuses & STATUS_MASK(STATUS_PENDING)))
-		config_fail(
-		    ps,
-		    ps->key_line[find_key(config_keys, N_CONFIG_KEYS, "reconciler", "statuses")],
-		    "statuses", "pending cannot be swept (use paid, expired, cancelled)");
+		config_fail(ps, key_line(ps, "reconciler", "statuses"), "statuses",
+		            "pending cannot be swept (use paid, expired, cancelled)");
 	/* Held jobs would wait forever for a confirmation that cannot be asked. */
 	if (!ps->failed && cfg->confirm_with_api && !config_api_key_given(ps))
-		config_fail(ps,
-		            ps->key_line[find_key(config_keys, N_CONFIG_KEYS, "security",
-		                                  "confirm_with_api")],
-		            "confirm_with_api", "needs a [gateway] api_key_file (or api_key)");
+		config_fail(ps, key_line(ps, "security", "confirm_with_api"), "confirm_with_api",
+		            "needs a [gateway] api_key_file (or api_key)");
 	/* A misspelt kind would silence that alert for good. */
 	if (!ps->failed) {
 		unsigned mask;
 		char bad[64];
 
 		if (alert_kinds_parse(cfg->alert_kinds, &mask, bad, sizeof(bad)) < 0)
-			config_fail(
-			    ps,
-			    ps->key_line[find_key(config_keys, N_CONFIG_KEYS, "alert", "kinds")],
-			    "kinds", "unknown kind '%s'", bad);
+			config_fail(ps, key_line(ps, "alert", "kinds"), "kinds",
+			            "unknown kind '%s'", bad);
 	}
 	/* Checked here, not at the first alert: a wrong file would go unnoticed for weeks. */
 	if (!ps->failed && cfg->alert_url_secret != NULL &&
 	    strncmp(cfg->alert_url_secret, "http://", 7) != 0 &&
 	    strncmp(cfg->alert_url_secret, "https://", 8) != 0)
-		config_fail(ps,
-		            ps->key_line[find_key(config_keys, N_CONFIG_KEYS, "alert", "url_file")],
-		            "url_file", "the file's first line must be an http:// or https:// URL");
+		config_fail(ps, key_line(ps, "alert", "url_file"), "url_file",
+		            "the file's first line must be an http:// or https:// URL");
+	/* Anyone who reaches the status page can read orders and retry jobs (SPEC §8). */
+	if (!ps->failed && cfg->admin_listen.text && !config_listen_local(&cfg->admin_listen) &&
+	    !config_key_given(ps,
+	                      (size_t)find_key(config_keys, N_CONFIG_KEYS, "admin", "token_file")))
+		config_fail(ps, key_line(ps, "admin", "listen"), "listen",
+		            "not loopback nor unix:, so [admin] token_file is required");
 	/* An unsigned callback is only ever acted on with check-payment's answer. */
 	if (!ps->failed && cfg->unsigned_confirm && !config_api_key_given(ps))
-		config_fail(
-		    ps, ps->key_line[find_key(config_keys, N_CONFIG_KEYS, "security", "unsigned")],
-		    "unsigned", "confirm needs a [gateway] api_key_file (or api_key)");
+		config_fail(ps, key_line(ps, "security", "unsigned"), "unsigned",
+		            "confirm needs a [gateway] api_key_file (or api_key)");
 }
 
 /* ---- lines ---- */

@@ -62,12 +62,20 @@ struct action_conf {
 	int line;      /* line of the section header, for messages */
 };
 
-/* listen = host:port or [v6]:port, split once at load. */
+/* listen = host:port or [v6]:port, split once at load; or unix:/path ([admin]). */
 struct config_listen {
-	char *text; /* as written, for messages */
-	char *host; /* without the brackets of an IPv6 address */
-	int port;   /* 1..65535 */
+	char *text; /* as written, for messages; NULL: not set */
+	char *host; /* without the brackets of an IPv6 address; NULL for unix: */
+	int port;   /* 1..65535; 0 for unix: */
 };
+
+/* The socket path of a unix:/path listen, or NULL. */
+static inline const char *config_listen_unix(const struct config_listen *l)
+{
+	return l->text != NULL && l->host == NULL ? l->text + 5 : NULL;
+}
+/* True for a unix: socket or a loopback host (127.0.0.0/8, ::1, localhost). */
+bool config_listen_local(const struct config_listen *l);
 
 struct config {
 	char *path;
@@ -135,6 +143,9 @@ struct config {
 	size_t audit_nkeys;
 	int audit_checkpoint_interval; /* seconds between two logged checkpoints of the lanes */
 	int audit_redact_after;        /* days; 0: never redact by age */
+	/* [admin] (SPEC §8 status page; src/admin.c) */
+	struct config_listen admin_listen; /* text NULL: no status page */
+	char *admin_token;                 /* token_file's first line (secret memory); NULL: none */
 
 	struct action_conf *actions;
 	size_t nactions;

@@ -77,6 +77,10 @@ const struct conf_key config_keys[] = {
 	 .unset = "none: the alert JSON is POSTed as is"},
 	{KEY("alert", "database_down_after", T_INT, "60", alert_db_down_after), RANGE(1, 86400)},
 
+	{KEY("admin", "listen", T_LISTEN, NULL, admin_listen), .flags = K_RESTART | K_UNIX,
+	 .unset = "off"},
+	{KEY("admin", "token_file", T_SECRET_FILE, NULL, admin_token), .flags = K_HMAC,
+	 .unset = "none: only for a loopback or unix: listen"},
 	/* days: whole months older are dropped (sql/functions/audit_partitions.sql) */
 	{KEY("audit", "retention", T_INT, "0", audit_retention), RANGE(0, 36500)},
 	{KEY("audit", "key_file", T_SECRETS_FILE, NULL, audit_keys), .off_n = CFG(audit_nkeys),

@@ -20,7 +20,7 @@ enum conf_type {
 	T_INT,          /* int in [min, max]; durations and counts have min 1 */
 	T_LONG,         /* long in [min, max] */
 	T_BOOL,         /* bool: true/false yes/no on/off 1/0 */
-	T_LISTEN,       /* struct config_listen: host:port or [v6]:port */
+	T_LISTEN,       /* struct config_listen: host:port or [v6]:port (K_UNIX: or unix:/path) */
 	T_URL,          /* char *: http:// or https:// */
 	T_CIDRS,        /* struct cidr_list */
 	T_SECRETS_FILE, /* char ** at off, size_t at off_n: one secret per line */
@@ -42,6 +42,7 @@ enum {
 	K_NOSLASH = 1u << 3,  /* trailing '/' removed */
 	K_REDACT = 1u << 4,   /* may hold a password: masked in the summary */
 	K_HMAC = 1u << 5,     /* an HMAC key: CONFIG_SECRET_MIN bytes at least (SPEC §13) */
+	K_UNIX = 1u << 6,     /* T_LISTEN: unix:/absolute/path is a value too */
 };
 
 #define TYPE_BIT(t) (1u << (t))
@@ -63,7 +64,7 @@ struct conf_key {
 
 /* config.c: the rows. */
 /* Rows of the two tables (config_keys.c checks them at compile time). */
-#define N_CONFIG_KEYS 40
+#define N_CONFIG_KEYS 42
 #define N_ACTION_KEYS 23
 extern const struct conf_key config_keys[];
 extern const size_t config_nkeys;

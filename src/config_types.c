@@ -4,6 +4,7 @@
  * whether it is set, compare and copy it for a reload, print it for the
  * summary. A new type is one row here; nothing else switches on the types.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -11,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/un.h>
 
 #include "config_table.h"
 #include "redact.h"
@@ -428,6 +430,21 @@ int config_split_listen(const char *listen, char *host, size_t hostlen, int *por
 	return 0;
 }
 
+bool config_listen_local(const struct config_listen *l)
+{
+	unsigned char a[16];
+
+	if (config_listen_unix(l) != NULL)
+		return true;
+	if (l->host == NULL)
+		return false;
+	if (strcmp(l->host, "localhost") == 0)
+		return true;
+	if (inet_pton(AF_INET, l->host, a) == 1)
+		return a[0] == 127;
+	return inet_pton(AF_INET6, l->host, a) == 1 && memcmp(a, &in6addr_loopback, 16) == 0;
+}
+
 static int listen_set(struct conf_ctx *cx, const struct conf_key *k, void *base, const char *v)
 {
 	struct config_listen *l = field(k, base);
@@ -435,9 +452,20 @@ static int listen_set(struct conf_ctx *cx, const struct conf_key *k, void *base,
 	char *host = xmalloc(len);
 	int port;
 
+	if ((k->flags & K_UNIX) && strncmp(v, "unix:", 5) == 0) {
+		free(host);
+		if (v[5] != '/' || strlen(v + 5) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+			return config_bad(cx, "unix: needs an absolute path of at most %zu bytes",
+			                  sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
+		l->text = xstrdup(v);
+		return 0;
+	}
 	if (config_split_listen(v, host, len, &port) < 0) {
 		free(host);
-		return config_bad(cx, "must be host:port or [IPv6]:port, e.g. 127.0.0.1:8080");
+		return config_bad(cx, (k->flags & K_UNIX) ? "must be host:port, [IPv6]:port or "
+		                                            "unix:/path, e.g. 127.0.0.1:8081"
+		                                          : "must be host:port or [IPv6]:port, "
+		                                            "e.g. 127.0.0.1:8080");
 	}
 	l->text = xstrdup(v);
 	l->host = host;
@@ -483,7 +511,10 @@ static void listen_print(FILE *out, const struct config *cfg, const struct conf_
 	const struct config_listen *l = cfield(k, base);
 
 	(void)cfg;
-	fprintf(out, "%s", l->text != NULL ? l->text : "");
+	if (l->text != NULL)
+		fprintf(out, "%s", l->text);
+	else if (k->unset != NULL)
+		fprintf(out, "(%s)", k->unset);
 }
 
 /* ---- CIDR lists ---- */

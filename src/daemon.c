@@ -22,6 +22,7 @@
 #include "daemon.h"
 #include "db.h"
 #include "log.h"
+#include "admin.h"
 #include "alert.h"
 #include "audit_keep.h"
 #include "audit_timer.h"
@@ -63,6 +64,7 @@ struct daemon {
 	struct alert *alert;
 	struct audit_keep *audit_keep; /* the audit's months ahead, and retention */
 	struct audit_timer *audit; /* chain checkpoints, redact_after (SPEC §11) */
+	struct admin *admin; /* the status page; NULL without [admin] listen */
 	struct service_watchdog *watchdog;
 	struct event *ev_term, *ev_int, *ev_hup, *ev_drain, *ev_trim;
 	int stop_ticks;
@@ -233,6 +235,7 @@ static void daemon_reload(struct daemon *d)
 	if (alert_configure(d->alert, next, err, sizeof(err)) < 0)
 		log_errx("reload: %s; alerts keep the running [alert] settings", err);
 	server_set_config(d->server, next);
+	admin_set_config(d->admin, next);
 	config_free(d->cfg);
 	d->cfg = next;
 	log_notice("configuration reloaded from %s", d->cfg->path);
@@ -274,6 +277,7 @@ static void daemon_stop(struct daemon *d)
 	service_stopping();
 	log_notice("stopping: no new connections, finishing in-flight requests");
 	server_stop_accepting(d->server);
+	admin_stop_accepting(d->admin);
 	worker_stop(d->worker);
 	reconcile_stop(d->reconcile);
 	confirm_stop(d->confirm);
@@ -357,6 +361,7 @@ static void daemon_free(struct daemon *d)
 		event_free(d->ev_hup);
 	service_watchdog_free(d->watchdog);
 	audit_timer_free(d->audit); /* the lanes' last checkpoint */
+	admin_free(d->admin);
 	server_free(d->server);
 	worker_free(d->worker);
 	alert_free(d->alert);
@@ -459,6 +464,15 @@ int daemon_serve(const char *config_path)
 	if (d.server == NULL) {
 		log_errx("%s", err);
 		goto out;
+	}
+	/* The status page: its own listener and database connection (SPEC §8). */
+	if (d.cfg->admin_listen.text != NULL) {
+		d.admin = admin_new(d.base, d.cfg, err, sizeof(err));
+		if (d.admin == NULL) {
+			log_errx("%s", err);
+			goto out;
+		}
+		log_notice("status page on %s", admin_address(d.admin));
 	}
 	d.ev_term = evsignal_new(d.base, SIGTERM, daemon_signal, &d);
 	d.ev_int = evsignal_new(d.base, SIGINT, daemon_signal, &d);

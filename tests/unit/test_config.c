@@ -381,6 +381,20 @@ static const struct error_case error_cases[] = {
      "@/receiver.conf:2: listen: must be host:port or [IPv6]:port, e.g. 127.0.0.1:8080"},
     {"bad port", "[server]\nlisten = 127.0.0.1:65536\n",
      "@/receiver.conf:2: listen: must be host:port or [IPv6]:port, e.g. 127.0.0.1:8080"},
+    {"unix socket for callbacks", "[server]\nlisten = unix:/run/b.sock\n",
+     "@/receiver.conf:2: listen: must be host:port or [IPv6]:port, e.g. 127.0.0.1:8080"},
+    {"admin unix socket, relative", "[admin]\nlisten = unix:b.sock\n",
+     "@/receiver.conf:2: listen: unix: needs an absolute path of at most 107 bytes"},
+    {"admin listen", "[admin]\nlisten = 8081\n",
+     "@/receiver.conf:2: listen: must be host:port, [IPv6]:port or unix:/path, e.g. "
+     "127.0.0.1:8081"},
+    {"admin on every address without a token", SECRET "[admin]\nlisten = 0.0.0.0:8081\n",
+     "@/receiver.conf:4: listen: not loopback nor unix:, so [admin] token_file is required"},
+    {"admin on a v6 address without a token", SECRET "[admin]\n\nlisten = [::2]:8081\n",
+     "@/receiver.conf:5: listen: not loopback nor unix:, so [admin] token_file is required"},
+    {"admin token too short", SECRET "[admin]\nlisten = 0.0.0.0:8081\ntoken_file = short\n",
+     "@/receiver.conf:5: token_file: @/short: secret 1: a secret of 5 byte(s); at least 8 are "
+     "needed (16 or more advised)"},
     {"callback_path without /", "[server]\ncallback_path = callback\n",
      "@/receiver.conf:2: callback_path: must start with '/'"},
     {"bad base_url", "[gateway]\nbase_url = ftp://www.bayar.gg/api\n",
@@ -480,6 +494,7 @@ static void test_errors(void **state)
 
 	(void)state;
 	write_file("empty", "\n  \n\r\n");
+	write_file("short", "short\n");
 	snprintf(path, sizeof(path), "%s/adir", dir);
 	assert_int_equal(mkdir(path, 0700), 0);
 
@@ -868,6 +883,43 @@ static void test_split_listen(void **state)
 	assert_int_equal(config_split_listen("[::1]9000", host, sizeof(host), &port), -1);
 }
 
+/* [admin] listen: which values need no token (SPEC §8). */
+static void test_admin_listen(void **state)
+{
+	static const struct {
+		const char *listen;
+		bool local;
+	} cases[] = {
+	    {"127.0.0.1:8081", true}, {"127.9.9.9:1", true},      {"[::1]:8081", true},
+	    {"localhost:8081", true}, {"unix:/run/a.sock", true}, {"0.0.0.0:8081", false},
+	    {"[::]:8081", false},     {"192.0.2.1:8081", false},  {"shop.example:8081", false},
+	    {"[::2]:8081", false},
+	};
+	char err[512], text[256];
+	struct config *cfg;
+
+	(void)state;
+	write_file("tok", "token-0123456789abcdef\n");
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		snprintf(text, sizeof(text), SECRET "[admin]\nlisten = %s\ntoken_file = tok\n",
+		         cases[i].listen);
+		cfg = load_text(text, err, sizeof(err));
+		assert_non_null(cfg);
+		assert_string_equal(cfg->admin_listen.text, cases[i].listen);
+		assert_string_equal(cfg->admin_token, "token-0123456789abcdef");
+		if (config_listen_local(&cfg->admin_listen) != cases[i].local)
+			fail_msg("%s: local should be %d", cases[i].listen, cases[i].local);
+		assert_true((config_listen_unix(&cfg->admin_listen) != NULL) ==
+		            (strncmp(cases[i].listen, "unix:", 5) == 0));
+		config_free(cfg);
+	}
+	cfg = load_text(SECRET, err, sizeof(err));
+	assert_non_null(cfg);
+	assert_null(cfg->admin_listen.text);
+	assert_null(cfg->admin_token);
+	config_free(cfg);
+}
+
 /* scripts/run's placeholder API key is named as such by check-config. */
 static void test_summary_placeholder_key(void **state)
 {
@@ -988,6 +1040,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_summary, setup, teardown),
 	    cmocka_unit_test(test_redact),
 	    cmocka_unit_test(test_split_listen),
+	    cmocka_unit_test_setup_teardown(test_admin_listen, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_keep_fixed, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_actions_by_status, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_summary_placeholder_key, setup, teardown),
