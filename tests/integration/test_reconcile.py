@@ -12,7 +12,6 @@ import stat
 import subprocess
 import time
 
-import psycopg
 import pytest
 
 import bh
