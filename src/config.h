@@ -102,6 +102,8 @@ struct config {
 
 	/* [database] */
 	char *conninfo;
+	char *listen_conninfo; /* the job wake-up's LISTEN; NULL: conninfo */
+	int pool_size;         /* serve's own connections, split by pool_plan() */
 
 	/* [gateway] */
 	char *gateway_base_url;

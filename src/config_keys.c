@@ -8,6 +8,7 @@
 #include <stddef.h>
 
 #include "config_table.h"
+#include "pool_plan.h"
 
 #define ALL_TYPES                                                                                  \
 	(TYPE_BIT(ACTION_EXEC) | TYPE_BIT(ACTION_SQL) | TYPE_BIT(ACTION_FORWARD) |                 \
@@ -46,6 +47,10 @@ const struct conf_key config_keys[] = {
 
 	{KEY("database", "conninfo", T_STRING, "postgresql:///bayarhook", conninfo),
 	 .flags = K_RESTART | K_REDACT},
+	{KEY("database", "listen_conninfo", T_STRING, NULL, listen_conninfo),
+	 .flags = K_RESTART | K_REDACT, .unset = "[database] conninfo"},
+	{KEY("database", "pool_size", T_INT, "8", pool_size), RANGE(POOL_SIZE_MIN, 1000),
+	 .flags = K_RESTART},
 
 	{KEY("gateway", "base_url", T_URL, "https://www.bayar.gg/api", gateway_base_url),
 	 .flags = K_NOSLASH | K_REDACT},

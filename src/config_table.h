@@ -64,7 +64,7 @@ struct conf_key {
 
 /* config.c: the rows. */
 /* Rows of the two tables (config_keys.c checks them at compile time). */
-#define N_CONFIG_KEYS 42
+#define N_CONFIG_KEYS 44
 #define N_ACTION_KEYS 23
 extern const struct conf_key config_keys[];
 extern const size_t config_nkeys;

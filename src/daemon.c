@@ -26,6 +26,7 @@
 #include "alert.h"
 #include "audit_keep.h"
 #include "audit_timer.h"
+#include "pool_plan.h"
 #include "reconcile.h"
 #include "service.h"
 #include "server.h"
@@ -33,7 +34,6 @@
 #include "stats.h"
 #include "store.h"
 
-#define DAEMON_DB_CONNS 2 /* writers; the 2nd for a deep queue only (store.c) */
 #define DAEMON_STOP_GRACE_SEC 10
 /* Running jobs get WORKER_STOP_GRACE_SEC, then are stopped; this bounds the rest. */
 #define DAEMON_STOP_JOBS_SEC (WORKER_STOP_GRACE_SEC + 10)
@@ -63,8 +63,8 @@ struct daemon {
 	struct confirm *confirm;
 	struct alert *alert;
 	struct audit_keep *audit_keep; /* the audit's months ahead, and retention */
-	struct audit_timer *audit; /* chain checkpoints, redact_after (SPEC §11) */
-	struct admin *admin; /* the status page; NULL without [admin] listen */
+	struct audit_timer *audit;     /* chain checkpoints, redact_after (SPEC §11) */
+	struct admin *admin;           /* the status page; NULL without [admin] listen */
 	struct service_watchdog *watchdog;
 	struct event *ev_term, *ev_int, *ev_hup, *ev_drain, *ev_trim;
 	int stop_ticks;
@@ -382,6 +382,7 @@ int daemon_serve(const char *config_path)
 {
 	struct daemon d;
 	char err[512];
+	struct pool_plan plan;
 	int *fds = NULL, nfds, rc = 1;
 	struct server_hooks hooks;
 
@@ -408,7 +409,13 @@ int daemon_serve(const char *config_path)
 		log_errx("cannot create the event loop");
 		goto out;
 	}
-	d.pool = db_pool_new(d.base, d.cfg->conninfo, DAEMON_DB_CONNS, "ingest");
+	/* [database] pool_size, split as pool_plan.h says; the log names the split. */
+	plan = pool_plan(d.cfg->pool_size);
+	log_info("database connections: pool_size=%d ingest=%d worker=%d reconcile=%d alerts=%d "
+	         "listen=%d, %sand up to concurrency=%d per sql action database",
+	         d.cfg->pool_size, plan.ingest, plan.queue, plan.reconcile, plan.alert, plan.listen,
+	         d.cfg->admin_listen.text ? "status=1 ([admin] listen), " : "", d.cfg->concurrency);
+	d.pool = db_pool_new(d.base, d.cfg->conninfo, plan.ingest, "ingest");
 	d.store = store_new(d.pool);
 	store_set_actions(d.store, d.cfg);
 	store_set_answer_timeout(d.store, d.base, d.cfg->answer_timeout);
@@ -428,7 +435,7 @@ int daemon_serve(const char *config_path)
 		goto out;
 	}
 	/* Before the loop first runs: the confirmer LISTENs on rpool as it connects. */
-	d.rpool = db_pool_new(d.base, d.cfg->conninfo, 2, "reconcile");
+	d.rpool = db_pool_new(d.base, d.cfg->conninfo, plan.reconcile, "reconcile");
 	d.gateway = gateway_new(d.base, d.cfg);
 	if (d.gateway != NULL)
 		worker_set_gateway(d.worker, d.gateway);

@@ -79,23 +79,28 @@ int migrate_run(PGconn *conn, FILE *out, char *err, size_t errlen)
 {
 	int current, applied = 0;
 
+	/*
+	 * A transaction-scoped lock, taken first: it serializes two migrators
+	 * and ends with the transaction, also behind a transaction-pooling
+	 * PgBouncer, where a session lock would be left on a server connection.
+	 */
 	if (exec_ok(conn, "SET client_min_messages = warning", err, errlen) < 0 ||
-	    exec_ok(conn, "SELECT pg_advisory_lock(" MIGRATE_LOCK_KEY ")", err, errlen) < 0)
+	    exec_ok(conn, "BEGIN", err, errlen) < 0)
 		return -1;
 	if (exec_ok(conn,
+	            "SET LOCAL client_min_messages = warning;"
+	            "SELECT pg_advisory_xact_lock(" MIGRATE_LOCK_KEY ");"
 	            "CREATE SCHEMA IF NOT EXISTS bayarhook;"
 	            "CREATE TABLE IF NOT EXISTS bayarhook.schema_version ("
 	            " version integer PRIMARY KEY, name text NOT NULL,"
 	            " applied_at timestamptz NOT NULL DEFAULT now())",
 	            err, errlen) < 0)
-		goto fail;
+		goto rollback;
 	current = migrate_current(conn);
 	if (current < 0) {
 		snprintf(err, errlen, "cannot read bayarhook.schema_version");
-		goto fail;
+		goto rollback;
 	}
-	if (exec_ok(conn, "BEGIN", err, errlen) < 0)
-		goto fail;
 	for (size_t i = 0; i < migrations_count; i++) {
 		const struct migration *m = &migrations[i];
 
@@ -110,17 +115,14 @@ int migrate_run(PGconn *conn, FILE *out, char *err, size_t errlen)
 		if (apply(conn, &schema_functions[i], err, errlen) < 0)
 			goto rollback;
 	if (exec_ok(conn, "COMMIT", err, errlen) < 0)
-		goto fail;
+		return -1;
 	for (size_t i = 0; i < migrations_count; i++)
 		if (migrations[i].version > current)
 			fprintf(out, "applied %s\n", migrations[i].name);
 	if (applied == 0)
 		fprintf(out, "schema is up to date (version %d)\n", current);
-	PQclear(PQexec(conn, "SELECT pg_advisory_unlock(" MIGRATE_LOCK_KEY ")"));
 	return 0;
 rollback:
 	PQclear(PQexec(conn, "ROLLBACK"));
-fail:
-	PQclear(PQexec(conn, "SELECT pg_advisory_unlock(" MIGRATE_LOCK_KEY ")"));
 	return -1;
 }

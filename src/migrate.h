@@ -24,8 +24,9 @@ extern const size_t schema_functions_count;
 /*
  * Applies every migration newer than the recorded version, then every
  * functions file, all in one transaction (a daemon never sees a new table
- * with the old functions), under an advisory lock so that two processes
- * cannot race. Running it again changes nothing. Prints one line per
+ * with the old functions), under a transaction-scoped advisory lock so
+ * that two processes cannot race (and nothing is left held behind a
+ * transaction-pooling PgBouncer). Running it again changes nothing. Prints one line per
  * applied migration to out. Returns 0 or -1 with the reason in err.
  */
 int migrate_run(PGconn *conn, FILE *out, char *err, size_t errlen);

@@ -75,6 +75,7 @@ int reconcile_run(struct reconcile *rc, reconcile_report_cb report, reconcile_do
                   void *arg)
 {
 	struct reconcile_pass_env env = {
+	    .base = rc->base,
 	    .pool = rc->pool,
 	    .store = rc->store,
 	    .gw = rc->gw,

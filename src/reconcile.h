@@ -12,8 +12,9 @@
  * A paid invoice a pass records raises missed_callback. Beside the passes,
  * reconcile_check_soon() follows up stale and unsigned callbacks
  * (reconcile_soon.c), through the same gateway and its one budget.
- * One process at a time per database (pg_try_advisory_lock on a session
- * held for the pass); every pass is a row in bayarhook.reconcile_passes.
+ * One process at a time per database (a lease row renewed during the
+ * pass, reconcile_lease.h: it holds under transaction pooling and expires
+ * when its holder dies); every pass is a row in bayarhook.reconcile_passes.
  * `serve` runs a pass every [reconciler] interval when enabled;
  * `reconcile --once` runs one on a private loop.
  */
@@ -32,9 +33,6 @@
 
 struct event_base;
 struct reconcile;
-
-/* Arbitrary but fixed, next to migrate.c's 7242184291. */
-#define RECONCILE_LOCK_KEY "7242184292"
 
 struct reconcile_summary {
 	long long id;       /* bayarhook.reconcile_passes.id, 0 when no row was written */
@@ -60,9 +58,10 @@ typedef void (*reconcile_report_cb)(enum reconcile_report kind, const char *invo
 typedef void (*reconcile_done_cb)(const struct reconcile_summary *s, void *arg);
 
 /*
- * pool: holds the pass's lock session and its queries (two connections
- * suffice); store: where findings go; gw: shared with the confirmer so one
- * rate limit covers every API request. trigger ("serve", "cli") is recorded.
+ * pool: the pass's lease and queries (statements stand alone: one
+ * connection suffices, two let the lease renew beside a long query); store: where findings go; gw:
+ * shared with the confirmer so one rate limit covers every API request. trigger ("serve", "cli") is
+ * recorded.
  */
 struct reconcile *reconcile_new(struct event_base *base, const struct config *cfg,
                                 struct db_pool *pool, struct store *store, struct gateway *gw,

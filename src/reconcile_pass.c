@@ -1,7 +1,7 @@
 /*
  * reconcile_pass.c: one reconciliation pass (see reconcile_pass.h).
  *
- * A pass takes the advisory lock on a pool session, writes its row, then
+ * A pass takes the reconcile lease (reconcile_lease.c), writes its row, then
  * runs two feeds: the local pending invoices, each asked with
  * check-payment, and list-payments pages of every status in [reconciler]
  * statuses (paid, then expired, then cancelled), each item recorded as it
@@ -15,9 +15,11 @@
  * first, so a payment made during the sweep pushes older ones to later
  * pages: they are seen twice, never skipped, and the pass drops the repeat.
  *
- * The lock is about not asking the gateway twice, not about correctness:
+ * The lease is about not asking the gateway twice, not about correctness:
  * the store decides every verdict against committed rows, so a pass that
- * loses its lock connection and overlaps another records nothing twice.
+ * loses its lease and overlaps another records nothing twice. A lost lease
+ * (taken over after this process stalled, or not renewable in time) aborts
+ * the pass.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -27,6 +29,7 @@
 #include "event.h"
 #include "jsonw.h"
 #include "log.h"
+#include "reconcile_lease.h"
 #include "reconcile_pass.h"
 #include "reconcile_record.h"
 #include "reconcile_todo.h"
@@ -41,10 +44,10 @@
 #define PASS_MAX_FAILS 10 /* gateway calls failing in a row (each after its retries) */
 
 enum pass_phase {
-	PHASE_LOCKING,   /* waiting for the session, then pg_try_advisory_lock */
+	PHASE_LOCKING,   /* taking the reconcile lease */
 	PHASE_STARTING,  /* writing the reconcile_passes row */
 	PHASE_RUNNING,   /* pages, checks and stores in flight */
-	PHASE_FINISHING, /* writing the result, then unlocking */
+	PHASE_FINISHING, /* writing the result, then releasing the lease */
 };
 
 /* A check at the gateway; listed so that a cancelled one can be freed. */
@@ -61,7 +64,8 @@ struct reconcile_pass {
 	void *report_arg;
 	reconcile_done_cb done;
 	void *done_arg;
-	struct db_session *session; /* holds the advisory lock */
+	struct reconcile_lease *lease; /* taken in PHASE_LOCKING, released at the end */
+	bool leading;                  /* the lease was taken and not yet released */
 	long long id;
 	struct timespec t0;
 	char start_date[16];
@@ -134,6 +138,7 @@ static void pass_checks_free(struct reconcile_pass *p)
 
 static void pass_free(struct reconcile_pass *p)
 {
+	reconcile_lease_free(p->lease);
 	pass_checks_free(p);
 	reconcile_todos_clear(&p->todo);
 	free(p);
@@ -170,28 +175,21 @@ static const char *pass_result(const struct reconcile_pass *p)
 	return "completed";
 }
 
-static void pass_unlocked(PGresult *res, const char *err, const char *sqlstate, void *arg)
+static void pass_released(void *arg)
 {
 	struct reconcile_pass *p = arg;
 
-	(void)res;
-	(void)sqlstate;
-	if (err)
-		log_warnx("reconcile: cannot release the lock (the session ends it anyway): %s",
-		          err);
-	db_session_close(p->session);
-	p->session = NULL;
 	pass_complete(p, pass_result(p));
 }
 
 static void pass_unlock(struct reconcile_pass *p)
 {
-	if (p->session == NULL) {
+	if (!p->leading) {
 		pass_complete(p, pass_result(p));
 		return;
 	}
-	db_session_query(p->session, "SELECT pg_advisory_unlock(" RECONCILE_LOCK_KEY ")", 0, NULL,
-	                 pass_unlocked, p);
+	p->leading = false;
+	reconcile_lease_release(p->lease, pass_released, p);
 }
 
 static void pass_recorded(PGresult *res, const char *err, const char *sqlstate, void *arg)
@@ -638,53 +636,49 @@ static void pass_row(PGresult *res, const char *err, const char *sqlstate, void 
 	pass_pump(p);
 }
 
-static void pass_locked(PGresult *res, const char *err, const char *sqlstate, void *arg)
+static void pass_leased(enum reconcile_lease_result r, const char *text, void *arg)
 {
 	struct reconcile_pass *p = arg;
 	const char *params[2] = {p->env.trigger, p->env.runner};
 
-	(void)sqlstate;
-	if (res == NULL || PQntuples(res) != 1) {
-		pass_note(p, "database: %s", err ? err : "no answer");
-		db_session_close(p->session);
-		p->session = NULL;
+	if (r == LEASE_ERROR) {
+		pass_note(p, "database: %s", text);
 		pass_complete(p, "failed");
 		return;
 	}
-	if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
-		pass_note(p, "another process is reconciling this database");
-		db_session_close(p->session);
-		p->session = NULL;
+	if (r == LEASE_BUSY) {
+		pass_note(p, "another process is reconciling this database (%s)", text);
 		pass_complete(p, "skipped");
 		return;
 	}
+	p->leading = true;
 	p->phase = PHASE_STARTING;
 	/*
-	 * Holding the lock, any pass still "running" belongs to a process that
-	 * died mid-pass: close it so that the table does not lie.
+	 * Holding the lease, any pass still "running" belongs to a process
+	 * that died mid-pass (its lease expired): close it so that the table
+	 * does not lie.
 	 */
-	db_session_query(
-	    p->session,
-	    "WITH stale AS (UPDATE bayarhook.reconcile_passes SET result = 'aborted',"
-	    "  note = coalesce(note || '; ', '') || 'the process ended during the pass'"
-	    "  WHERE result = 'running' RETURNING 1)"
-	    " INSERT INTO bayarhook.reconcile_passes (trigger, runner) VALUES ($1, $2)"
-	    " RETURNING id",
-	    2, params, pass_row, p);
+	if (db_query(p->env.pool,
+	             "WITH stale AS (UPDATE bayarhook.reconcile_passes SET result = 'aborted',"
+	             "  note = coalesce(note || '; ', '') || 'the process ended during the pass'"
+	             "  WHERE result = 'running' RETURNING 1)"
+	             " INSERT INTO bayarhook.reconcile_passes (trigger, runner) VALUES ($1, $2)"
+	             " RETURNING id",
+	             2, params, pass_row, p) < 0)
+		pass_row(NULL, "database unavailable", "", p);
 }
 
-static void pass_session(struct db_session *s, void *arg)
+/* The lease went to another process mid-pass: stop asking, record what was done. */
+static void pass_lease_lost(const char *why, void *arg)
 {
 	struct reconcile_pass *p = arg;
 
-	if (s == NULL) {
-		pass_note(p, "database unavailable");
-		pass_complete(p, "failed");
+	p->leading = false;
+	log_warnx("reconcile: %s", why);
+	if (p->phase == PHASE_FINISHING)
 		return;
-	}
-	p->session = s;
-	db_session_query(s, "SELECT pg_try_advisory_lock(" RECONCILE_LOCK_KEY ")", 0, NULL,
-	                 pass_locked, p);
+	pass_abort(p, why);
+	pass_pump(p);
 }
 
 struct reconcile_pass *reconcile_pass_new(const struct reconcile_pass_env *env,
@@ -699,6 +693,7 @@ struct reconcile_pass *reconcile_pass_new(const struct reconcile_pass_env *env,
 	p->report_arg = report_arg;
 	p->done = done;
 	p->done_arg = done_arg;
+	p->lease = reconcile_lease_new(env->base, env->pool, env->runner, pass_lease_lost, p);
 	pass_sweep_from(p, 0);
 	clock_gettime(CLOCK_MONOTONIC, &p->t0);
 	gateway_start_date(time(NULL), env->lookback, p->start_date, sizeof(p->start_date));
@@ -707,14 +702,14 @@ struct reconcile_pass *reconcile_pass_new(const struct reconcile_pass_env *env,
 
 void reconcile_pass_begin(struct reconcile_pass *p)
 {
-	if (p->phase != PHASE_LOCKING || p->session)
+	if (p->phase != PHASE_LOCKING || p->leading)
 		return;
 	if (p->stop) {
 		pass_note(p, "stopped: bayarhook is shutting down");
 		pass_complete(p, "skipped");
 		return;
 	}
-	if (db_session_open(p->env.pool, pass_session, p) < 0) {
+	if (p->lease == NULL || reconcile_lease_take(p->lease, pass_leased, p) < 0) {
 		pass_note(p, "database unavailable");
 		pass_complete(p, "failed");
 	}
@@ -732,6 +727,5 @@ void reconcile_pass_free(struct reconcile_pass *p)
 	if (p == NULL)
 		return;
 	gateway_cancel(p->env.gw, p);
-	db_session_close(p->session);
 	pass_free(p);
 }

@@ -1,5 +1,5 @@
 /*
- * reconcile_pass.h: one reconciliation pass, from taking the advisory lock
+ * reconcile_pass.h: one reconciliation pass, from taking the reconcile lease
  * to recording its result (reconcile.h says what a pass does). reconcile.c
  * schedules passes; this module runs one.
  */
@@ -12,6 +12,7 @@ struct reconcile_pass;
 
 /* What a pass works with; the pointers must outlive it. */
 struct reconcile_pass_env {
+	struct event_base *base; /* the lease's renewal timer */
 	struct db_pool *pool;
 	struct store *store;
 	struct gateway *gw;
@@ -29,7 +30,7 @@ struct reconcile_pass_env {
 struct reconcile_pass *reconcile_pass_new(const struct reconcile_pass_env *env,
                                           reconcile_report_cb report, void *report_arg,
                                           reconcile_done_cb done, void *done_arg);
-/* Opens the lock session; a pass already stopped ends as "skipped". */
+/* Asks for the lease; a pass already stopped ends as "skipped". */
 void reconcile_pass_begin(struct reconcile_pass *p);
 /* Shutdown: send nothing more; a running pass ends as "aborted", recorded. */
 void reconcile_pass_stop(struct reconcile_pass *p);

@@ -4,7 +4,8 @@
  * are SQL functions (sql/functions/jobs.sql); this module decides when to
  * call them and what to tell them.
  *
- * Wake-ups: LISTEN bayarhook_jobs (ingest() notifies when it inserts jobs),
+ * Wake-ups: LISTEN bayarhook_jobs (ingest() notifies when it inserts jobs;
+ * worker_listen.c, which polls instead where LISTEN cannot work),
  * a one-shot timer for this process's own retries, and a 1 s tick for
  * everything else (other processes' retries, expired leases). Each wake-up
  * claims at most concurrency - running jobs with one job_claim(), which also
@@ -33,14 +34,15 @@
 #include "config.h"
 #include "db.h"
 #include "log.h"
+#include "pool_plan.h"
 #include "stats.h"
 #include "worker.h"
 #include "worker_hold.h"
+#include "worker_listen.h"
 #include "worker_outcome.h"
 #include "worker_owner.h"
 #include "xmalloc.h"
 
-#define WORKER_POOL_SIZE 3
 #define WORKER_TICK_MS 1000
 #define WORKER_METRICS_TICKS 5  /* refresh the jobs gauges every 5 s */
 #define WORKER_RECLAIM_TICKS 30 /* look for jobs of dead local processes */
@@ -81,6 +83,7 @@ struct job {
 struct worker {
 	struct event_base *base;
 	struct db_pool *pool;
+	struct worker_listen *listen; /* the wake-up: LISTEN, or polling */
 	struct action_ctx *actx;
 	struct action_set *actions;
 	char *leases; /* {"action": lease seconds} for the claim */
@@ -501,10 +504,8 @@ static void worker_claim(struct worker *w)
 		w->claiming = true;
 }
 
-static void worker_notified(const char *channel, const char *payload, void *arg)
+static void worker_woken(void *arg)
 {
-	(void)channel;
-	(void)payload;
 	worker_claim(arg);
 }
 
@@ -648,7 +649,7 @@ struct worker *worker_new(struct event_base *base, const struct config *cfg, cha
 	w->tick = event_new(base, -1, EV_PERSIST, worker_tick, w);
 	w->wake = evtimer_new(base, worker_wake, w);
 	w->connected = evtimer_new(base, worker_connected, w);
-	w->pool = db_pool_new(base, cfg->conninfo, WORKER_POOL_SIZE, "worker");
+	w->pool = db_pool_new(base, cfg->conninfo, pool_plan(cfg->pool_size).queue, "worker");
 	w->actx = action_ctx_new(base, cfg->conninfo);
 	if (w->tick == NULL || w->wake == NULL || w->connected == NULL || w->pool == NULL ||
 	    w->actx == NULL) {
@@ -659,7 +660,11 @@ struct worker *worker_new(struct event_base *base, const struct config *cfg, cha
 		goto fail;
 	worker_hold_init(&w->hold, w->pool, worker_taken, w);
 	worker_hold_set(&w->hold, cfg, false); /* runs once the pool is up */
-	db_pool_listen(w->pool, "bayarhook_jobs", worker_notified, w);
+	w->listen = worker_listen_new(base, cfg, w->pool, worker_woken, w);
+	if (w->listen == NULL) {
+		snprintf(err, errlen, "cannot set up the job wake-up");
+		goto fail;
+	}
 	db_pool_on_state(w->pool, worker_pool_state, w);
 	event_add(w->tick, &tick);
 	log_info("fulfillment worker owner=%s concurrency=%d actions=%zu", w->owner.id,
@@ -709,6 +714,7 @@ void worker_stop(struct worker *w)
 	if (w == NULL || w->state != WORKER_RUNNING)
 		return;
 	w->state = WORKER_STOPPING;
+	worker_listen_stop(w->listen);
 	event_del(w->tick);
 	event_del(w->wake);
 	if (w->njobs)
@@ -749,6 +755,7 @@ void worker_free(struct worker *w)
 	/* The set first: runs hold the only other references to its actions. */
 	action_set_free(w->actions);
 	action_ctx_free(w->actx); /* no callbacks from here on */
+	worker_listen_free(w->listen);
 	db_pool_free(w->pool);
 	while ((job = LIST_FIRST(&w->jobs)) != NULL)
 		job_free(job);

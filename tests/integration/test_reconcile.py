@@ -12,13 +12,11 @@ import stat
 import subprocess
 import time
 
-import psycopg
 import pytest
 
 import bh
 import fake_gateway
 
-RECONCILE_LOCK_KEY = 7242184292
 
 
 def make_recon(make_daemon, gateway, tmp_path, config=None, start=False, **kw):
@@ -271,26 +269,61 @@ def test_rate_limit_is_respected(make_daemon, gateway, db, tmp_path):
         out, err = child.communicate(timeout=30)
     assert child.returncode == 1, (out, err)
     assert bh.sanitizer_errors(err) == []
-    # SIGTERM ends the pass cleanly, recorded as aborted, the lock released.
+    # SIGTERM ends the pass cleanly, recorded as aborted, the lease released.
     ps = last_pass(db)
     assert ps["result"] == "aborted" and ps["finished_at"] is not None, ps
-    with psycopg.connect(db.conninfo, autocommit=True) as c:
-        got = c.execute("SELECT pg_try_advisory_lock(%s)", [RECONCILE_LOCK_KEY]).fetchone()[0]
-        assert got
+    lease = db.query("SELECT owner, expires_at < now() AS free FROM bayarhook.reconcile_lease")
+    assert lease == [{"owner": None, "free": True}], lease
 
 
 def test_one_process_reconciles_at_a_time(make_daemon, gateway, db, tmp_path):
     inv = bh.new_invoice("lock")
     gateway.add_payment(inv, status="paid")
     d = make_recon(make_daemon, gateway, tmp_path)
-    with psycopg.connect(db.conninfo, autocommit=True) as c:
-        assert c.execute("SELECT pg_try_advisory_lock(%s)", [RECONCILE_LOCK_KEY]).fetchone()[0]
-        p = reconcile(d, expect=1)
-        assert "another process is reconciling" in p.stderr
-        assert gateway.requests == []
-        assert db.payment(inv) is None
+    # A live holder: its lease has not expired.
+    db.execute("UPDATE bayarhook.reconcile_lease SET owner = 'otherhost:1:ab',"
+               " expires_at = now() + interval '1 hour'")
+    p = reconcile(d, expect=1)
+    assert "another process is reconciling" in p.stderr and "otherhost:1:ab" in p.stderr
+    assert gateway.requests == []
+    assert db.payment(inv) is None
+    # A holder that died: its lease expired, the next pass takes it.
+    db.execute("UPDATE bayarhook.reconcile_lease SET expires_at = now() - interval '1 second'")
     reconcile(d)
     assert db.payment(inv)["status"] == "paid"
+    assert db.query("SELECT owner FROM bayarhook.reconcile_lease") == [{"owner": None}]
+
+
+def test_a_pass_whose_lease_is_taken_over_stops(make_daemon, gateway, db, tmp_path):
+    """The lease is renewed during a pass; one found taken over (this process
+    stalled past its expiry) ends the pass, so that two never run on."""
+    d = make_recon(make_daemon, gateway, tmp_path,
+                   config={"reconciler": {"max_requests_per_minute": "3"}})
+    for i in range(5):  # more check-payments than the minute allows: a long pass
+        inv = bh.new_invoice(f"lease{i}")
+        gateway.add_payment(inv, status="pending")
+        add_local(db, inv, "pending", age_s=600)
+    argv = [bh.BIN, "-c", d.config_path, "reconcile", "--once"]
+    child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=d.env,
+                             text=True)
+    try:
+        bh.wait_for(lambda: db.scalar("SELECT owner FROM bayarhook.reconcile_lease"), 20,
+                    what="the pass to take the lease")
+        gateway.wait_requests(3, timeout=20)
+        db.execute("UPDATE bayarhook.reconcile_lease SET owner = 'thief:1:00',"
+                   " expires_at = now() + interval '1 hour'")
+        out, err = child.communicate(timeout=60)  # the next renewal, 10 s at most
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.communicate()
+    assert child.returncode == 1, (out, err)
+    assert bh.sanitizer_errors(err) == []
+    assert "taken over" in err, err
+    ps = last_pass(db)
+    assert ps["result"] == "failed" and "taken over" in ps["note"], ps
+    # Released only by its owner: the thief keeps it.
+    assert db.scalar("SELECT owner FROM bayarhook.reconcile_lease") == "thief:1:00"
 
 
 def test_a_pass_left_running_by_a_dead_process_is_closed(make_daemon, gateway, db, tmp_path):
