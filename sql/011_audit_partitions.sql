@@ -2,7 +2,7 @@
 -- retention drops whole months (bayarhook audit retain) instead of a mass
 -- DELETE, and a month's rows can be read without touching the others.
 --
--- The keyed chain's columns come first (012 adds the same, idempotently),
+-- The keyed chain's columns come first (012 builds the chain on them),
 -- so that the partitioned table is made with them: each row's writer lane,
 -- its place in that lane, and its MAC. audit_anchors keeps, for every lane
 -- that lost rows to retention, the last dropped row's place and MAC, from

@@ -34,17 +34,8 @@
 --   original digest || new digest), computed in C. verify uses the
 --   original digest for the chain when redaction_mac checks out.
 --
--- The shared part (also in the partitioning migration, whichever runs first):
-ALTER TABLE bayarhook.callbacks
-    ADD COLUMN IF NOT EXISTS lane bigint,
-    ADD COLUMN IF NOT EXISTS lane_seq bigint,
-    ADD COLUMN IF NOT EXISTS mac bytea;
-CREATE TABLE IF NOT EXISTS bayarhook.audit_anchors (
-    lane            bigint PRIMARY KEY,
-    lane_seq        bigint NOT NULL,
-    mac             bytea NOT NULL,
-    dropped_through timestamptz NOT NULL,
-    created_at      timestamptz NOT NULL DEFAULT now());
+-- callbacks.lane, lane_seq, mac and the table bayarhook.audit_anchors were
+-- made by 011 (the partitioning), which retention writes the anchors of.
 
 ALTER TABLE bayarhook.callbacks
     ADD COLUMN IF NOT EXISTS redacted_digest bytea,
