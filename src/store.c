@@ -80,11 +80,13 @@ struct store {
 	int inflight; /* batches sent, not answered */
 	unsigned outstanding;
 	struct audit_limit *audit_limit;
-	size_t bytes;       /* held by the items of outstanding (STORE_MAX_BYTES) */
-	bool failing;       /* the last commit failed (none succeeded since) */
-	bool read_only;     /* ... because the session was read-only */
-	time_t failed_at;   /* CLOCK_MONOTONIC seconds of that failure */
-	time_t full_logged; /* the last "queue full" line, at most one per 10 s */
+	size_t bytes;                 /* held by the items of outstanding (STORE_MAX_BYTES) */
+	bool failing;                 /* the last commit failed (none succeeded since) */
+	bool read_only;               /* ... because the session was read-only */
+	time_t failed_at;             /* CLOCK_MONOTONIC seconds of that failure */
+	time_t full_logged;           /* the last "queue full" line, at most one per 10 s */
+	void (*commit_cb)(void *arg); /* store_on_commit */
+	void *commit_arg;
 };
 
 static void store_flush(struct store *st);
@@ -184,6 +186,8 @@ static void batch_done(PGresult *res, const char *err, const char *sqlstate, voi
 				log_errx("store: unknown verdict \"%s\"", PQgetvalue(res, i, 1));
 				continue;
 			}
+			if (v == VERDICT_ACCEPTED && st->commit_cb != NULL)
+				st->commit_cb(st->commit_arg);
 			if (!PQgetisnull(res, i, 3))
 				store_flagged(b->items[idx], PQgetvalue(res, i, 3));
 			item_finish(st, b->items[idx], STORE_COMMITTED, v);
@@ -455,6 +459,12 @@ int store_submit(struct store *st, char *item, char *body, size_t body_len, stor
 	st->bytes += bytes;
 	store_flush(st);
 	return 0;
+}
+
+void store_on_commit(struct store *st, void (*cb)(void *arg), void *arg)
+{
+	st->commit_cb = cb;
+	st->commit_arg = arg;
 }
 
 struct audit_limit *store_audit_limit(struct store *st)

@@ -4,11 +4,22 @@
  * are SQL functions (sql/functions/jobs.sql); this module decides when to
  * call them and what to tell them.
  *
- * Wake-ups: LISTEN bayarhook_jobs (ingest() notifies when it inserts jobs),
- * a one-shot timer for this process's own retries, and a 1 s tick for
- * everything else (other processes' retries, expired leases). Each wake-up
- * claims at most concurrency - running jobs with one job_claim(), which also
- * closes the previous attempt of a job taken over and opens the new one.
+ * Wake-ups: worker_wake_now() when this process's store committed events
+ * that made jobs (no round trip through the database: the action starts
+ * within milliseconds of the callback's 200), LISTEN bayarhook_jobs for
+ * jobs made by other processes (ingest() notifies), a one-shot timer for
+ * this process's own retries, and a 1 s tick for everything else (other
+ * processes' retries, expired leases). Each wake-up claims at most
+ * concurrency - running jobs with one job_claim(), which also closes the
+ * previous attempt of a job taken over and opens the new one; one claim is
+ * in flight at a time, so the slots that free up meanwhile are claimed
+ * together.
+ *
+ * Outcomes are recorded in batches: every attempt that ended while the
+ * previous write was in flight goes into the next bayarhook.job_finish_many()
+ * (one statement, one commit). A job being recorded holds no slot of
+ * concurrency (its child or statement is over), so the next claim does not
+ * wait for that commit; WORKER_RECORDING_MAX bounds how many may wait.
  *
  * A job is held by its claim (lease_owner, attempts) until lease_until =
  * now + the action's timeout + WORKER_LEASE_MARGIN. Every later write to it
@@ -32,9 +43,11 @@
 #include "action.h"
 #include "config.h"
 #include "db.h"
+#include "jsonw.h"
 #include "log.h"
 #include "stats.h"
 #include "worker.h"
+#include "worker_gauges.h"
 #include "worker_hold.h"
 #include "worker_outcome.h"
 #include "worker_owner.h"
@@ -46,6 +59,9 @@
 #define WORKER_RECLAIM_TICKS 30 /* look for jobs of dead local processes */
 #define WORKER_RECORD_TRIES 30  /* 2 s apart: about the lease margin */
 #define WORKER_UNKNOWN_LEASE 90 /* seconds, for a job whose action is unknown */
+#define WORKER_FINISH_BATCH 256 /* outcomes per job_finish_many() */
+/* Jobs whose outcome waits to be written: past this, nothing more is claimed. */
+#define WORKER_RECORDING_MAX 1024
 
 enum worker_state {
 	WORKER_RUNNING,  /* claiming */
@@ -74,6 +90,8 @@ struct job {
 	char attempts_text[16], max_text[16];
 	bool release; /* put back (SIGTERM) rather than finished */
 	bool hold;    /* its action is not in the config: held, the attempt uncounted */
+	bool queued;  /* in w->finishq */
+	TAILQ_ENTRY(job) fin;
 	int record_tries;
 	struct event *retry;
 };
@@ -90,16 +108,20 @@ struct worker {
 	enum worker_state state;
 	bool claiming;    /* a claim is in flight */
 	bool claim_again; /* something happened meanwhile: claim once more */
-	bool counting;
+	struct worker_gauges gauges;
 	int njobs;
+	int nrecording; /* of njobs, in JOB_RECORDING: they hold no slot */
 	LIST_HEAD(, job) jobs;
+	TAILQ_HEAD(, job) finishq;      /* outcomes waiting for the next job_finish_many() */
+	struct finish_batch *finishing; /* the one in flight */
 	struct event *tick, *wake, *grace, *connected;
-	int64_t wake_at; /* monotonic ms when wake fires */
-	int claim_n;     /* rows asked for by the claim in flight */
+	struct event *kick; /* claim from the loop: worker_wake_now, a slot freed */
+	int64_t wake_at;    /* monotonic ms when wake fires */
+	int claim_n;        /* rows asked for by the claim in flight */
 	unsigned ticks;
 };
 
-/* Twice: from the pool, and inside a sql action's own transaction (job_tx). */
+/* Inside a sql action's own transaction (job_tx); job_finish_many() elsewhere. */
 static const char SQL_FINISH[] =
     "SELECT state FROM bayarhook.job_finish(p_job => $1, p_owner => $2, p_attempts => $3,"
     " p_attempt_id => $4, p_outcome => $5, p_exit_code => $6, p_http_status => $7,"
@@ -107,24 +129,17 @@ static const char SQL_FINISH[] =
     " p_retry_in => $12, p_permanent => $13)";
 #define SQL_FINISH_NPARAMS 13
 
-/*
- * The gauges: jobs by state, due ones, the oldest pending job's age, and the
- * end of the last completed reconcile pass (from the table, so that a pass
- * of another process or of the CLI counts). The pass row is a right side
- * that always exists: an empty jobs table still reports it.
- */
-static const char SQL_COUNTS[] =
-    "SELECT g.state, g.n, g.due, g.oldest, r.last_ok FROM"
-    " (SELECT coalesce((SELECT extract(epoch FROM finished_at)"
-    "   FROM bayarhook.reconcile_passes WHERE result = 'completed'"
-    "   ORDER BY id DESC LIMIT 1), 0) AS last_ok) r"
-    " LEFT JOIN (SELECT state, count(*) AS n,"
-    "  count(*) FILTER (WHERE state = 'pending' AND next_attempt_at <= now()) AS due,"
-    "  extract(epoch FROM now() - min(created_at)) AS oldest"
-    "  FROM bayarhook.jobs GROUP BY state) g ON true";
+/* One job_finish_many() in flight. */
+struct finish_batch {
+	struct worker *w;
+	int n;
+	struct job *jobs[WORKER_FINISH_BATCH];
+};
 
 static void worker_claim(struct worker *w);
+static void worker_kick(struct worker *w);
 static void job_record(struct job *job);
+static void finish_flush(struct worker *w);
 
 /* ---- jobs ---- */
 
@@ -134,6 +149,10 @@ static void job_free(struct job *job)
 		return;
 	LIST_REMOVE(job, link);
 	job->w->njobs--;
+	if (job->phase == JOB_RECORDING)
+		job->w->nrecording--;
+	if (job->queued)
+		TAILQ_REMOVE(&job->w->finishq, job, fin);
 	if (job->retry)
 		event_free(job->retry);
 	free(job->action);
@@ -148,7 +167,17 @@ static void job_done(struct job *job)
 	struct worker *w = job->w;
 
 	job_free(job);
-	worker_claim(w);
+	worker_kick(w);
+}
+
+/* Its action is over: the job holds no slot of concurrency any more. */
+static void job_set_recording(struct job *job)
+{
+	if (job->phase == JOB_RECORDING)
+		return;
+	job->phase = JOB_RECORDING;
+	job->w->nrecording++;
+	worker_kick(job->w);
 }
 
 static void job_set_outcome(struct job *job, const struct action_result *res)
@@ -244,6 +273,23 @@ static void job_record_later(struct job *job, const char *err)
 	evtimer_add(job->retry, &tv);
 }
 
+/* job_finish() said state, or NULL: the claim was gone. */
+static void job_finished(struct job *job, const char *state)
+{
+	if (state == NULL) {
+		log_warnx("job outcome dropped job=%s action=%s: its claim was taken over "
+		          "(lease expired)",
+		          job->id, job->action);
+	} else {
+		metrics_inc(METRIC_JOB_ATTEMPTS, job->out.outcome);
+		job_log_outcome(job, state);
+		if (strcmp(state, "pending") == 0)
+			worker_wake_in(job->w, job->out.retry_in);
+	}
+	job_done(job);
+}
+
+/* job_release() or job_hold_claimed() answered. */
 static void job_recorded(PGresult *res, const char *err, const char *sqlstate, void *arg)
 {
 	struct job *job = arg;
@@ -255,24 +301,82 @@ static void job_recorded(PGresult *res, const char *err, const char *sqlstate, v
 	}
 	if (job->release) {
 		log_notice("job put back job=%s action=%s (stopping)", job->id, job->action);
-	} else if (job->hold) {
-		if (PQntuples(res) > 0)
-			log_warnx("job held job=%s invoice=%s action=%s: the action is not in the "
-			          "config; it resumes if the action returns",
-			          job->id, job->invoice, job->action);
-	} else if (PQntuples(res) == 0) {
-		log_warnx("job outcome dropped job=%s action=%s: its claim was taken over "
-		          "(lease expired)",
-		          job->id, job->action);
-	} else {
-		const char *state = PQgetvalue(res, 0, 0);
-
-		metrics_inc(METRIC_JOB_ATTEMPTS, job->out.outcome);
-		job_log_outcome(job, state);
-		if (strcmp(state, "pending") == 0)
-			worker_wake_in(job->w, job->out.retry_in);
+	} else if (PQntuples(res) > 0) {
+		log_warnx("job held job=%s invoice=%s action=%s: the action is not in the "
+		          "config; it resumes if the action returns",
+		          job->id, job->invoice, job->action);
 	}
 	job_done(job);
+}
+
+/* ---- outcomes, in batches ---- */
+
+static void finish_done(PGresult *res, const char *err, const char *sqlstate, void *arg)
+{
+	struct finish_batch *b = arg;
+	struct worker *w = b->w;
+
+	(void)sqlstate;
+	w->finishing = NULL;
+	for (int i = 0; i < b->n; i++) {
+		struct job *job = b->jobs[i];
+		const char *state = NULL;
+
+		if (res == NULL) {
+			job_record_later(job, err);
+			continue;
+		}
+		for (int r = 0; r < PQntuples(res) && state == NULL; r++)
+			if (strcmp(PQgetvalue(res, r, 0), job->id) == 0)
+				state = PQgetvalue(res, r, 1);
+		job_finished(job, state);
+	}
+	free(b);
+	finish_flush(w);
+}
+
+/*
+ * Sends the outcomes waiting in finishq as one job_finish_many(), unless
+ * one is in flight: those that end meanwhile wait and go together next.
+ */
+static void finish_flush(struct worker *w)
+{
+	struct finish_batch *b;
+	struct jsonw js;
+	struct job *job;
+	const char *p[2];
+	char *items;
+	int rc;
+
+	if (w->finishing != NULL || TAILQ_EMPTY(&w->finishq))
+		return;
+	b = xcalloc(1, sizeof(*b));
+	b->w = w;
+	jsonw_begin_array(&js);
+	while ((job = TAILQ_FIRST(&w->finishq)) != NULL && b->n < WORKER_FINISH_BATCH) {
+		TAILQ_REMOVE(&w->finishq, job, fin);
+		job->queued = false;
+		b->jobs[b->n++] = job;
+		snprintf(job->attempts_text, sizeof(job->attempts_text), "%d", job->attempts);
+		snprintf(job->max_text, sizeof(job->max_text), "%d", job->max_attempts);
+		worker_outcome_json(&js, job->id, job->attempts_text, job->attempt_id,
+		                    job->max_text, &job->out);
+	}
+	items = jsonw_finish_array(&js);
+	p[0] = w->owner.id;
+	p[1] = items;
+	rc = db_query(w->pool,
+	              "SELECT job_id, state FROM bayarhook.job_finish_many(p_owner => $1,"
+	              " p_items => $2::jsonb)",
+	              2, p, finish_done, b);
+	free(items);
+	if (rc == 0) {
+		w->finishing = b;
+		return;
+	}
+	for (int i = 0; i < b->n; i++)
+		job_record_later(b->jobs[i], "database unavailable");
+	free(b);
 }
 
 /* The arguments of job_finish() for a job, in SQL_FINISH's order. */
@@ -301,7 +405,7 @@ static void job_record(struct job *job)
 	const char *p[SQL_FINISH_NPARAMS];
 	int rc;
 
-	job->phase = JOB_RECORDING;
+	job_set_recording(job);
 	if (job->release) {
 		job_finish_params(job, p);
 		rc = db_query(w->pool,
@@ -315,8 +419,12 @@ static void job_record(struct job *job)
 		              " p_owner => $2, p_attempts => $3, p_attempt_id => $4)",
 		              4, p, job_recorded, job);
 	} else {
-		job_finish_params(job, p);
-		rc = db_query(w->pool, SQL_FINISH, SQL_FINISH_NPARAMS, p, job_recorded, job);
+		if (!job->queued) {
+			TAILQ_INSERT_TAIL(&w->finishq, job, fin);
+			job->queued = true;
+		}
+		finish_flush(w);
+		return;
 	}
 	if (rc < 0)
 		job_record_later(job, "database unavailable");
@@ -475,12 +583,13 @@ static void claim_done(PGresult *res, const char *err, const char *sqlstate, voi
 
 static void worker_claim(struct worker *w)
 {
-	int room = w->concurrency - w->njobs;
+	/* Jobs being recorded are over: only running ones hold a slot. */
+	int room = w->concurrency - (w->njobs - w->nrecording);
 	char n[16], unknown[16];
 	const char *p[4] = {w->owner.id, n, w->leases, unknown};
 
-	if (w->state != WORKER_RUNNING || room <= 0 || db_pool_up(w->pool) == 0 ||
-	    !worker_hold_settled(&w->hold))
+	if (w->state != WORKER_RUNNING || room <= 0 || w->nrecording >= WORKER_RECORDING_MAX ||
+	    db_pool_up(w->pool) == 0 || !worker_hold_settled(&w->hold))
 		return;
 	if (w->claiming) {
 		w->claim_again = true;
@@ -518,48 +627,6 @@ static void worker_reclaim(struct worker *w)
 		worker_owner_reclaim(&w->owner, w->pool);
 }
 
-/* ---- gauges ---- */
-
-static void counts_done(PGresult *res, const char *err, const char *sqlstate, void *arg)
-{
-	static const char *const states[] = {"pending", "running", "succeeded",
-	                                     "dead",    "held",    "cancelled"};
-	struct worker *w = arg;
-	double due = 0, oldest = 0;
-
-	(void)sqlstate;
-	w->counting = false;
-	if (res == NULL) {
-		log_debug("counting jobs failed: %s", err);
-		return;
-	}
-	for (size_t s = 0; s < sizeof(states) / sizeof(states[0]); s++) {
-		double v = 0;
-
-		for (int i = 0; i < PQntuples(res); i++)
-			if (strcmp(PQgetvalue(res, i, 0), states[s]) == 0)
-				v = strtod(PQgetvalue(res, i, 1), NULL);
-		metrics_set(METRIC_JOBS, states[s], v);
-	}
-	for (int i = 0; i < PQntuples(res); i++) {
-		due += strtod(PQgetvalue(res, i, 2), NULL);
-		if (strcmp(PQgetvalue(res, i, 0), "pending") == 0)
-			oldest = strtod(PQgetvalue(res, i, 3), NULL);
-	}
-	metrics_set(METRIC_QUEUE_DEPTH, NULL, due);
-	metrics_set(METRIC_OLDEST_PENDING, NULL, oldest > 0 ? oldest : 0);
-	if (PQntuples(res) > 0)
-		metrics_set(METRIC_RECONCILE_LAST_OK, NULL, strtod(PQgetvalue(res, 0, 4), NULL));
-}
-
-static void worker_count(struct worker *w)
-{
-	if (w->counting)
-		return;
-	if (db_query(w->pool, SQL_COUNTS, 0, NULL, counts_done, w) == 0)
-		w->counting = true;
-}
-
 /* ---- timers ---- */
 
 static void worker_tick(evutil_socket_t fd, short what, void *arg)
@@ -573,7 +640,7 @@ static void worker_tick(evutil_socket_t fd, short what, void *arg)
 	if (w->ticks % WORKER_RECLAIM_TICKS == 0)
 		worker_reclaim(w);
 	if (w->ticks % WORKER_METRICS_TICKS == 0)
-		worker_count(w);
+		worker_gauges_refresh(&w->gauges);
 	w->ticks++;
 	worker_claim(w);
 }
@@ -583,6 +650,19 @@ static void worker_wake(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	worker_claim(arg);
+}
+
+/* From the loop, once however often it was asked for meanwhile. */
+static void worker_kick(struct worker *w)
+{
+	if (w->state == WORKER_RUNNING)
+		event_active(w->kick, EV_TIMEOUT, 1);
+}
+
+void worker_wake_now(struct worker *w)
+{
+	if (w != NULL)
+		worker_kick(w);
 }
 
 static void worker_connected(evutil_socket_t fd, short what, void *arg)
@@ -642,14 +722,17 @@ struct worker *worker_new(struct event_base *base, const struct config *cfg, cha
 
 	w->base = base;
 	LIST_INIT(&w->jobs);
+	TAILQ_INIT(&w->finishq);
 	worker_owner_init(&w->owner, worker_taken, w);
 	w->tick = event_new(base, -1, EV_PERSIST, worker_tick, w);
 	w->wake = evtimer_new(base, worker_wake, w);
+	w->kick = event_new(base, -1, 0, worker_wake, w);
 	w->connected = evtimer_new(base, worker_connected, w);
 	w->pool = db_pool_new(base, cfg->conninfo, WORKER_POOL_SIZE, "queue");
 	w->actx = action_ctx_new(base, cfg->conninfo);
-	if (w->tick == NULL || w->wake == NULL || w->connected == NULL || w->pool == NULL ||
-	    w->actx == NULL) {
+	w->gauges.pool = w->pool;
+	if (w->tick == NULL || w->wake == NULL || w->kick == NULL || w->connected == NULL ||
+	    w->pool == NULL || w->actx == NULL) {
 		snprintf(err, errlen, "cannot set up the worker's events");
 		goto fail;
 	}
@@ -709,6 +792,7 @@ void worker_stop(struct worker *w)
 	w->state = WORKER_STOPPING;
 	event_del(w->tick);
 	event_del(w->wake);
+	event_del(w->kick);
 	if (w->njobs)
 		log_notice("stopping: waiting up to %d s for %d running job(s)",
 		           WORKER_STOP_GRACE_SEC, w->njobs);
@@ -719,7 +803,7 @@ void worker_stop(struct worker *w)
 
 bool worker_idle(const struct worker *w)
 {
-	return w == NULL || (w->njobs == 0 && !w->claiming);
+	return w == NULL || (w->njobs == 0 && !w->claiming && w->finishing == NULL);
 }
 
 void worker_set_gateway(struct worker *w, struct gateway *gw)
@@ -740,6 +824,8 @@ void worker_free(struct worker *w)
 		event_free(w->tick);
 	if (w->wake)
 		event_free(w->wake);
+	if (w->kick)
+		event_free(w->kick);
 	if (w->grace)
 		event_free(w->grace);
 	if (w->connected)
@@ -750,6 +836,7 @@ void worker_free(struct worker *w)
 	db_pool_free(w->pool);
 	while ((job = LIST_FIRST(&w->jobs)) != NULL)
 		job_free(job);
+	free(w->finishing); /* the pool is gone: its answer never comes */
 	worker_hold_clear(&w->hold);
 	free(w->leases);
 	free(w);

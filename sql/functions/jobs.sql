@@ -84,12 +84,21 @@ RETURNS TABLE (job_id bigint, invoice_id text, action text, attempts integer, so
                event text, event_bare text, attempt_id bigint, status text, flag text,
                idempotency_key text)
 LANGUAGE sql AS $fn$
-    WITH c AS (
-        SELECT id FROM bayarhook.jobs
-         WHERE (state = 'pending' AND next_attempt_at <= now())
-            OR (state = 'running' AND lease_until < now())
+    -- Each half reads its own partial index in order (013); a job of the
+    -- half left out by the final LIMIT stays locked only until the commit.
+    WITH due AS (
+        SELECT id, next_attempt_at FROM bayarhook.jobs
+         WHERE state = 'pending' AND next_attempt_at <= now()
          ORDER BY next_attempt_at, id LIMIT p_limit
            FOR UPDATE SKIP LOCKED
+    ), lapsed AS (
+        SELECT id, next_attempt_at FROM bayarhook.jobs
+         WHERE state = 'running' AND lease_until < now()
+         ORDER BY lease_until LIMIT p_limit
+           FOR UPDATE SKIP LOCKED
+    ), c AS (
+        SELECT id FROM (SELECT * FROM due UNION ALL SELECT * FROM lapsed) u
+         ORDER BY next_attempt_at, id LIMIT p_limit
     ), j AS (
         UPDATE bayarhook.jobs AS t SET state = 'running', attempts = t.attempts + 1,
                lease_owner = p_owner,
@@ -172,6 +181,33 @@ LANGUAGE sql AS $fn$
       -- A data-modifying CTE always runs; this one tells the queue, once.
       LEFT JOIN (SELECT count(pg_notify('bayarhook_jobs', '')) AS n
                    FROM (SELECT 1 FROM rel LIMIT 1) r) nt ON true
+$fn$;
+
+-- job_finish() for many jobs in one statement and one commit (issue 16):
+-- the worker records the outcomes of every attempt that ended since its
+-- last write together. p_items is a JSON array of objects with
+-- job_finish()'s arguments under the same names without "p_" (job,
+-- attempts, attempt_id, outcome, max_attempts, retry_in, exit_code,
+-- http_status, row_count, output, error, permanent); numbers may be JSON
+-- strings. Each item is fenced on its own claim, exactly as job_finish()
+-- fences it; one row (job_id, state) per job whose claim held, none for
+-- one whose claim is gone.
+CREATE OR REPLACE FUNCTION bayarhook.job_finish_many(p_owner text, p_items jsonb)
+RETURNS TABLE (job_id bigint, state text)
+LANGUAGE sql AS $fn$
+    SELECT x.job, f.state
+      FROM jsonb_to_recordset(p_items) AS x(job bigint, attempts integer, attempt_id bigint,
+                                            outcome text, max_attempts integer,
+                                            retry_in double precision, exit_code integer,
+                                            http_status integer, row_count bigint,
+                                            output text, error text, permanent boolean)
+      CROSS JOIN LATERAL bayarhook.job_finish(
+          p_job => x.job, p_owner => p_owner, p_attempts => x.attempts,
+          p_attempt_id => x.attempt_id, p_outcome => x.outcome,
+          p_max_attempts => x.max_attempts, p_retry_in => coalesce(x.retry_in, 0),
+          p_exit_code => x.exit_code, p_http_status => x.http_status,
+          p_row_count => x.row_count, p_output => x.output, p_error => x.error,
+          p_permanent => coalesce(x.permanent, false)) AS f
 $fn$;
 
 -- Actions that go away (SPEC §7): the pending jobs of every action not in
