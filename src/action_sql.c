@@ -43,6 +43,15 @@
 #define SQL_PARAMS_MAX 65535
 #define SQLSTATE_QUERY_CANCELED "57014"
 #define SQL_BATCH_MAX 32 /* runs per shared transaction */
+/*
+ * Runs that start together are spread over up to SQL_BATCH_SPREAD
+ * transactions of at least SQL_BATCH_MIN runs each: each run costs three
+ * round trips in sequence (savepoint, statement, completion), and on a busy
+ * machine a round trip waits for the scheduler, so a few transactions side
+ * by side finish sooner than one long one, and still commit once per run.
+ */
+#define SQL_BATCH_SPREAD 4
+#define SQL_BATCH_MIN 4
 
 /* ---- :name -> $n ---- */
 
@@ -240,6 +249,7 @@ struct sql_action {
 	struct db_pool *pool;  /* NULL when only checked */
 	/* Own database: runs waiting for the next shared transaction. */
 	TAILQ_HEAD(, sql_run) waiting;
+	int nwaiting;
 	struct event *flush; /* starts the transactions of waiting, from the loop */
 };
 
@@ -706,16 +716,19 @@ static void batch_flush(evutil_socket_t fd, short what, void *arg)
 {
 	struct sql_action *q = arg;
 	struct sql_run *r;
+	int per = (q->nwaiting + SQL_BATCH_SPREAD - 1) / SQL_BATCH_SPREAD;
 
 	(void)fd;
 	(void)what;
+	per = per < SQL_BATCH_MIN ? SQL_BATCH_MIN : per > SQL_BATCH_MAX ? SQL_BATCH_MAX : per;
 	while (!TAILQ_EMPTY(&q->waiting)) {
 		struct sql_batch *b = xcalloc(1, sizeof(*b));
 
 		b->q = q;
 		snprintf(b->ms, sizeof(b->ms), "%lld", (long long)q->a->timeout * 1000);
-		while (b->n < SQL_BATCH_MAX && (r = TAILQ_FIRST(&q->waiting)) != NULL) {
+		while (b->n < per && (r = TAILQ_FIRST(&q->waiting)) != NULL) {
 			TAILQ_REMOVE(&q->waiting, r, link);
+			q->nwaiting--;
 			r->waiting = false;
 			r->batch = b;
 			r->slot = b->n;
@@ -782,6 +795,7 @@ static int sql_start(struct action_run *run, char *err, size_t errlen)
 		/* Reported from the loop, with the runs that start with it. */
 		r->waiting = true;
 		TAILQ_INSERT_TAIL(&q->waiting, r, link);
+		q->nwaiting++;
 		event_active(q->flush, EV_TIMEOUT, 1);
 		return 0;
 	}
@@ -802,7 +816,10 @@ static void sql_stop(struct action_run *run)
 	if (r == NULL)
 		return;
 	if (r->waiting) {
-		TAILQ_REMOVE(&((struct sql_action *)run->action->priv)->waiting, r, link);
+		struct sql_action *q = run->action->priv;
+
+		TAILQ_REMOVE(&q->waiting, r, link);
+		q->nwaiting--;
 		r->waiting = false;
 	}
 	if ((b = r->batch) != NULL) {

@@ -105,6 +105,7 @@ struct worker {
 	struct worker_owner owner;
 	struct worker_hold hold; /* the jobs of removed actions */
 	int concurrency, max_attempts, backoff_initial, backoff_max;
+	size_t nactions; /* configured: none, no job of ours to wake up for */
 	enum worker_state state;
 	bool claiming;    /* a claim is in flight */
 	bool claim_again; /* something happened meanwhile: claim once more */
@@ -661,7 +662,7 @@ static void worker_kick(struct worker *w)
 
 void worker_wake_now(struct worker *w)
 {
-	if (w != NULL)
+	if (w != NULL && w->nactions > 0)
 		worker_kick(w);
 }
 
@@ -708,6 +709,7 @@ static int worker_apply(struct worker *w, const struct config *cfg, char *err, s
 	w->actions = set;
 	w->leases = leases;
 	w->concurrency = cfg->concurrency;
+	w->nactions = cfg->nactions;
 	w->max_attempts = cfg->max_attempts;
 	w->backoff_initial = cfg->backoff_initial;
 	w->backoff_max = cfg->backoff_max;

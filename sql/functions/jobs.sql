@@ -23,6 +23,13 @@
 --
 -- Every write to a claimed job is fenced on its claim (lease_owner and
 -- attempts): a runner whose lease ran out changes nothing.
+--
+-- job_claim() and job_finish(), called for every job, are plpgsql around
+-- one query: a LANGUAGE sql function with data-modifying CTEs is parsed and
+-- planned again on every call (about half a millisecond each, more than
+-- running it), while plpgsql keeps the plan for the session (issue 16).
+-- #variable_conflict use_column: a name is the column where a result column
+-- has the same name.
 
 -- The one rule of which state may become which; a trigger enforces it on
 -- every UPDATE of jobs.state, whoever writes. Same-state pairs are true only
@@ -83,47 +90,51 @@ CREATE OR REPLACE FUNCTION bayarhook.job_claim(p_owner text, p_limit integer, p_
 RETURNS TABLE (job_id bigint, invoice_id text, action text, attempts integer, source text,
                event text, event_bare text, attempt_id bigint, status text, flag text,
                idempotency_key text)
-LANGUAGE sql AS $fn$
-    -- Each half reads its own partial index in order (013); a job of the
-    -- half left out by the final LIMIT stays locked only until the commit.
-    WITH due AS (
-        SELECT id, next_attempt_at FROM bayarhook.jobs
-         WHERE state = 'pending' AND next_attempt_at <= now()
-         ORDER BY next_attempt_at, id LIMIT p_limit
-           FOR UPDATE SKIP LOCKED
-    ), lapsed AS (
-        SELECT id, next_attempt_at FROM bayarhook.jobs
-         WHERE state = 'running' AND lease_until < now()
-         ORDER BY lease_until LIMIT p_limit
-           FOR UPDATE SKIP LOCKED
-    ), c AS (
-        SELECT id FROM (SELECT * FROM due UNION ALL SELECT * FROM lapsed) u
-         ORDER BY next_attempt_at, id LIMIT p_limit
-    ), j AS (
-        UPDATE bayarhook.jobs AS t SET state = 'running', attempts = t.attempts + 1,
-               lease_owner = p_owner,
-               lease_until = now() + make_interval(secs =>
-                   coalesce((p_leases ->> t.action)::integer, p_default_lease))
-          FROM c WHERE t.id = c.id
-        RETURNING t.id, t.invoice_id, t.action, t.attempts, t.source, t.event, t.status,
-                  t.replay
-    ), ab AS (
-        UPDATE bayarhook.job_attempts AS a SET outcome = 'abandoned', finished_at = now()
-          FROM j WHERE a.job_id = j.id AND a.finished_at IS NULL
-    ), ins AS (
-        INSERT INTO bayarhook.job_attempts (job_id, attempt, runner)
-        SELECT j.id, j.attempts, p_owner FROM j
-        RETURNING id, job_id
-    )
-    SELECT j.id, j.invoice_id, j.action, j.attempts, j.source, j.event::text,
-           (j.event - 'timestamp' - 'signature')::text, ins.id, j.status, p.flag,
-           encode(sha256(convert_to(j.invoice_id || '|' || j.action || '|'
-                                    || coalesce(j.status, '')
-                                    || CASE WHEN j.replay THEN '|replay ' || j.id ELSE '' END,
-                                    'UTF8')), 'hex')
-      FROM j JOIN ins ON ins.job_id = j.id
-      JOIN bayarhook.payments p ON p.invoice_id = j.invoice_id
-     ORDER BY j.id
+LANGUAGE plpgsql AS $fn$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+        -- Each half reads its own partial index in order (013); a job of the
+        -- half left out by the final LIMIT stays locked only until the commit.
+        WITH due AS (
+            SELECT id, next_attempt_at FROM bayarhook.jobs
+             WHERE state = 'pending' AND next_attempt_at <= now()
+             ORDER BY next_attempt_at, id LIMIT p_limit
+               FOR UPDATE SKIP LOCKED
+        ), lapsed AS (
+            SELECT id, next_attempt_at FROM bayarhook.jobs
+             WHERE state = 'running' AND lease_until < now()
+             ORDER BY lease_until LIMIT p_limit
+               FOR UPDATE SKIP LOCKED
+        ), c AS (
+            SELECT id FROM (SELECT * FROM due UNION ALL SELECT * FROM lapsed) u
+             ORDER BY next_attempt_at, id LIMIT p_limit
+        ), j AS (
+            UPDATE bayarhook.jobs AS t SET state = 'running', attempts = t.attempts + 1,
+                   lease_owner = p_owner,
+                   lease_until = now() + make_interval(secs =>
+                       coalesce((p_leases ->> t.action)::integer, p_default_lease))
+              FROM c WHERE t.id = c.id
+            RETURNING t.id, t.invoice_id, t.action, t.attempts, t.source, t.event, t.status,
+                      t.replay
+        ), ab AS (
+            UPDATE bayarhook.job_attempts AS a SET outcome = 'abandoned', finished_at = now()
+              FROM j WHERE a.job_id = j.id AND a.finished_at IS NULL
+        ), ins AS (
+            INSERT INTO bayarhook.job_attempts (job_id, attempt, runner)
+            SELECT j.id, j.attempts, p_owner FROM j
+            RETURNING id, job_id
+        )
+        SELECT j.id, j.invoice_id, j.action, j.attempts, j.source, j.event::text,
+               (j.event - 'timestamp' - 'signature')::text, ins.id, j.status, p.flag,
+               encode(sha256(convert_to(j.invoice_id || '|' || j.action || '|'
+                                        || coalesce(j.status, '')
+                                        || CASE WHEN j.replay THEN '|replay ' || j.id ELSE '' END,
+                                        'UTF8')), 'hex')
+          FROM j JOIN ins ON ins.job_id = j.id
+          JOIN bayarhook.payments p ON p.invoice_id = j.invoice_id
+         ORDER BY j.id;
+END
 $fn$;
 
 -- Records the outcome of attempt p_attempt_id of a job claimed by p_owner
@@ -144,43 +155,47 @@ CREATE OR REPLACE FUNCTION bayarhook.job_finish(p_job bigint, p_owner text, p_at
                                                 p_error text DEFAULT NULL,
                                                 p_permanent boolean DEFAULT false)
 RETURNS TABLE (state text)
-LANGUAGE sql AS $fn$
-    WITH j AS (
-        UPDATE bayarhook.jobs SET
-               state = CASE WHEN p_outcome = 'succeeded' THEN 'succeeded'
-                            WHEN p_permanent OR attempts >= p_max_attempts THEN 'dead'
-                            ELSE 'pending' END,
-               finished_at = CASE WHEN p_outcome = 'succeeded' OR p_permanent
-                                       OR attempts >= p_max_attempts
-                                  THEN now() END,
-               next_attempt_at = CASE WHEN p_outcome = 'succeeded' OR p_permanent
+LANGUAGE plpgsql AS $fn$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+        WITH j AS (
+            UPDATE bayarhook.jobs SET
+                   state = CASE WHEN p_outcome = 'succeeded' THEN 'succeeded'
+                                WHEN p_permanent OR attempts >= p_max_attempts THEN 'dead'
+                                ELSE 'pending' END,
+                   finished_at = CASE WHEN p_outcome = 'succeeded' OR p_permanent
                                            OR attempts >= p_max_attempts
-                                      THEN next_attempt_at
-                                      ELSE now() + p_retry_in * interval '1 second' END,
-               last_error = p_error, lease_owner = NULL, lease_until = NULL
-         WHERE id = p_job AND lease_owner = p_owner AND attempts = p_attempts
-           AND state = 'running'
-        RETURNING state
-    ), a AS (
-        UPDATE bayarhook.job_attempts SET finished_at = now(), outcome = p_outcome,
-               exit_code = p_exit_code, http_status = p_http_status, row_count = p_row_count,
-               output = p_output
-         WHERE id = p_attempt_id AND finished_at IS NULL AND EXISTS (SELECT 1 FROM j)
-    ), rel AS (
-        -- after = NAME (SPEC §9): this success lets the invoice's jobs
-        -- waiting for this action go. A dead one lets nothing go.
-        UPDATE bayarhook.jobs w SET state = 'pending', held_reason = NULL,
-               next_attempt_at = now()
-          FROM bayarhook.jobs s
-         WHERE s.id = p_job AND EXISTS (SELECT 1 FROM j WHERE j.state = 'succeeded')
-           AND w.invoice_id = s.invoice_id AND w.after_action = s.action
-           AND w.state = 'held' AND w.held_reason = 'after'
-        RETURNING w.id
-    )
-    SELECT j.state FROM j
-      -- A data-modifying CTE always runs; this one tells the queue, once.
-      LEFT JOIN (SELECT count(pg_notify('bayarhook_jobs', '')) AS n
-                   FROM (SELECT 1 FROM rel LIMIT 1) r) nt ON true
+                                      THEN now() END,
+                   next_attempt_at = CASE WHEN p_outcome = 'succeeded' OR p_permanent
+                                               OR attempts >= p_max_attempts
+                                          THEN next_attempt_at
+                                          ELSE now() + p_retry_in * interval '1 second' END,
+                   last_error = p_error, lease_owner = NULL, lease_until = NULL
+             WHERE id = p_job AND lease_owner = p_owner AND attempts = p_attempts
+               AND state = 'running'
+            RETURNING state
+        ), a AS (
+            UPDATE bayarhook.job_attempts SET finished_at = now(), outcome = p_outcome,
+                   exit_code = p_exit_code, http_status = p_http_status, row_count = p_row_count,
+                   output = p_output
+             WHERE id = p_attempt_id AND finished_at IS NULL AND EXISTS (SELECT 1 FROM j)
+        ), rel AS (
+            -- after = NAME (SPEC §9): this success lets the invoice's jobs
+            -- waiting for this action go. A dead one lets nothing go.
+            UPDATE bayarhook.jobs w SET state = 'pending', held_reason = NULL,
+                   next_attempt_at = now()
+              FROM bayarhook.jobs s
+             WHERE s.id = p_job AND EXISTS (SELECT 1 FROM j WHERE j.state = 'succeeded')
+               AND w.invoice_id = s.invoice_id AND w.after_action = s.action
+               AND w.state = 'held' AND w.held_reason = 'after'
+            RETURNING w.id
+        )
+        SELECT j.state FROM j
+          -- A data-modifying CTE always runs; this one tells the queue, once.
+          LEFT JOIN (SELECT count(pg_notify('bayarhook_jobs', '')) AS n
+                       FROM (SELECT 1 FROM rel LIMIT 1) r) nt ON true;
+END
 $fn$;
 
 -- job_finish() for many jobs in one statement and one commit (issue 16):
