@@ -14,13 +14,7 @@
  * the job is completed afterwards: at least once.
  *
  * On the receiver's own database the runs that start together share one
- * transaction (issue 16: one commit for many jobs): BEGIN; the timeout;
- * then for each run SAVEPOINT, its statement, the row check and the
- * queue's completion of its job; a run whose statement fails, whose rows do
- * not match or whose job was taken over is rolled back to its savepoint and
- * reported at once, alone; COMMIT reports the others, all succeeded with
- * their jobs, or all failed. The savepoints nest (none is released): at
- * most SQL_BATCH_MAX, under PostgreSQL's 64 cached subtransactions.
+ * transaction: action_sql_batch.c.
  */
 #include <ctype.h>
 #include <stdbool.h>
@@ -32,8 +26,7 @@
 #include <event2/event.h>
 
 #include "action_sql.h"
-
-#include <sys/queue.h>
+#include "action_sql_int.h"
 
 #include "action_run.h"
 #include "db.h"
@@ -41,17 +34,6 @@
 
 #define SQL_NAME_MAX 63
 #define SQL_PARAMS_MAX 65535
-#define SQLSTATE_QUERY_CANCELED "57014"
-#define SQL_BATCH_MAX 32 /* runs per shared transaction */
-/*
- * Runs that start together are spread over up to SQL_BATCH_SPREAD
- * transactions of at least SQL_BATCH_MIN runs each: each run costs three
- * round trips in sequence (savepoint, statement, completion), and on a busy
- * machine a round trip waits for the scheduler, so a few transactions side
- * by side finish sooner than one long one, and still commit once per run.
- */
-#define SQL_BATCH_SPREAD 4
-#define SQL_BATCH_MIN 4
 
 /* ---- :name -> $n ---- */
 
@@ -235,32 +217,12 @@ fail:
 
 /* ---- prepared ---- */
 
-struct sql_batch;
-struct sql_run;
-
-struct sql_action {
-	struct action *a;
-	char *sql;    /* the statement with $1..$n */
-	char **names; /* field of $i+1, NULL-terminated */
-	int nparams;
-	int expect_rows;       /* 0 = any */
-	bool dead_on_mismatch; /* on_mismatch = dead */
-	bool own_db;           /* the receiver's database: exactly once */
-	struct db_pool *pool;  /* NULL when only checked */
-	/* Own database: runs waiting for the next shared transaction. */
-	TAILQ_HEAD(, sql_run) waiting;
-	int nwaiting;
-	struct event *flush; /* starts the transactions of waiting, from the loop */
-};
-
 static void names_free(char **names)
 {
 	for (int i = 0; names && names[i]; i++)
 		free(names[i]);
 	free(names);
 }
-
-static void batch_flush(evutil_socket_t fd, short what, void *arg);
 
 static int sql_prepare(struct action *a, const struct config *cfg, const struct action_conf *ac,
                        char *err, size_t errlen)
@@ -287,8 +249,8 @@ static int sql_prepare(struct action *a, const struct config *cfg, const struct 
 	conninfo = ac->conninfo && *ac->conninfo ? ac->conninfo : own;
 	q->own_db = strcmp(conninfo, own) == 0;
 	q->pool = action_ctx_pool_get(a->ctx, conninfo, q->own_db);
-	if (q->own_db &&
-	    (q->flush = event_new(action_ctx_base(a->ctx), -1, 0, batch_flush, q)) == NULL) {
+	if (q->own_db && (q->flush = event_new(action_ctx_base(a->ctx), -1, 0,
+	                                       action_sql_batch_flush, q)) == NULL) {
 		snprintf(err, errlen, "cannot set up the statement's event");
 		return -1;
 	}
@@ -312,40 +274,10 @@ static void sql_release(struct action *a)
 
 /* ---- a run ---- */
 
-struct sql_run {
-	struct action_run *run;
-	TAILQ_ENTRY(sql_run) link; /* in the action's waiting */
-	bool waiting;
-	struct sql_batch *batch; /* the shared transaction it is part of */
-	int slot;                /* its index there */
-	struct db_session *session;
-	char **params; /* bound values, NULL for SQL NULL */
-	int nparams;
-	long long rows;
-	char status[64]; /* the statement's command tag ("UPDATE 1") */
-};
-
-static struct sql_run *sql_state(struct action_run *run)
-{
-	return run->priv;
-}
-
 static void sql_close(struct action_run *run)
 {
 	db_session_close(sql_state(run)->session);
 	sql_state(run)->session = NULL;
-}
-
-/* A result carrying what the statement did so far. */
-static void sql_result_init(struct action_run *run, struct action_result *res,
-                            enum action_outcome o)
-{
-	struct sql_run *r = sql_state(run);
-
-	action_result_init(res, o);
-	res->row_count = r->rows;
-	res->output = r->status;
-	res->output_len = strlen(r->status);
 }
 
 /* Rolls back (the session closes) and reports a failure of outcome o. */
@@ -374,7 +306,6 @@ static void sql_fail(struct action_run *run, const char *what, const char *err,
 static void sql_committed(PGresult *pgres, const char *err, const char *sqlstate, void *arg)
 {
 	struct action_run *run = arg;
-	struct sql_action *q = run->action->priv;
 	struct action_result res;
 
 	if (pgres == NULL) {
@@ -383,29 +314,6 @@ static void sql_committed(PGresult *pgres, const char *err, const char *sqlstate
 	}
 	sql_close(run);
 	sql_result_init(run, &res, ACTION_SUCCEEDED);
-	res.finished = run->tx != NULL && q->own_db;
-	action_run_finish(run, &res);
-}
-
-static void sql_tx_next(void *token, bool ok, bool lease_lost, const char *err)
-{
-	struct action_run *run = token;
-	struct action_result res;
-
-	if (ok) {
-		db_session_query(sql_state(run)->session, "COMMIT", 0, NULL, sql_committed, run);
-		return;
-	}
-	if (!lease_lost) {
-		sql_fail(run, "recording the job's completion failed", err, NULL);
-		return;
-	}
-	/* Someone else holds the job now: undo, report nothing. */
-	sql_close(run);
-	action_result_init(&res, ACTION_FAILED);
-	res.row_count = sql_state(run)->rows;
-	res.error = "lease lost";
-	res.lease_lost = true;
 	action_run_finish(run, &res);
 }
 
@@ -432,13 +340,7 @@ static void sql_done(PGresult *pgres, const char *err, const char *sqlstate, voi
 		            NULL, NULL);
 		return;
 	}
-	if (run->tx != NULL && q->own_db) {
-		struct action_result res;
-
-		sql_result_init(run, &res, ACTION_SUCCEEDED);
-		run->tx(r->session, &res, run->tx_arg, sql_tx_next, run);
-		return;
-	}
+	/* Own database with a completion: action_sql_batch.c, never here. */
 	db_session_query(r->session, "COMMIT", 0, NULL, sql_committed, run);
 }
 
@@ -482,263 +384,6 @@ static void sql_opened(struct db_session *s, void *arg)
 	}
 	sql_state(run)->session = s;
 	db_session_query(s, "BEGIN", 0, NULL, sql_begun, run);
-}
-
-/* ---- runs sharing one transaction (own database) ---- */
-
-struct sql_batch {
-	struct sql_action *q;
-	struct db_session *s;
-	int n, cur, live;
-	struct action_run *runs[SQL_BATCH_MAX]; /* NULL once reported or stopped */
-	char ms[32];                            /* statement_timeout */
-	/* The failure of runs[cur], reported once its savepoint is rolled back. */
-	struct action_result fail;
-	char fail_msg[512];
-};
-
-static void batch_next(struct sql_batch *b);
-
-static void batch_end(struct sql_batch *b)
-{
-	db_session_close(b->s);
-	free(b);
-}
-
-static void batch_report(struct sql_batch *b, int i, const struct action_result *res)
-{
-	struct action_run *run = b->runs[i];
-
-	b->runs[i] = NULL;
-	b->live--;
-	sql_state(run)->batch = NULL;
-	action_run_finish(run, res);
-}
-
-/* The transaction is lost: every run not yet reported fails with it. */
-static void batch_fail_all(struct sql_batch *b, const char *what, const char *err,
-                           const char *sqlstate)
-{
-	char msg[512];
-
-	snprintf(msg, sizeof(msg), "%s%s%s", what, err && *err ? ": " : "", err ? err : "");
-	for (int i = 0; i < b->n; i++) {
-		struct action_result res;
-
-		if (b->runs[i] == NULL)
-			continue;
-		sql_result_init(b->runs[i], &res, ACTION_FAILED);
-		if (sqlstate != NULL && strcmp(sqlstate, SQLSTATE_QUERY_CANCELED) == 0 &&
-		    i == b->cur)
-			res.outcome = ACTION_TIMEOUT;
-		res.error = msg;
-		batch_report(b, i, &res);
-	}
-	batch_end(b);
-}
-
-static void batch_committed(PGresult *pgres, const char *err, const char *sqlstate, void *arg)
-{
-	struct sql_batch *b = arg;
-
-	if (pgres == NULL) {
-		b->cur = -1;
-		batch_fail_all(b, "commit failed", err, sqlstate);
-		return;
-	}
-	for (int i = 0; i < b->n; i++) {
-		struct action_result res;
-
-		if (b->runs[i] == NULL)
-			continue;
-		sql_result_init(b->runs[i], &res, ACTION_SUCCEEDED);
-		res.finished = true;
-		batch_report(b, i, &res);
-	}
-	batch_end(b);
-}
-
-static void batch_rolled_back(PGresult *pgres, const char *err, const char *sqlstate, void *arg)
-{
-	struct sql_batch *b = arg;
-
-	if (pgres == NULL) {
-		batch_fail_all(b, "ROLLBACK TO SAVEPOINT failed", err, sqlstate);
-		return;
-	}
-	if (b->runs[b->cur] != NULL) {
-		b->fail.error = b->fail_msg;
-		batch_report(b, b->cur, &b->fail);
-	}
-	b->cur++;
-	batch_next(b);
-}
-
-/* Undoes runs[cur] alone (back to its savepoint), then reports it with o. */
-static void batch_undo(struct sql_batch *b, enum action_outcome o, const char *what,
-                       const char *err, const char *sqlstate, bool lease_lost)
-{
-	struct action_run *run = b->runs[b->cur];
-
-	if (run != NULL) {
-		sql_result_init(run, &b->fail, o);
-		if (sqlstate != NULL && strcmp(sqlstate, SQLSTATE_QUERY_CANCELED) == 0)
-			b->fail.outcome = ACTION_TIMEOUT;
-		b->fail.lease_lost = lease_lost;
-		snprintf(b->fail_msg, sizeof(b->fail_msg), "%s%s%s", what, err && *err ? ": " : "",
-		         err ? err : "");
-	}
-	db_session_query(b->s, "ROLLBACK TO SAVEPOINT bayarhook_job", 0, NULL, batch_rolled_back,
-	                 b);
-}
-
-static void batch_tx_next(void *token, bool ok, bool lease_lost, const char *err)
-{
-	struct sql_batch *b = token;
-
-	if (ok) {
-		b->cur++;
-		batch_next(b);
-	} else if (lease_lost) {
-		/* Someone else holds the job now: its statement is undone. */
-		batch_undo(b, ACTION_FAILED, "lease lost", NULL, NULL, true);
-	} else {
-		batch_undo(b, ACTION_FAILED, "recording the job's completion failed", err, NULL,
-		           false);
-	}
-}
-
-static void batch_stmt_done(PGresult *pgres, const char *err, const char *sqlstate, void *arg)
-{
-	struct sql_batch *b = arg;
-	struct action_run *run = b->runs[b->cur];
-	struct sql_run *r;
-	const char *tuples;
-	char msg[128];
-	struct action_result res;
-
-	if (run == NULL) {
-		batch_undo(b, ACTION_FAILED, "stopped", NULL, NULL, false);
-		return;
-	}
-	if (pgres == NULL) {
-		batch_undo(b, ACTION_FAILED, "statement failed", err, sqlstate, false);
-		return;
-	}
-	r = sql_state(run);
-	tuples = PQcmdTuples(pgres);
-	r->rows = tuples && *tuples ? strtoll(tuples, NULL, 10) : 0;
-	snprintf(r->status, sizeof(r->status), "%s", PQcmdStatus(pgres));
-	if (b->q->expect_rows != 0 && r->rows != b->q->expect_rows) {
-		snprintf(msg, sizeof(msg), "expected %d row(s), the statement changed %lld",
-		         b->q->expect_rows, r->rows);
-		batch_undo(b, b->q->dead_on_mismatch ? ACTION_FAILED_PERMANENT : ACTION_FAILED, msg,
-		           NULL, NULL, false);
-		return;
-	}
-	sql_result_init(run, &res, ACTION_SUCCEEDED);
-	run->tx(b->s, &res, run->tx_arg, batch_tx_next, b);
-}
-
-static void batch_saved(PGresult *pgres, const char *err, const char *sqlstate, void *arg)
-{
-	struct sql_batch *b = arg;
-	struct action_run *run = b->runs[b->cur];
-
-	if (pgres == NULL) {
-		batch_fail_all(b, "SAVEPOINT failed", err, sqlstate);
-		return;
-	}
-	if (run == NULL) {
-		b->cur++;
-		batch_next(b);
-		return;
-	}
-	db_session_query(b->s, b->q->sql, b->q->nparams,
-	                 (const char *const *)sql_state(run)->params, batch_stmt_done, b);
-}
-
-/* The next run's statement, or COMMIT once every run had its turn. */
-static void batch_next(struct sql_batch *b)
-{
-	while (b->cur < b->n && b->runs[b->cur] == NULL)
-		b->cur++;
-	if (b->cur < b->n) {
-		db_session_query(b->s, "SAVEPOINT bayarhook_job", 0, NULL, batch_saved, b);
-		return;
-	}
-	if (b->live == 0) {
-		batch_end(b); /* nothing to commit: the close rolls back */
-		return;
-	}
-	db_session_query(b->s, "COMMIT", 0, NULL, batch_committed, b);
-}
-
-static void batch_timeout_set(PGresult *pgres, const char *err, const char *sqlstate, void *arg)
-{
-	struct sql_batch *b = arg;
-
-	if (pgres == NULL) {
-		batch_fail_all(b, "cannot set statement_timeout", err, sqlstate);
-		return;
-	}
-	b->cur = 0;
-	batch_next(b);
-}
-
-static void batch_begun(PGresult *pgres, const char *err, const char *sqlstate, void *arg)
-{
-	struct sql_batch *b = arg;
-	const char *params[1] = {b->ms};
-
-	if (pgres == NULL) {
-		batch_fail_all(b, "BEGIN failed", err, sqlstate);
-		return;
-	}
-	db_session_query(b->s, "SELECT set_config('statement_timeout', $1, true)", 1, params,
-	                 batch_timeout_set, b);
-}
-
-static void batch_opened(struct db_session *s, void *arg)
-{
-	struct sql_batch *b = arg;
-
-	if (s == NULL) {
-		batch_fail_all(b, "database unavailable", NULL, NULL);
-		return;
-	}
-	b->s = s;
-	db_session_query(s, "BEGIN", 0, NULL, batch_begun, b);
-}
-
-/* Every waiting run goes into a transaction, SQL_BATCH_MAX to each. */
-static void batch_flush(evutil_socket_t fd, short what, void *arg)
-{
-	struct sql_action *q = arg;
-	struct sql_run *r;
-	int per = (q->nwaiting + SQL_BATCH_SPREAD - 1) / SQL_BATCH_SPREAD;
-
-	(void)fd;
-	(void)what;
-	per = per < SQL_BATCH_MIN ? SQL_BATCH_MIN : per > SQL_BATCH_MAX ? SQL_BATCH_MAX : per;
-	while (!TAILQ_EMPTY(&q->waiting)) {
-		struct sql_batch *b = xcalloc(1, sizeof(*b));
-
-		b->q = q;
-		snprintf(b->ms, sizeof(b->ms), "%lld", (long long)q->a->timeout * 1000);
-		while (b->n < per && (r = TAILQ_FIRST(&q->waiting)) != NULL) {
-			TAILQ_REMOVE(&q->waiting, r, link);
-			q->nwaiting--;
-			r->waiting = false;
-			r->batch = b;
-			r->slot = b->n;
-			b->runs[b->n++] = r->run;
-		}
-		b->live = b->n;
-		/* The pool hands the session over from the loop, never from in here. */
-		if (db_session_open(q->pool, batch_opened, b) < 0)
-			batch_fail_all(b, "database unavailable", NULL, NULL);
-	}
 }
 
 /*
@@ -811,8 +456,6 @@ static int sql_start(struct action_run *run, char *err, size_t errlen)
 static void sql_stop(struct action_run *run)
 {
 	struct sql_run *r = sql_state(run);
-	struct sql_batch *b;
-
 	if (r == NULL)
 		return;
 	if (r->waiting) {
@@ -822,13 +465,8 @@ static void sql_stop(struct action_run *run)
 		q->nwaiting--;
 		r->waiting = false;
 	}
-	if ((b = r->batch) != NULL) {
-		/* The loop does not run again: the last run out closes the transaction. */
-		b->runs[r->slot] = NULL;
-		r->batch = NULL;
-		if (--b->live == 0)
-			batch_end(b);
-	}
+	if (r->batch != NULL)
+		action_sql_batch_stop(r);
 	if (r->session != NULL)
 		sql_close(run);
 }

@@ -32,6 +32,7 @@
  * that has run once. A claimed job whose action is unknown all the same is
  * held too, its attempt uncounted (job_hold_claimed).
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +48,7 @@
 #include "log.h"
 #include "stats.h"
 #include "worker.h"
+#include "worker_finish.h"
 #include "worker_gauges.h"
 #include "worker_hold.h"
 #include "worker_outcome.h"
@@ -59,7 +61,6 @@
 #define WORKER_RECLAIM_TICKS 30 /* look for jobs of dead local processes */
 #define WORKER_RECORD_TRIES 30  /* 2 s apart: about the lease margin */
 #define WORKER_UNKNOWN_LEASE 90 /* seconds, for a job whose action is unknown */
-#define WORKER_FINISH_BATCH 256 /* outcomes per job_finish_many() */
 /* Jobs whose outcome waits to be written: past this, nothing more is claimed. */
 #define WORKER_RECORDING_MAX 1024
 
@@ -90,8 +91,7 @@ struct job {
 	char attempts_text[16], max_text[16];
 	bool release; /* put back (SIGTERM) rather than finished */
 	bool hold;    /* its action is not in the config: held, the attempt uncounted */
-	bool queued;  /* in w->finishq */
-	TAILQ_ENTRY(job) fin;
+	struct worker_finish_item fin; /* its outcome, for job_finish_many() */
 	int record_tries;
 	struct event *retry;
 };
@@ -113,8 +113,7 @@ struct worker {
 	int njobs;
 	int nrecording; /* of njobs, in JOB_RECORDING: they hold no slot */
 	LIST_HEAD(, job) jobs;
-	TAILQ_HEAD(, job) finishq;      /* outcomes waiting for the next job_finish_many() */
-	struct finish_batch *finishing; /* the one in flight */
+	struct worker_finish finish; /* outcomes, written in batches */
 	struct event *tick, *wake, *grace, *connected;
 	struct event *kick; /* claim from the loop: worker_wake_now, a slot freed */
 	int64_t wake_at;    /* monotonic ms when wake fires */
@@ -122,25 +121,13 @@ struct worker {
 	unsigned ticks;
 };
 
-/* Inside a sql action's own transaction (job_tx); job_finish_many() elsewhere. */
-static const char SQL_FINISH[] =
-    "SELECT state FROM bayarhook.job_finish(p_job => $1, p_owner => $2, p_attempts => $3,"
-    " p_attempt_id => $4, p_outcome => $5, p_exit_code => $6, p_http_status => $7,"
-    " p_row_count => $8, p_output => $9, p_error => $10, p_max_attempts => $11,"
-    " p_retry_in => $12, p_permanent => $13)";
-#define SQL_FINISH_NPARAMS 13
-
-/* One job_finish_many() in flight. */
-struct finish_batch {
-	struct worker *w;
-	int n;
-	struct job *jobs[WORKER_FINISH_BATCH];
-};
+/* Every outcome, in batches: worker_finish.c, and job_tx in a sql action's transaction. */
+static const char SQL_FINISH_MANY[] =
+    "SELECT job_id, state FROM bayarhook.job_finish_many(p_owner => $1, p_items => $2::jsonb)";
 
 static void worker_claim(struct worker *w);
 static void worker_kick(struct worker *w);
 static void job_record(struct job *job);
-static void finish_flush(struct worker *w);
 
 /* ---- jobs ---- */
 
@@ -152,8 +139,7 @@ static void job_free(struct job *job)
 	job->w->njobs--;
 	if (job->phase == JOB_RECORDING)
 		job->w->nrecording--;
-	if (job->queued)
-		TAILQ_REMOVE(&job->w->finishq, job, fin);
+	worker_finish_drop(&job->w->finish, &job->fin);
 	if (job->retry)
 		event_free(job->retry);
 	free(job->action);
@@ -310,78 +296,19 @@ static void job_recorded(PGresult *res, const char *err, const char *sqlstate, v
 	job_done(job);
 }
 
-/* ---- outcomes, in batches ---- */
-
-static void finish_done(PGresult *res, const char *err, const char *sqlstate, void *arg)
+/* worker_finish wrote the outcome (state), found the claim gone (NULL), or failed (err). */
+static void job_finish_written(struct worker_finish_item *it, const char *state, const char *err)
 {
-	struct finish_batch *b = arg;
-	struct worker *w = b->w;
+	struct job *job = (struct job *)((char *)it - offsetof(struct job, fin));
 
-	(void)sqlstate;
-	w->finishing = NULL;
-	for (int i = 0; i < b->n; i++) {
-		struct job *job = b->jobs[i];
-		const char *state = NULL;
-
-		if (res == NULL) {
-			job_record_later(job, err);
-			continue;
-		}
-		for (int r = 0; r < PQntuples(res) && state == NULL; r++)
-			if (strcmp(PQgetvalue(res, r, 0), job->id) == 0)
-				state = PQgetvalue(res, r, 1);
+	if (err != NULL)
+		job_record_later(job, err);
+	else
 		job_finished(job, state);
-	}
-	free(b);
-	finish_flush(w);
 }
 
-/*
- * Sends the outcomes waiting in finishq as one job_finish_many(), unless
- * one is in flight: those that end meanwhile wait and go together next.
- */
-static void finish_flush(struct worker *w)
-{
-	struct finish_batch *b;
-	struct jsonw js;
-	struct job *job;
-	const char *p[2];
-	char *items;
-	int rc;
-
-	if (w->finishing != NULL || TAILQ_EMPTY(&w->finishq))
-		return;
-	b = xcalloc(1, sizeof(*b));
-	b->w = w;
-	jsonw_begin_array(&js);
-	while ((job = TAILQ_FIRST(&w->finishq)) != NULL && b->n < WORKER_FINISH_BATCH) {
-		TAILQ_REMOVE(&w->finishq, job, fin);
-		job->queued = false;
-		b->jobs[b->n++] = job;
-		snprintf(job->attempts_text, sizeof(job->attempts_text), "%d", job->attempts);
-		snprintf(job->max_text, sizeof(job->max_text), "%d", job->max_attempts);
-		worker_outcome_json(&js, job->id, job->attempts_text, job->attempt_id,
-		                    job->max_text, &job->out);
-	}
-	items = jsonw_finish_array(&js);
-	p[0] = w->owner.id;
-	p[1] = items;
-	rc = db_query(w->pool,
-	              "SELECT job_id, state FROM bayarhook.job_finish_many(p_owner => $1,"
-	              " p_items => $2::jsonb)",
-	              2, p, finish_done, b);
-	free(items);
-	if (rc == 0) {
-		w->finishing = b;
-		return;
-	}
-	for (int i = 0; i < b->n; i++)
-		job_record_later(b->jobs[i], "database unavailable");
-	free(b);
-}
-
-/* The arguments of job_finish() for a job, in SQL_FINISH's order. */
-static void job_finish_params(struct job *job, const char *p[SQL_FINISH_NPARAMS])
+/* The job's claim as text: p_job, p_owner, p_attempts, p_attempt_id. */
+static void job_claim_params(struct job *job, const char *p[4])
 {
 	snprintf(job->attempts_text, sizeof(job->attempts_text), "%d", job->attempts);
 	snprintf(job->max_text, sizeof(job->max_text), "%d", job->max_attempts);
@@ -389,42 +316,37 @@ static void job_finish_params(struct job *job, const char *p[SQL_FINISH_NPARAMS]
 	p[1] = job->w->owner.id;
 	p[2] = job->attempts_text;
 	p[3] = job->attempt_id;
-	p[4] = job->out.outcome;
-	p[5] = job->out.exit_code;
-	p[6] = job->out.http_status;
-	p[7] = job->out.row_count;
-	p[8] = job->out.output;
-	p[9] = job->out.error;
-	p[10] = job->max_text;
-	p[11] = job->out.retry_in;
-	p[12] = job->out.permanent;
 }
 
 static void job_record(struct job *job)
 {
 	struct worker *w = job->w;
-	const char *p[SQL_FINISH_NPARAMS];
+	const char *p[4];
 	int rc;
 
 	job_set_recording(job);
 	if (job->release) {
-		job_finish_params(job, p);
+		job_claim_params(job, p);
 		rc = db_query(w->pool,
 		              "SELECT job_id FROM bayarhook.job_release(p_job => $1, p_owner => $2,"
 		              " p_attempts => $3, p_attempt_id => $4)",
 		              4, p, job_recorded, job);
 	} else if (job->hold) {
-		job_finish_params(job, p);
+		job_claim_params(job, p);
 		rc = db_query(w->pool,
 		              "SELECT job_id FROM bayarhook.job_hold_claimed(p_job => $1,"
 		              " p_owner => $2, p_attempts => $3, p_attempt_id => $4)",
 		              4, p, job_recorded, job);
 	} else {
-		if (!job->queued) {
-			TAILQ_INSERT_TAIL(&w->finishq, job, fin);
-			job->queued = true;
-		}
-		finish_flush(w);
+		snprintf(job->attempts_text, sizeof(job->attempts_text), "%d", job->attempts);
+		snprintf(job->max_text, sizeof(job->max_text), "%d", job->max_attempts);
+		job->fin.job = job->id;
+		job->fin.attempts = job->attempts_text;
+		job->fin.attempt_id = job->attempt_id;
+		job->fin.max_attempts = job->max_text;
+		job->fin.out = &job->out;
+		job->fin.done = job_finish_written;
+		worker_finish_push(&w->finish, &job->fin);
 		return;
 	}
 	if (rc < 0)
@@ -471,8 +393,13 @@ static void job_action_done(struct action_run *run, const struct action_result *
 	job_record(job);
 }
 
-/* The transaction of a sql action on our database: complete the job in it. */
+/*
+ * The transaction of sql actions on our database: complete their jobs in
+ * it, with one statement (action_tx_fn).
+ */
 struct tx_step {
+	struct action_tx_job *jobs;
+	int n;
 	action_tx_next_fn next;
 	void *token;
 };
@@ -484,25 +411,46 @@ static void job_tx_done(PGresult *res, const char *err, const char *sqlstate, vo
 	void *token = st->token;
 
 	(void)sqlstate;
+	for (int r = 0; res != NULL && r < PQntuples(res); r++) {
+		const char *id = PQgetvalue(res, r, 0);
+
+		for (int k = 0; k < st->n; k++)
+			if (strcmp(((struct job *)st->jobs[k].arg)->id, id) == 0)
+				st->jobs[k].done = true;
+	}
 	free(st);
-	if (res == NULL)
-		next(token, false, false, err);
-	else
-		next(token, PQntuples(res) == 1, PQntuples(res) == 0, NULL);
+	next(token, res != NULL, err);
 }
 
-static void job_tx(struct db_session *s, const struct action_result *res, void *arg,
-                   action_tx_next_fn next, void *token)
+static void job_tx(struct db_session *s, struct action_tx_job *jobs, int n, action_tx_next_fn next,
+                   void *token)
 {
-	struct job *job = arg;
 	struct tx_step *st = xmalloc(sizeof(*st));
-	const char *p[SQL_FINISH_NPARAMS];
+	struct worker *w = NULL;
+	struct jsonw js;
+	const char *p[2];
+	char *items;
 
-	job_set_outcome(job, res);
+	st->jobs = jobs;
+	st->n = n;
 	st->next = next;
 	st->token = token;
-	job_finish_params(job, p);
-	db_session_query(s, SQL_FINISH, SQL_FINISH_NPARAMS, p, job_tx_done, st);
+	jsonw_begin_array(&js);
+	for (int k = 0; k < n; k++) {
+		struct job *job = jobs[k].arg;
+
+		w = job->w;
+		job_set_outcome(job, jobs[k].res);
+		snprintf(job->attempts_text, sizeof(job->attempts_text), "%d", job->attempts);
+		snprintf(job->max_text, sizeof(job->max_text), "%d", job->max_attempts);
+		worker_outcome_json(&js, job->id, job->attempts_text, job->attempt_id,
+		                    job->max_text, &job->out);
+	}
+	items = jsonw_finish_array(&js);
+	p[0] = w ? w->owner.id : "";
+	p[1] = items;
+	db_session_query(s, SQL_FINISH_MANY, 2, p, job_tx_done, st);
+	free(items);
 }
 
 static void job_start(struct worker *w, PGresult *res, int row)
@@ -724,7 +672,6 @@ struct worker *worker_new(struct event_base *base, const struct config *cfg, cha
 
 	w->base = base;
 	LIST_INIT(&w->jobs);
-	TAILQ_INIT(&w->finishq);
 	worker_owner_init(&w->owner, worker_taken, w);
 	w->tick = event_new(base, -1, EV_PERSIST, worker_tick, w);
 	w->wake = evtimer_new(base, worker_wake, w);
@@ -733,6 +680,7 @@ struct worker *worker_new(struct event_base *base, const struct config *cfg, cha
 	w->pool = db_pool_new(base, cfg->conninfo, WORKER_POOL_SIZE, "queue");
 	w->actx = action_ctx_new(base, cfg->conninfo);
 	w->gauges.pool = w->pool;
+	worker_finish_init(&w->finish, w->pool, w->owner.id);
 	if (w->tick == NULL || w->wake == NULL || w->kick == NULL || w->connected == NULL ||
 	    w->pool == NULL || w->actx == NULL) {
 		snprintf(err, errlen, "cannot set up the worker's events");
@@ -805,7 +753,7 @@ void worker_stop(struct worker *w)
 
 bool worker_idle(const struct worker *w)
 {
-	return w == NULL || (w->njobs == 0 && !w->claiming && w->finishing == NULL);
+	return w == NULL || (w->njobs == 0 && !w->claiming && !worker_finish_busy(&w->finish));
 }
 
 void worker_set_gateway(struct worker *w, struct gateway *gw)
@@ -838,7 +786,7 @@ void worker_free(struct worker *w)
 	db_pool_free(w->pool);
 	while ((job = LIST_FIRST(&w->jobs)) != NULL)
 		job_free(job);
-	free(w->finishing); /* the pool is gone: its answer never comes */
+	worker_finish_clear(&w->finish); /* the pool is gone: its answer never comes */
 	worker_hold_clear(&w->hold);
 	free(w->leases);
 	free(w);

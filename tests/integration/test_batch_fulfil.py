@@ -109,3 +109,35 @@ def test_two_daemons_claim_batches_from_one_queue_and_run_each_job_once(make_dae
     assert db.scalar("SELECT max(c) FROM (SELECT count(*) AS c FROM bayarhook.job_attempts"
                      " GROUP BY runner, started_at) x") > 1
     assert d1.alive() and d2.alive()
+
+
+def test_a_job_taken_over_in_a_batch_is_undone_and_the_others_run_again_once(make_daemon, db):
+    d = make_daemon(config={
+        "fulfillment": {"concurrency": "16"},
+        # The SLOW one's statement sleeps: the window in which its claim is taken.
+        "action.ship": {"type": "sql", "expect_rows": "1",
+                        "statement": "INSERT INTO shop_paid (invoice_id) SELECT :invoice_id"
+                                     " FROM pg_sleep(CASE WHEN :invoice_id LIKE '%SLOW%'"
+                                     " THEN 5 ELSE 0 END)"},
+    }, start=False)
+    d.migrate()
+    db.execute("CREATE TABLE shop_paid (invoice_id text PRIMARY KEY)")
+    invoices = [bh.new_invoice("lease1"), bh.new_invoice("lease2SLOW"), bh.new_invoice("lease3")]
+    ingest(db, invoices)
+    d.start(migrate=False)
+    bh.wait_for(lambda: db.count("jobs", "state = 'running'") == 3, 30, what="3 jobs claimed")
+    # Another process takes the SLOW job over (as after its lease ran out).
+    taken = db.rows("UPDATE bayarhook.jobs SET lease_owner = 'elsewhere:1:x:y'"
+                    " WHERE invoice_id LIKE '%SLOW%' AND state = 'running' RETURNING id")
+    assert len(taken) == 1
+    bh.wait_for(lambda: db.count("jobs", "state = 'succeeded'") == 2, 60,
+                what="the two others succeeded")
+    bh.wait_for(lambda: "lease expired" in d.log(), 30, what="the outcome dropped")
+    # Its statement was undone with the transaction; the others ran again,
+    # in a new one, and took effect once, their attempt counted once.
+    assert sorted(r[0] for r in db.rows("SELECT invoice_id FROM shop_paid")) == \
+        sorted([invoices[0], invoices[2]])
+    assert db.rows("SELECT state, lease_owner FROM bayarhook.jobs WHERE id = %s",
+                   [taken[0][0]]) == [("running", "elsewhere:1:x:y")]
+    assert db.count("job_attempts") == 3
+    assert db.count("job_attempts", "outcome = 'succeeded'") == 2
