@@ -18,13 +18,14 @@
 #define SQL_BATCH_MAX 32 /* runs per shared transaction */
 /*
  * Runs that start together are spread over up to SQL_BATCH_SPREAD
- * transactions of at least SQL_BATCH_MIN runs each: each run costs three
- * round trips in sequence (savepoint, statement, completion), and on a busy
- * machine a round trip waits for the scheduler, so a few transactions side
- * by side finish sooner than one long one, and still commit once per run.
+ * transactions of at least SQL_BATCH_MIN runs each. Each run costs two
+ * round trips in sequence (savepoint, statement), which on a busy machine
+ * wait for the scheduler, so two transactions side by side finish sooner
+ * than one long one; each transaction costs the database a fixed share
+ * (BEGIN, the timeout, the completions, COMMIT), so not more than two.
  */
-#define SQL_BATCH_SPREAD 4
-#define SQL_BATCH_MIN 4
+#define SQL_BATCH_SPREAD 2
+#define SQL_BATCH_MIN 8
 
 struct sql_batch;
 struct sql_run;

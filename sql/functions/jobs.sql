@@ -206,23 +206,27 @@ $fn$;
 -- http_status, row_count, output, error, permanent); numbers may be JSON
 -- strings. Each item is fenced on its own claim, exactly as job_finish()
 -- fences it; one row (job_id, state) per job whose claim held, none for
--- one whose claim is gone.
+-- one whose claim is gone. plpgsql for the plan kept per session, as above.
 CREATE OR REPLACE FUNCTION bayarhook.job_finish_many(p_owner text, p_items jsonb)
 RETURNS TABLE (job_id bigint, state text)
-LANGUAGE sql AS $fn$
-    SELECT x.job, f.state
-      FROM jsonb_to_recordset(p_items) AS x(job bigint, attempts integer, attempt_id bigint,
-                                            outcome text, max_attempts integer,
-                                            retry_in double precision, exit_code integer,
-                                            http_status integer, row_count bigint,
-                                            output text, error text, permanent boolean)
-      CROSS JOIN LATERAL bayarhook.job_finish(
-          p_job => x.job, p_owner => p_owner, p_attempts => x.attempts,
-          p_attempt_id => x.attempt_id, p_outcome => x.outcome,
-          p_max_attempts => x.max_attempts, p_retry_in => coalesce(x.retry_in, 0),
-          p_exit_code => x.exit_code, p_http_status => x.http_status,
-          p_row_count => x.row_count, p_output => x.output, p_error => x.error,
-          p_permanent => coalesce(x.permanent, false)) AS f
+LANGUAGE plpgsql AS $fn$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+        SELECT x.job, f.state
+          FROM jsonb_to_recordset(p_items) AS x(job bigint, attempts integer, attempt_id bigint,
+                                                outcome text, max_attempts integer,
+                                                retry_in double precision, exit_code integer,
+                                                http_status integer, row_count bigint,
+                                                output text, error text, permanent boolean)
+          CROSS JOIN LATERAL bayarhook.job_finish(
+              p_job => x.job, p_owner => p_owner, p_attempts => x.attempts,
+              p_attempt_id => x.attempt_id, p_outcome => x.outcome,
+              p_max_attempts => x.max_attempts, p_retry_in => coalesce(x.retry_in, 0),
+              p_exit_code => x.exit_code, p_http_status => x.http_status,
+              p_row_count => x.row_count, p_output => x.output, p_error => x.error,
+              p_permanent => coalesce(x.permanent, false)) AS f;
+END
 $fn$;
 
 -- Actions that go away (SPEC §7): the pending jobs of every action not in
