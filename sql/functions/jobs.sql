@@ -207,11 +207,17 @@ $fn$;
 -- output, error, permanent); numbers may be JSON strings. The same rules
 -- as job_finish(), set-based: each job fenced on its own claim; one row
 -- (job_id, state) per job whose claim held, none for one whose claim is
--- gone. plpgsql for the plan kept per session, as above.
+-- gone. plpgsql for the plan kept per session, as above. The ids go in as
+-- arrays too, so that the planner reads jobs and job_attempts by their keys.
 CREATE OR REPLACE FUNCTION bayarhook.job_finish_many(p_owner text, p_items jsonb)
 RETURNS TABLE (job_id bigint, state text)
 LANGUAGE plpgsql AS $fn$
 #variable_conflict use_column
+DECLARE
+    ids      bigint[] := ARRAY(SELECT (e ->> 'job')::bigint
+                                 FROM jsonb_array_elements(p_items) e);
+    attempt_ids bigint[] := ARRAY(SELECT (e ->> 'attempt_id')::bigint
+                                    FROM jsonb_array_elements(p_items) e);
 BEGIN
     RETURN QUERY
         WITH x AS (
@@ -237,8 +243,12 @@ BEGIN
                                                        * interval '1 second' END,
                    last_error = x.error, lease_owner = NULL, lease_until = NULL
               FROM x
-             WHERE t.id = x.job AND t.lease_owner = p_owner AND t.attempts = x.attempts
-               AND t.state = 'running'
+             WHERE t.id = ANY (ids) AND t.id = x.job AND t.lease_owner = p_owner
+               AND t.attempts = x.attempts
+               -- Not "state = 'running'": the planner would then read
+               -- jobs_lease_idx, full of the entries of jobs finished since
+               -- the last vacuum, rather than the primary key.
+               AND coalesce(t.state, '') = 'running'
             RETURNING t.id, t.state, t.invoice_id, t.action, x.attempt_id, x.outcome,
                       x.exit_code, x.http_status, x.row_count, x.output
         ), a AS (
@@ -246,7 +256,8 @@ BEGIN
                    exit_code = j.exit_code, http_status = j.http_status,
                    row_count = j.row_count, output = j.output
               FROM j
-             WHERE ja.id = j.attempt_id AND ja.finished_at IS NULL
+             WHERE ja.id = ANY (attempt_ids) AND ja.id = j.attempt_id
+               AND ja.finished_at IS NULL
         ), rel AS (
             -- after = NAME (SPEC §9), as in job_finish().
             UPDATE bayarhook.jobs w SET state = 'pending', held_reason = NULL,
