@@ -65,8 +65,7 @@ struct proc {
 	bool eof;    /* output pipe closed by every writer */
 	bool timed_out;
 	bool leftovers;          /* output still open after the linger: group killed */
-	int fail_errno;          /* set up after fork failed: reported as a spawn failure */
-	int err_fd;              /* read end of the exec-errno pipe, -1 once closed */
+	int fail_errno;          /* the spawn or the set-up after it failed: a spawn failure */
 	struct bufferevent *in;  /* stdin feed, NULL once done */
 	struct bufferevent *out; /* stdout+stderr, NULL once EOF or given up */
 	struct event *timer;
@@ -118,10 +117,6 @@ static void run_close(struct proc *run)
 {
 	bev_drop(&run->in);
 	bev_drop(&run->out);
-	if (run->err_fd != -1) {
-		close(run->err_fd);
-		run->err_fd = -1;
-	}
 	ev_drop(&run->timer);
 	ev_drop(&run->step);
 }
@@ -263,26 +258,16 @@ static void run_finish(struct proc *run)
 {
 	struct proc_result res = {0};
 	char out[PROC_OUTPUT_MAX + 1], note[256] = "";
-	int status, exec_errno = 0;
-	ssize_t n;
+	int status, exec_errno = run->fail_errno;
 
 	/* Whatever is left of the group dies before the leader's pid is freed. */
 	kill_group(run, SIGKILL);
 	status = reap(run);
-	if (run->err_fd != -1) {
-		do
-			n = read(run->err_fd, &exec_errno, sizeof(exec_errno));
-		while (n == -1 && errno == EINTR);
-		if (n != (ssize_t)sizeof(exec_errno))
-			exec_errno = 0;
-	}
 	run_close(run);
 	TAILQ_REMOVE(&all_runs, run, entry);
 	nruns--;
 	run->state = RUN_DONE;
 
-	if (exec_errno == 0)
-		exec_errno = run->fail_errno;
 	if (exec_errno != 0) {
 		res.how = PROC_SPAWN_FAILED;
 		res.code = exec_errno;
@@ -431,7 +416,7 @@ static void run_free(struct proc *run)
 }
 
 /*
- * The candidate paths for argv0, computed before fork: the child may only
+ * The candidate paths for argv0, computed before the spawn: the child may only
  * call async-signal-safe functions. NULL-terminated.
  */
 static char **exec_candidates(const char *argv0, char *const envp[])
@@ -577,7 +562,6 @@ struct proc *proc_start(struct event_base *base, char *const argv[], char *const
 	run = xcalloc(1, sizeof(*run));
 	run->base = base;
 	run->pid = -1;
-	run->err_fd = -1;
 	run->timeout_sec = timeout_sec;
 	run->cb = cb;
 	run->arg = arg;
