@@ -165,13 +165,13 @@ static void daemon_db_state(bool up, void *arg)
 		daemon_status(d);
 }
 
-/* callback.c's follow-up hook: a durable stale or unsigned callback, for the reconciler. */
 /* store_on_commit: an accepted event's jobs are in the database now. */
 static void daemon_jobs_made(void *arg)
 {
 	worker_wake_now(arg);
 }
 
+/* callback.c's follow-up hook: a durable stale or unsigned callback, for the reconciler. */
 static void daemon_followup(const char *invoice, enum callback_followup kind, void *arg)
 {
 	struct daemon *d = arg;

@@ -80,12 +80,14 @@ struct store {
 	int inflight; /* batches sent, not answered */
 	unsigned outstanding;
 	struct audit_limit *audit_limit;
-	size_t bytes;                 /* held by the items of outstanding (STORE_MAX_BYTES) */
-	bool failing;                 /* the last commit failed (none succeeded since) */
-	bool read_only;               /* ... because the session was read-only */
-	time_t failed_at;             /* CLOCK_MONOTONIC seconds of that failure */
-	time_t full_logged;           /* the last "queue full" line, at most one per 10 s */
-	void (*commit_cb)(void *arg); /* store_on_commit */
+	size_t bytes;       /* held by the items of outstanding (STORE_MAX_BYTES) */
+	bool failing;       /* the last commit failed (none succeeded since) */
+	bool read_only;     /* ... because the session was read-only */
+	time_t failed_at;   /* CLOCK_MONOTONIC seconds of that failure */
+	time_t full_logged; /* the last "queue full" line, at most one per 10 s */
+
+	/* store_on_commit: told of every commit that accepted an event */
+	void (*commit_cb)(void *arg);
 	void *commit_arg;
 };
 
