@@ -1,32 +1,42 @@
 #!/usr/bin/python3
-"""bench/fulfil.py: how many paid invoices per second bayarhook fulfils.
+"""bench/fulfil.py: does fulfillment keep up with ingest? (issue 16)
 
-For each scenario, on a private PostgreSQL (tests/integration/bh.py's
-PgCluster: initdb into a temp dir, fsync on):
+One run on a private PostgreSQL (tests/integration/bh.py's PgCluster:
+initdb into a temp dir, fsync on, pg_stat_statements loaded), a fresh
+database and daemon per scenario, side by side:
 
-  1. a fresh database, `bayarhook migrate`;
-  2. N paid callbacks recorded with bayarhook.ingest() (the function `serve`
-     uses for every callback) in batches of 200 while no daemon runs, so
-     N jobs are pending;
-  3. `bayarhook serve` starts; the clock runs from its first claimed
-     attempt until every job is `succeeded` (polled every 50 ms);
-  4. fulfilled invoices/s = N / that time; the daemon is stopped.
+  ceiling  pgbench running bench/pgbench_rows.sql: an accepted callback's
+           audit and payment rows written straight into the migrated
+           schema, 16 callbacks per commit, 4 clients; no daemon, no HTTP
+  none     wrk -t2 -c32 sending unique signed callbacks as fast as it can
+           for D seconds; no actions: the ingest rate
+  sql      the same with one sql action on the receiver's own database
+           (INSERT INTO shop_paid ... VALUES (:invoice_id, :final_amount,
+           clock_timestamp()), expect_rows = 1), concurrency 16: the ingest
+           rate, and the jobs finished within the same interval per second
+  exec     the same with exec command = /bin/true, concurrency 16
+  latency  the sql action at a steady RATE callbacks/s (bench/fixed_rate.py)
+           for D seconds: shop_paid.done_at - callbacks.received_at, p50/p99
 
-Scenarios (one action each):
-  exec     command = /bin/true
-  sql      UPDATE shop_orders SET state = 'paid'
-           WHERE invoice_id = :invoice_id AND total = :final_amount
-           (expect_rows = 1; same database: one transaction with the
-           job's completion)
-each at [fulfillment] concurrency 4 (the default) and 16.
+The ingest rate is the accepted callbacks divided by the span of their
+payments.first_seen_at (commit-time clock, wrk's counting plays no part);
+the fulfillment rate is the jobs that finished within that same span,
+divided by it. After each run the backlog is drained (bounded) and how long
+that took is reported. pg_stat_statements' top statements of the sql run
+say where the database's time went.
 
-usage: bench/fulfil.py [-n N] [--concurrency C,...] [--only exec,sql]
+usage: bench/fulfil.py [--duration D] [--rate RATE] [--only a,b,...] [--keep]
+       bench/fulfil.py --backlog [-n N] [--concurrency C,...]  (the older
+       scenario: N jobs pending before serve starts, then drained)
 env:   BENCH_BIN (default build-bench/bayarhook, built when missing)
 Bounded: every wait has a timeout, everything started is stopped on exit.
 """
 import argparse
 import json
 import os
+import re
+import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -35,8 +45,10 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(SRC, "tests", "integration"))
+sys.path.insert(0, HERE)
 
 import bh  # noqa: E402
+import run as R  # noqa: E402  (bench/run.py: wrk and callback files)
 
 
 def binary():
@@ -51,6 +63,191 @@ def binary():
         subprocess.run(["cmake", "--build", build, "-j", str(os.cpu_count() or 2)],
                        check=True, timeout=900)
     return path
+
+
+SQL_ACTION = {"type": "sql", "expect_rows": "1", "timeout": "30",
+              "statement": "INSERT INTO shop_paid (invoice_id, total, done_at)"
+                           " VALUES (:invoice_id, :final_amount, clock_timestamp())"}
+EXEC_ACTION = {"type": "exec", "command": "/bin/true", "timeout": "30"}
+
+
+def live_daemon(pg, workdir, name, secret, action, concurrency=16):
+    db = pg.create_database()
+    cfg = {"security": {"replay_window": "3600"},
+           "fulfillment": {"concurrency": str(concurrency)}}
+    if action:
+        cfg["action.fulfil"] = dict(action, on="paid")
+    d = bh.Daemon(os.path.join(workdir, name), db.conninfo, secrets=(secret,), config=cfg)
+    d.migrate()
+    db.execute("CREATE TABLE shop_paid (invoice_id text PRIMARY KEY, total numeric NOT NULL,"
+               " done_at timestamptz NOT NULL)")
+    with db.connect() as c:
+        c.execute("CHECKPOINT")
+        c.execute("SELECT pg_stat_statements_reset()")
+    d.start(migrate=False)
+    return db, d
+
+
+def drain(db, n_jobs, timeout=180):
+    """Waits (bounded) for every job to end; returns seconds after the last callback."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        # pending and running: their partial indexes, not a scan of every job
+        left = db.scalar("SELECT (SELECT count(*) FROM bayarhook.jobs WHERE state = 'pending')"
+                         " + (SELECT count(*) FROM bayarhook.jobs WHERE state = 'running')")
+        if left == 0:
+            break
+        time.sleep(0.5)
+    else:
+        return None
+    return float(db.scalar("SELECT extract(epoch FROM (SELECT max(finished_at) FROM bayarhook.jobs)"
+                           " - (SELECT max(first_seen_at) FROM bayarhook.payments))") or 0)
+
+
+def rates(db):
+    """(callbacks, span s, ingest/s, jobs finished within the span /s, dead)."""
+    n, t0, t1 = db.rows("SELECT count(*), min(first_seen_at), max(first_seen_at)"
+                         " FROM bayarhook.payments")[0]
+    span = (t1 - t0).total_seconds() if n > 1 else 0
+    done = db.scalar("SELECT count(*) FROM bayarhook.jobs WHERE state = 'succeeded'"
+                     " AND finished_at BETWEEN %s AND %s", [t0, t1]) if n > 1 else 0
+    dead = db.count("jobs", "state = 'dead'")
+    return n, span, (n / span if span else 0), (done / span if span else 0), dead
+
+
+def top_statements(db, k=8):
+    rows = db.rows("SELECT calls, round(total_exec_time::numeric, 0),"
+                    " round((total_exec_time / calls)::numeric, 3), wal_bytes,"
+                    " regexp_replace(left(query, 90), '\\s+', ' ', 'g')"
+                    " FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database"
+                    " WHERE datname = current_database())"
+                    " ORDER BY total_exec_time DESC LIMIT %s", [k])
+    return "\n".join(f"    {r[1]:>8} ms {r[0]:>8} calls {r[2]:>8} ms/call  {r[4]}" for r in rows)
+
+
+def http_scenario(pg, workdir, name, secret, action, secs, cb_n):
+    db, d = live_daemon(pg, workdir, name, secret, action)
+    try:
+        cb = R.gen_callbacks(secret, cb_n, f"F{name}{secrets.token_hex(3)}")
+        w = R.wrk(d.url(""), "/callback", cb, secs)
+        n, span, ingest, fulfil, dead = rates(db)
+        drained = drain(db, n) if action else 0.0
+        top = top_statements(db)
+        rss = R.status_kb(d.pid, "VmHWM")
+        return {"name": name, "ingest": ingest, "fulfil": fulfil, "n": n, "span": span,
+                "non2xx": w["non2xx"] + w["sockerr"], "drain": drained, "dead": dead,
+                "top": top, "hwm_kb": rss, "repeated": w["repeated"]}
+    finally:
+        d.stop(timeout=40)
+        pg.drop_database(db.name)
+
+
+def latency_scenario(pg, workdir, secret, rate, secs):
+    db, d = live_daemon(pg, workdir, "latency", secret, SQL_ACTION)
+    try:
+        cb = R.gen_callbacks(secret, int(rate * secs) + 10, f"FL{secrets.token_hex(3)}")
+        p = R.run([sys.executable, os.path.join(HERE, "fixed_rate.py"), d.url("/callback"), cb,
+                   str(rate), str(secs)], timeout=secs + 120, check=False)
+        drain(db, 0, timeout=60)
+        p50, p99, n = db.rows(
+            "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms),"
+            " percentile_cont(0.99) WITHIN GROUP (ORDER BY ms), count(*) FROM"
+            " (SELECT extract(epoch FROM s.done_at - c.received_at) * 1000 AS ms"
+            "  FROM shop_paid s JOIN bayarhook.callbacks c ON c.invoice_id = s.invoice_id"
+            "  AND c.verdict = 'accepted') x")[0]
+        return {"p50": float(p50 or 0), "p99": float(p99 or 0), "n": n,
+                "client": p.stdout.strip().splitlines()[-1] if p.stdout.strip() else ""}
+    finally:
+        d.stop(timeout=40)
+        pg.drop_database(db.name)
+
+
+def ceiling_scenario(pg, secs):
+    db = pg.create_database()
+    try:
+        d = bh.Daemon(tempfile.mkdtemp(prefix="bh-ceiling-"), db.conninfo)
+        d.migrate()
+        with db.connect() as c:
+            c.execute("CHECKPOINT")
+        pgbench = os.path.join(pg.bindir, "pgbench")
+        cmd = [pgbench, "-n", "-M", "simple", "-c", "4", "-j", "2", "-T", str(secs),
+               "-f", os.path.join(HERE, "pgbench_rows.sql"), "-h", pg.host, "-p", str(pg.port),
+               "-U", pg.SUPERUSER, db.name]
+        p = R.run(cmd, timeout=secs + 120, check=False)
+        m = re.search(r"tps = ([\d.]+)", p.stdout)
+        if not m:
+            raise RuntimeError("pgbench failed:\n" + p.stdout[-2000:])
+        return float(m.group(1)) * 16
+    finally:
+        pg.drop_database(db.name)
+
+
+def live(args):
+    bh.BIN = binary()
+    print(f"binary: {bh.BIN}  D={args.duration}s  cpus={os.cpu_count()}", flush=True)
+    workdir = tempfile.mkdtemp(prefix="bayarhook-fulfil-")
+    R.tmpdir = workdir
+    R.THREADS, R.CONNS = 2, 32
+    secret = "whsec_bench_" + secrets.token_hex(16)
+    pg = bh.PgCluster()
+    want = args.only.split(",")
+    res = {}
+    try:
+        pg.init()
+        with open(os.path.join(pg.datadir, "postgresql.conf"), "a") as f:
+            f.write("shared_preload_libraries = 'pg_stat_statements'\n"
+                    "pg_stat_statements.track = all\n")
+        pg.start()
+        with psycopg_connect(pg) as c:
+            c.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        if "ceiling" in want:
+            res["ceiling"] = ceiling_scenario(pg, args.duration)
+            print(f"ceiling: {res['ceiling']:.0f} callbacks/s", flush=True)
+        cb_n = 12000 * args.duration + 5000
+        for name, action in (("none", None), ("sql", SQL_ACTION), ("exec", EXEC_ACTION)):
+            if name not in want:
+                continue
+            r = http_scenario(pg, workdir, name, secret, action, args.duration, cb_n)
+            res[name] = r
+            print(f"{name}: ingest {r['ingest']:.0f}/s, fulfilled within the run"
+                  f" {r['fulfil']:.0f}/s, {r['n']} callbacks, errors {r['non2xx']},"
+                  f" backlog drained {r['drain'] if r['drain'] is not None else 'NOT'} s"
+                  f" after the last callback, dead {r['dead']},"
+                  f" VmHWM {r['hwm_kb'] / 1024:.1f} MB\n  top statements:\n{r['top']}",
+                  flush=True)
+        if "latency" in want:
+            res["latency"] = latency_scenario(pg, workdir, secret, args.rate, args.duration)
+            print(f"latency at {args.rate}/s: callback -> sql action p50"
+                  f" {res['latency']['p50']:.1f} ms, p99 {res['latency']['p99']:.1f} ms"
+                  f" ({res['latency']['n']} jobs; client: {res['latency']['client']})",
+                  flush=True)
+    finally:
+        pg.destroy()
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    print("\n| figure | value | target |\n|---|---:|---|")
+    none = res.get("none", {}).get("ingest")
+    for k, label in (("sql", "sql action"), ("exec", "exec /bin/true, concurrency 16")):
+        if k in res and res[k]["ingest"]:
+            print(f"| {label}: fulfilled / ingest | {res[k]['fulfil']:.0f} / "
+                  f"{res[k]['ingest']:.0f} = {100 * res[k]['fulfil'] / res[k]['ingest']:.0f} % |"
+                  f" {'≥ 80 %' if k == 'sql' else '≥ 30 %'} |")
+    if "latency" in res:
+        print(f"| callback → sql action at {args.rate}/s, p50 / p99 |"
+              f" {res['latency']['p50']:.1f} / {res['latency']['p99']:.1f} ms | ≤ 5 / ≤ 20 ms |")
+    for k in ("sql", "exec"):
+        if k in res and none:
+            print(f"| ingest with {k} action / without | {res[k]['ingest']:.0f} / {none:.0f} ="
+                  f" {100 * res[k]['ingest'] / none:.0f} % | ≥ 80 % |")
+    if none and res.get("ceiling"):
+        print(f"| ingest without actions / database-only ceiling | {none:.0f} /"
+              f" {res['ceiling']:.0f} = {100 * none / res['ceiling']:.0f} % | ≥ 60 % |")
+
+
+def psycopg_connect(pg):
+    import psycopg
+    # template1: every database of the run has the extension
+    return psycopg.connect(pg.conninfo("template1"), autocommit=True)
 
 
 def ingest(db, n, actions, tag):
@@ -129,10 +326,19 @@ def scenario(pg, workdir, kind, n, concurrency):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--duration", type=int, default=8)
+    ap.add_argument("--rate", type=int, default=200)
+    ap.add_argument("--only", default="ceiling,none,sql,exec,latency")
+    ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--backlog", action="store_true")
     ap.add_argument("-n", type=int, default=2000)
     ap.add_argument("--concurrency", default="4,16")
-    ap.add_argument("--only", default="exec,sql")
     args = ap.parse_args()
+    if not args.backlog:
+        if not 1 <= args.duration <= 120:
+            sys.exit("fulfil.py: --duration must be between 1 and 120")
+        live(args)
+        return
     if not 1 <= args.n <= 100000:
         sys.exit("fulfil.py: -n must be between 1 and 100000")
     bh.BIN = binary()
@@ -142,7 +348,7 @@ def main():
     rows = []
     try:
         pg.init().start()
-        for kind in args.only.split(","):
+        for kind in ("exec", "sql"):
             for conc in [int(c) for c in args.concurrency.split(",")]:
                 elapsed, span, attempts = scenario(pg, workdir, kind, args.n, conc)
                 rows.append((kind, conc, args.n, attempts, elapsed, args.n / elapsed,

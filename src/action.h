@@ -78,15 +78,23 @@ struct action_job {
 };
 
 typedef void (*action_done_cb)(struct action_run *run, const struct action_result *res, void *arg);
+/* One job of a shared transaction whose statement succeeded. */
+struct action_tx_job {
+	const struct action_result *res; /* what its statement did */
+	void *arg;                       /* action_start's tx_arg */
+	bool done;                       /* set by the callee: its completion is recorded */
+};
 /*
- * For a sql action on the receiver's own database: called inside its open
- * transaction once the statement succeeded. The callee records the job's
- * completion through s (the statement's result is in res) and then calls
- * next(token, ok); ok false (the lease was lost, or the update failed) rolls
- * everything back.
+ * For sql actions on the receiver's own database: called inside the open
+ * transaction that the runs starting together share, once every statement
+ * ran, with the jobs whose statement succeeded. The callee records their
+ * completions through s (one statement for all), sets done for each job
+ * whose claim still held, and then calls next(token, ok, err); ok false
+ * (the write failed) rolls everything back. A job left not done was taken
+ * over: the transaction is rolled back and run again without it.
  */
-typedef void (*action_tx_next_fn)(void *token, bool ok, bool lease_lost, const char *err);
-typedef void (*action_tx_fn)(struct db_session *s, const struct action_result *res, void *arg,
+typedef void (*action_tx_next_fn)(void *token, bool ok, const char *err);
+typedef void (*action_tx_fn)(struct db_session *s, struct action_tx_job *jobs, int n,
                              action_tx_next_fn next, void *token);
 
 struct action_ctx *action_ctx_new(struct event_base *base, const char *own_conninfo);

@@ -12,6 +12,9 @@
  * once: a crash before COMMIT leaves the job claimable and the statement
  * undone; after it, both are done. Elsewhere the statement commits first and
  * the job is completed afterwards: at least once.
+ *
+ * On the receiver's own database the runs that start together share one
+ * transaction: action_sql_batch.c.
  */
 #include <ctype.h>
 #include <stdbool.h>
@@ -20,8 +23,10 @@
 #include <string.h>
 
 #include <cjson/cJSON.h>
+#include <event2/event.h>
 
 #include "action_sql.h"
+#include "action_sql_int.h"
 
 #include "action_run.h"
 #include "db.h"
@@ -29,7 +34,6 @@
 
 #define SQL_NAME_MAX 63
 #define SQL_PARAMS_MAX 65535
-#define SQLSTATE_QUERY_CANCELED "57014"
 
 /* ---- :name -> $n ---- */
 
@@ -213,16 +217,6 @@ fail:
 
 /* ---- prepared ---- */
 
-struct sql_action {
-	char *sql;    /* the statement with $1..$n */
-	char **names; /* field of $i+1, NULL-terminated */
-	int nparams;
-	int expect_rows;       /* 0 = any */
-	bool dead_on_mismatch; /* on_mismatch = dead */
-	bool own_db;           /* the receiver's database: exactly once */
-	struct db_pool *pool;  /* NULL when only checked */
-};
-
 static void names_free(char **names)
 {
 	for (int i = 0; names && names[i]; i++)
@@ -238,6 +232,8 @@ static int sql_prepare(struct action *a, const struct config *cfg, const struct 
 	char msg[200];
 
 	a->priv = q;
+	q->a = a;
+	TAILQ_INIT(&q->waiting);
 	if (action_sql_placeholders(ac->statement, &q->sql, &q->names, msg, sizeof(msg)) < 0) {
 		snprintf(err, errlen, "statement: %s", msg);
 		return -1;
@@ -253,6 +249,11 @@ static int sql_prepare(struct action *a, const struct config *cfg, const struct 
 	conninfo = ac->conninfo && *ac->conninfo ? ac->conninfo : own;
 	q->own_db = strcmp(conninfo, own) == 0;
 	q->pool = action_ctx_pool_get(a->ctx, conninfo, q->own_db);
+	if (q->own_db && (q->flush = event_new(action_ctx_base(a->ctx), -1, 0,
+	                                       action_sql_batch_flush, q)) == NULL) {
+		snprintf(err, errlen, "cannot set up the statement's event");
+		return -1;
+	}
 	return 0;
 }
 
@@ -266,40 +267,17 @@ static void sql_release(struct action *a)
 	free(q->sql);
 	if (q->pool != NULL)
 		action_ctx_pool_put(a->ctx, q->pool);
+	if (q->flush != NULL)
+		event_free(q->flush);
 	free(q);
 }
 
 /* ---- a run ---- */
 
-struct sql_run {
-	struct db_session *session;
-	char **params; /* bound values, NULL for SQL NULL */
-	int nparams;
-	long long rows;
-	char status[64]; /* the statement's command tag ("UPDATE 1") */
-};
-
-static struct sql_run *sql_state(struct action_run *run)
-{
-	return run->priv;
-}
-
 static void sql_close(struct action_run *run)
 {
 	db_session_close(sql_state(run)->session);
 	sql_state(run)->session = NULL;
-}
-
-/* A result carrying what the statement did so far. */
-static void sql_result_init(struct action_run *run, struct action_result *res,
-                            enum action_outcome o)
-{
-	struct sql_run *r = sql_state(run);
-
-	action_result_init(res, o);
-	res->row_count = r->rows;
-	res->output = r->status;
-	res->output_len = strlen(r->status);
 }
 
 /* Rolls back (the session closes) and reports a failure of outcome o. */
@@ -328,7 +306,6 @@ static void sql_fail(struct action_run *run, const char *what, const char *err,
 static void sql_committed(PGresult *pgres, const char *err, const char *sqlstate, void *arg)
 {
 	struct action_run *run = arg;
-	struct sql_action *q = run->action->priv;
 	struct action_result res;
 
 	if (pgres == NULL) {
@@ -337,29 +314,6 @@ static void sql_committed(PGresult *pgres, const char *err, const char *sqlstate
 	}
 	sql_close(run);
 	sql_result_init(run, &res, ACTION_SUCCEEDED);
-	res.finished = run->tx != NULL && q->own_db;
-	action_run_finish(run, &res);
-}
-
-static void sql_tx_next(void *token, bool ok, bool lease_lost, const char *err)
-{
-	struct action_run *run = token;
-	struct action_result res;
-
-	if (ok) {
-		db_session_query(sql_state(run)->session, "COMMIT", 0, NULL, sql_committed, run);
-		return;
-	}
-	if (!lease_lost) {
-		sql_fail(run, "recording the job's completion failed", err, NULL);
-		return;
-	}
-	/* Someone else holds the job now: undo, report nothing. */
-	sql_close(run);
-	action_result_init(&res, ACTION_FAILED);
-	res.row_count = sql_state(run)->rows;
-	res.error = "lease lost";
-	res.lease_lost = true;
 	action_run_finish(run, &res);
 }
 
@@ -386,13 +340,7 @@ static void sql_done(PGresult *pgres, const char *err, const char *sqlstate, voi
 		            NULL, NULL);
 		return;
 	}
-	if (run->tx != NULL && q->own_db) {
-		struct action_result res;
-
-		sql_result_init(run, &res, ACTION_SUCCEEDED);
-		run->tx(r->session, &res, run->tx_arg, sql_tx_next, run);
-		return;
-	}
+	/* Own database with a completion: action_sql_batch.c, never here. */
 	db_session_query(r->session, "COMMIT", 0, NULL, sql_committed, run);
 }
 
@@ -487,6 +435,15 @@ static int sql_start(struct action_run *run, char *err, size_t errlen)
 	for (int i = 0; i < q->nparams; i++)
 		if (bind_field(run, q->names[i], &r->params[i], err, errlen) < 0)
 			return -1;
+	r->run = run;
+	if (q->own_db && run->tx != NULL) {
+		/* Reported from the loop, with the runs that start with it. */
+		r->waiting = true;
+		TAILQ_INSERT_TAIL(&q->waiting, r, link);
+		q->nwaiting++;
+		event_active(q->flush, EV_TIMEOUT, 1);
+		return 0;
+	}
 	/* The pool hands the session over from the loop, never from in here. */
 	if (db_session_open(q->pool, sql_opened, run) < 0) {
 		snprintf(err, errlen, "database unavailable");
@@ -498,7 +455,19 @@ static int sql_start(struct action_run *run, char *err, size_t errlen)
 /* Shutdown only: the session goes back to the pool, rolled back. */
 static void sql_stop(struct action_run *run)
 {
-	if (sql_state(run) != NULL && sql_state(run)->session != NULL)
+	struct sql_run *r = sql_state(run);
+	if (r == NULL)
+		return;
+	if (r->waiting) {
+		struct sql_action *q = run->action->priv;
+
+		TAILQ_REMOVE(&q->waiting, r, link);
+		q->nwaiting--;
+		r->waiting = false;
+	}
+	if (r->batch != NULL)
+		action_sql_batch_stop(r);
+	if (r->session != NULL)
 		sql_close(run);
 }
 

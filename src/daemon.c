@@ -173,6 +173,12 @@ static void daemon_db_state(bool up, void *arg)
 		daemon_status(d);
 }
 
+/* store_on_commit: an accepted event's jobs are in the database now. */
+static void daemon_jobs_made(void *arg)
+{
+	worker_wake_now(arg);
+}
+
 /* callback.c's follow-up hook: a durable stale or unsigned callback, for the reconciler. */
 static void daemon_followup(const char *invoice, enum callback_followup kind, void *arg)
 {
@@ -429,6 +435,8 @@ int daemon_serve(const char *config_path)
 		log_errx("%s", err);
 		goto out;
 	}
+	/* The worker claims the jobs of a commit as soon as it is made. */
+	store_on_commit(d.store, daemon_jobs_made, d.worker);
 	d.alert = alert_new(d.base, d.cfg, err, sizeof(err));
 	if (d.alert == NULL) {
 		log_errx("%s", err);

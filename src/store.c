@@ -104,6 +104,10 @@ struct store {
 	bool stall_said;
 
 	struct audit_chain *chain; /* SPEC §11: the lanes this process writes */
+
+	/* store_on_commit: told of every commit that accepted an event */
+	void (*commit_cb)(void *arg);
+	void *commit_arg;
 };
 
 static void store_flush(struct store *st);
@@ -279,6 +283,8 @@ static void batch_done(PGresult *res, const char *err, const char *sqlstate, voi
 				log_errx("store: unknown verdict \"%s\"", PQgetvalue(res, i, 1));
 				continue;
 			}
+			if (v == VERDICT_ACCEPTED && st->commit_cb != NULL)
+				st->commit_cb(st->commit_arg);
 			if (!PQgetisnull(res, i, 3))
 				store_flagged(b->items[idx], PQgetvalue(res, i, 3));
 			if (b->items[idx]->late_in_flight)
@@ -696,6 +702,12 @@ int store_submit_bounded(struct store *st, char *item, char *body, size_t body_l
                          store_done_cb cb, void *arg)
 {
 	return store_enqueue(st, item, body, body_len, cb, arg, true);
+}
+
+void store_on_commit(struct store *st, void (*cb)(void *arg), void *arg)
+{
+	st->commit_cb = cb;
+	st->commit_arg = arg;
 }
 
 struct audit_limit *store_audit_limit(struct store *st)

@@ -68,6 +68,12 @@ int store_submit(struct store *st, char *item, char *body, size_t body_len, stor
 int store_submit_bounded(struct store *st, char *item, char *body, size_t body_len,
                          store_done_cb cb, void *arg) __attribute__((warn_unused_result));
 
+/*
+ * cb(arg) after each committed batch that accepted an event (jobs may have
+ * been made): the worker's wake-up, without a round trip through LISTEN.
+ */
+void store_on_commit(struct store *st, void (*cb)(void *arg), void *arg);
+
 /* The limits on refusal rows (audit_limit.h), one per store, as long as it lives. */
 struct audit_limit *store_audit_limit(struct store *st);
 

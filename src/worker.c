@@ -4,12 +4,23 @@
  * are SQL functions (sql/functions/jobs.sql); this module decides when to
  * call them and what to tell them.
  *
- * Wake-ups: LISTEN bayarhook_jobs (ingest() notifies when it inserts jobs;
- * worker_listen.c, which polls instead where LISTEN cannot work),
- * a one-shot timer for this process's own retries, and a 1 s tick for
- * everything else (other processes' retries, expired leases). Each wake-up
- * claims at most concurrency - running jobs with one job_claim(), which also
- * closes the previous attempt of a job taken over and opens the new one.
+ * Wake-ups: worker_wake_now() when this process's store committed events
+ * that made jobs (no round trip through the database: the action starts
+ * within milliseconds of the callback's 200), LISTEN bayarhook_jobs for
+ * jobs made by other processes (ingest() notifies; worker_listen.c, which
+ * polls instead where LISTEN cannot work), a one-shot timer for
+ * this process's own retries, and a 1 s tick for everything else (other
+ * processes' retries, expired leases). Each wake-up claims at most
+ * concurrency - running jobs with one job_claim(), which also closes the
+ * previous attempt of a job taken over and opens the new one; one claim is
+ * in flight at a time, so the slots that free up meanwhile are claimed
+ * together.
+ *
+ * Outcomes are recorded in batches: every attempt that ended while the
+ * previous write was in flight goes into the next bayarhook.job_finish_many()
+ * (one statement, one commit). A job being recorded holds no slot of
+ * concurrency (its child or statement is over), so the next claim does not
+ * wait for that commit; WORKER_RECORDING_MAX bounds how many may wait.
  *
  * A job is held by its claim (lease_owner, attempts) until lease_until =
  * now + the action's timeout + WORKER_LEASE_MARGIN. Every later write to it
@@ -22,6 +33,7 @@
  * that has run once. A claimed job whose action is unknown all the same is
  * held too, its attempt uncounted (job_hold_claimed).
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,10 +45,13 @@
 #include "action.h"
 #include "config.h"
 #include "db.h"
+#include "jsonw.h"
 #include "log.h"
 #include "pool_plan.h"
 #include "stats.h"
 #include "worker.h"
+#include "worker_finish.h"
+#include "worker_gauges.h"
 #include "worker_hold.h"
 #include "worker_listen.h"
 #include "worker_outcome.h"
@@ -48,6 +63,8 @@
 #define WORKER_RECLAIM_TICKS 30 /* look for jobs of dead local processes */
 #define WORKER_RECORD_TRIES 30  /* 2 s apart: about the lease margin */
 #define WORKER_UNKNOWN_LEASE 90 /* seconds, for a job whose action is unknown */
+/* Jobs whose outcome waits to be written: past this, nothing more is claimed. */
+#define WORKER_RECORDING_MAX 1024
 
 enum worker_state {
 	WORKER_RUNNING,  /* claiming */
@@ -76,6 +93,7 @@ struct job {
 	char attempts_text[16], max_text[16];
 	bool release; /* put back (SIGTERM) rather than finished */
 	bool hold;    /* its action is not in the config: held, the attempt uncounted */
+	struct worker_finish_item fin; /* its outcome, for job_finish_many() */
 	int record_tries;
 	struct event *retry;
 };
@@ -90,43 +108,28 @@ struct worker {
 	struct worker_owner owner;
 	struct worker_hold hold; /* the jobs of removed actions */
 	int concurrency, max_attempts, backoff_initial, backoff_max;
+	size_t nactions; /* configured: none, no job of ours to wake up for */
 	enum worker_state state;
 	bool claiming;    /* a claim is in flight */
 	bool claim_again; /* something happened meanwhile: claim once more */
-	bool counting;
+	struct worker_gauges gauges;
 	int njobs;
+	int nrecording; /* of njobs, in JOB_RECORDING: they hold no slot */
 	LIST_HEAD(, job) jobs;
+	struct worker_finish finish; /* outcomes, written in batches */
 	struct event *tick, *wake, *grace, *connected;
-	int64_t wake_at; /* monotonic ms when wake fires */
-	int claim_n;     /* rows asked for by the claim in flight */
+	struct event *kick; /* claim from the loop: worker_wake_now, a slot freed */
+	int64_t wake_at;    /* monotonic ms when wake fires */
+	int claim_n;        /* rows asked for by the claim in flight */
 	unsigned ticks;
 };
 
-/* Twice: from the pool, and inside a sql action's own transaction (job_tx). */
-static const char SQL_FINISH[] =
-    "SELECT state FROM bayarhook.job_finish(p_job => $1, p_owner => $2, p_attempts => $3,"
-    " p_attempt_id => $4, p_outcome => $5, p_exit_code => $6, p_http_status => $7,"
-    " p_row_count => $8, p_output => $9, p_error => $10, p_max_attempts => $11,"
-    " p_retry_in => $12, p_permanent => $13)";
-#define SQL_FINISH_NPARAMS 13
-
-/*
- * The gauges: jobs by state, due ones, the oldest pending job's age, and the
- * end of the last completed reconcile pass (from the table, so that a pass
- * of another process or of the CLI counts). The pass row is a right side
- * that always exists: an empty jobs table still reports it.
- */
-static const char SQL_COUNTS[] =
-    "SELECT g.state, g.n, g.due, g.oldest, r.last_ok FROM"
-    " (SELECT coalesce((SELECT extract(epoch FROM finished_at)"
-    "   FROM bayarhook.reconcile_passes WHERE result = 'completed'"
-    "   ORDER BY id DESC LIMIT 1), 0) AS last_ok) r"
-    " LEFT JOIN (SELECT state, count(*) AS n,"
-    "  count(*) FILTER (WHERE state = 'pending' AND next_attempt_at <= now()) AS due,"
-    "  extract(epoch FROM now() - min(created_at)) AS oldest"
-    "  FROM bayarhook.jobs GROUP BY state) g ON true";
+/* Every outcome, in batches: worker_finish.c, and job_tx in a sql action's transaction. */
+static const char SQL_FINISH_MANY[] =
+    "SELECT job_id, state FROM bayarhook.job_finish_many(p_owner => $1, p_items => $2::jsonb)";
 
 static void worker_claim(struct worker *w);
+static void worker_kick(struct worker *w);
 static void job_record(struct job *job);
 
 /* ---- jobs ---- */
@@ -137,6 +140,9 @@ static void job_free(struct job *job)
 		return;
 	LIST_REMOVE(job, link);
 	job->w->njobs--;
+	if (job->phase == JOB_RECORDING)
+		job->w->nrecording--;
+	worker_finish_drop(&job->w->finish, &job->fin);
 	if (job->retry)
 		event_free(job->retry);
 	free(job->action);
@@ -151,7 +157,17 @@ static void job_done(struct job *job)
 	struct worker *w = job->w;
 
 	job_free(job);
-	worker_claim(w);
+	worker_kick(w);
+}
+
+/* Its action is over: the job holds no slot of concurrency any more. */
+static void job_set_recording(struct job *job)
+{
+	if (job->phase == JOB_RECORDING)
+		return;
+	job->phase = JOB_RECORDING;
+	job->w->nrecording++;
+	worker_kick(job->w);
 }
 
 static void job_set_outcome(struct job *job, const struct action_result *res)
@@ -247,6 +263,25 @@ static void job_record_later(struct job *job, const char *err)
 	evtimer_add(job->retry, &tv);
 }
 
+/* job_finish() said state, or NULL: the claim was gone. */
+static void job_finished(struct job *job, const char *state)
+{
+	if (state == NULL) {
+		log_warnx("job outcome not written job=%s action=%s: %s", job->id, job->action,
+		          job->record_tries
+		              ? "an earlier try whose answer was lost may have written "
+		                "it, or its claim was taken over"
+		              : "its claim was taken over (lease expired)");
+	} else {
+		metrics_inc(METRIC_JOB_ATTEMPTS, job->out.outcome);
+		job_log_outcome(job, state);
+		if (strcmp(state, "pending") == 0)
+			worker_wake_in(job->w, job->out.retry_in);
+	}
+	job_done(job);
+}
+
+/* job_release() or job_hold_claimed() answered. */
 static void job_recorded(PGresult *res, const char *err, const char *sqlstate, void *arg)
 {
 	struct job *job = arg;
@@ -258,30 +293,27 @@ static void job_recorded(PGresult *res, const char *err, const char *sqlstate, v
 	}
 	if (job->release) {
 		log_notice("job put back job=%s action=%s (stopping)", job->id, job->action);
-	} else if (job->hold) {
-		if (PQntuples(res) > 0)
-			log_warnx("job held job=%s invoice=%s action=%s: the action is not in the "
-			          "config; it resumes if the action returns",
-			          job->id, job->invoice, job->action);
-	} else if (PQntuples(res) == 0) {
-		log_warnx("job outcome not written job=%s action=%s: %s", job->id, job->action,
-		          job->record_tries
-		              ? "an earlier try whose answer was lost may have written "
-		                "it, or its claim was taken over"
-		              : "its claim was taken over (lease expired)");
-	} else {
-		const char *state = PQgetvalue(res, 0, 0);
-
-		metrics_inc(METRIC_JOB_ATTEMPTS, job->out.outcome);
-		job_log_outcome(job, state);
-		if (strcmp(state, "pending") == 0)
-			worker_wake_in(job->w, job->out.retry_in);
+	} else if (PQntuples(res) > 0) {
+		log_warnx("job held job=%s invoice=%s action=%s: the action is not in the "
+		          "config; it resumes if the action returns",
+		          job->id, job->invoice, job->action);
 	}
 	job_done(job);
 }
 
-/* The arguments of job_finish() for a job, in SQL_FINISH's order. */
-static void job_finish_params(struct job *job, const char *p[SQL_FINISH_NPARAMS])
+/* worker_finish wrote the outcome (state), found the claim gone (NULL), or failed (err). */
+static void job_finish_written(struct worker_finish_item *it, const char *state, const char *err)
+{
+	struct job *job = (struct job *)((char *)it - offsetof(struct job, fin));
+
+	if (err != NULL)
+		job_record_later(job, err);
+	else
+		job_finished(job, state);
+}
+
+/* The job's claim as text: p_job, p_owner, p_attempts, p_attempt_id. */
+static void job_claim_params(struct job *job, const char *p[4])
 {
 	snprintf(job->attempts_text, sizeof(job->attempts_text), "%d", job->attempts);
 	snprintf(job->max_text, sizeof(job->max_text), "%d", job->max_attempts);
@@ -289,39 +321,38 @@ static void job_finish_params(struct job *job, const char *p[SQL_FINISH_NPARAMS]
 	p[1] = job->w->owner.id;
 	p[2] = job->attempts_text;
 	p[3] = job->attempt_id;
-	p[4] = job->out.outcome;
-	p[5] = job->out.exit_code;
-	p[6] = job->out.http_status;
-	p[7] = job->out.row_count;
-	p[8] = job->out.output;
-	p[9] = job->out.error;
-	p[10] = job->max_text;
-	p[11] = job->out.retry_in;
-	p[12] = job->out.permanent;
 }
 
 static void job_record(struct job *job)
 {
 	struct worker *w = job->w;
-	const char *p[SQL_FINISH_NPARAMS];
+	const char *p[4];
 	int rc;
 
-	job->phase = JOB_RECORDING;
+	job_set_recording(job);
 	if (job->release) {
-		job_finish_params(job, p);
+		job_claim_params(job, p);
 		rc = db_query(w->pool,
 		              "SELECT job_id FROM bayarhook.job_release(p_job => $1, p_owner => $2,"
 		              " p_attempts => $3, p_attempt_id => $4)",
 		              4, p, job_recorded, job);
 	} else if (job->hold) {
-		job_finish_params(job, p);
+		job_claim_params(job, p);
 		rc = db_query(w->pool,
 		              "SELECT job_id FROM bayarhook.job_hold_claimed(p_job => $1,"
 		              " p_owner => $2, p_attempts => $3, p_attempt_id => $4)",
 		              4, p, job_recorded, job);
 	} else {
-		job_finish_params(job, p);
-		rc = db_query(w->pool, SQL_FINISH, SQL_FINISH_NPARAMS, p, job_recorded, job);
+		snprintf(job->attempts_text, sizeof(job->attempts_text), "%d", job->attempts);
+		snprintf(job->max_text, sizeof(job->max_text), "%d", job->max_attempts);
+		job->fin.job = job->id;
+		job->fin.attempts = job->attempts_text;
+		job->fin.attempt_id = job->attempt_id;
+		job->fin.max_attempts = job->max_text;
+		job->fin.out = &job->out;
+		job->fin.done = job_finish_written;
+		worker_finish_push(&w->finish, &job->fin);
+		return;
 	}
 	if (rc < 0)
 		job_record_later(job, "database unavailable");
@@ -367,8 +398,13 @@ static void job_action_done(struct action_run *run, const struct action_result *
 	job_record(job);
 }
 
-/* The transaction of a sql action on our database: complete the job in it. */
+/*
+ * The transaction of sql actions on our database: complete their jobs in
+ * it, with one statement (action_tx_fn).
+ */
 struct tx_step {
+	struct action_tx_job *jobs;
+	int n;
 	action_tx_next_fn next;
 	void *token;
 };
@@ -380,25 +416,46 @@ static void job_tx_done(PGresult *res, const char *err, const char *sqlstate, vo
 	void *token = st->token;
 
 	(void)sqlstate;
+	for (int r = 0; res != NULL && r < PQntuples(res); r++) {
+		const char *id = PQgetvalue(res, r, 0);
+
+		for (int k = 0; k < st->n; k++)
+			if (strcmp(((struct job *)st->jobs[k].arg)->id, id) == 0)
+				st->jobs[k].done = true;
+	}
 	free(st);
-	if (res == NULL)
-		next(token, false, false, err);
-	else
-		next(token, PQntuples(res) == 1, PQntuples(res) == 0, NULL);
+	next(token, res != NULL, err);
 }
 
-static void job_tx(struct db_session *s, const struct action_result *res, void *arg,
-                   action_tx_next_fn next, void *token)
+static void job_tx(struct db_session *s, struct action_tx_job *jobs, int n, action_tx_next_fn next,
+                   void *token)
 {
-	struct job *job = arg;
 	struct tx_step *st = xmalloc(sizeof(*st));
-	const char *p[SQL_FINISH_NPARAMS];
+	struct worker *w = NULL;
+	struct jsonw js;
+	const char *p[2];
+	char *items;
 
-	job_set_outcome(job, res);
+	st->jobs = jobs;
+	st->n = n;
 	st->next = next;
 	st->token = token;
-	job_finish_params(job, p);
-	db_session_query(s, SQL_FINISH, SQL_FINISH_NPARAMS, p, job_tx_done, st);
+	jsonw_begin_array(&js);
+	for (int k = 0; k < n; k++) {
+		struct job *job = jobs[k].arg;
+
+		w = job->w;
+		job_set_outcome(job, jobs[k].res);
+		snprintf(job->attempts_text, sizeof(job->attempts_text), "%d", job->attempts);
+		snprintf(job->max_text, sizeof(job->max_text), "%d", job->max_attempts);
+		worker_outcome_json(&js, job->id, job->attempts_text, job->attempt_id,
+		                    job->max_text, &job->out);
+	}
+	items = jsonw_finish_array(&js);
+	p[0] = w ? w->owner.id : "";
+	p[1] = items;
+	db_session_query(s, SQL_FINISH_MANY, 2, p, job_tx_done, st);
+	free(items);
 }
 
 static void job_start(struct worker *w, PGresult *res, int row)
@@ -480,12 +537,13 @@ static void claim_done(PGresult *res, const char *err, const char *sqlstate, voi
 
 static void worker_claim(struct worker *w)
 {
-	int room = w->concurrency - w->njobs;
+	/* Jobs being recorded are over: only running ones hold a slot. */
+	int room = w->concurrency - (w->njobs - w->nrecording);
 	char n[16], unknown[16];
 	const char *p[4] = {w->owner.id, n, w->leases, unknown};
 
-	if (w->state != WORKER_RUNNING || room <= 0 || db_pool_up(w->pool) == 0 ||
-	    !worker_hold_settled(&w->hold))
+	if (w->state != WORKER_RUNNING || room <= 0 || w->nrecording >= WORKER_RECORDING_MAX ||
+	    db_pool_up(w->pool) == 0 || !worker_hold_settled(&w->hold))
 		return;
 	if (w->claiming) {
 		w->claim_again = true;
@@ -521,48 +579,6 @@ static void worker_reclaim(struct worker *w)
 		worker_owner_reclaim(&w->owner, w->pool);
 }
 
-/* ---- gauges ---- */
-
-static void counts_done(PGresult *res, const char *err, const char *sqlstate, void *arg)
-{
-	static const char *const states[] = {"pending", "running", "succeeded",
-	                                     "dead",    "held",    "cancelled"};
-	struct worker *w = arg;
-	double due = 0, oldest = 0;
-
-	(void)sqlstate;
-	w->counting = false;
-	if (res == NULL) {
-		log_debug("counting jobs failed: %s", err);
-		return;
-	}
-	for (size_t s = 0; s < sizeof(states) / sizeof(states[0]); s++) {
-		double v = 0;
-
-		for (int i = 0; i < PQntuples(res); i++)
-			if (strcmp(PQgetvalue(res, i, 0), states[s]) == 0)
-				v = strtod(PQgetvalue(res, i, 1), NULL);
-		metrics_set(METRIC_JOBS, states[s], v);
-	}
-	for (int i = 0; i < PQntuples(res); i++) {
-		due += strtod(PQgetvalue(res, i, 2), NULL);
-		if (strcmp(PQgetvalue(res, i, 0), "pending") == 0)
-			oldest = strtod(PQgetvalue(res, i, 3), NULL);
-	}
-	metrics_set(METRIC_QUEUE_DEPTH, NULL, due);
-	metrics_set(METRIC_OLDEST_PENDING, NULL, oldest > 0 ? oldest : 0);
-	if (PQntuples(res) > 0)
-		metrics_set(METRIC_RECONCILE_LAST_OK, NULL, strtod(PQgetvalue(res, 0, 4), NULL));
-}
-
-static void worker_count(struct worker *w)
-{
-	if (w->counting)
-		return;
-	if (db_query(w->pool, SQL_COUNTS, 0, NULL, counts_done, w) == 0)
-		w->counting = true;
-}
-
 /* ---- timers ---- */
 
 static void worker_tick(evutil_socket_t fd, short what, void *arg)
@@ -576,7 +592,7 @@ static void worker_tick(evutil_socket_t fd, short what, void *arg)
 	if (w->ticks % WORKER_RECLAIM_TICKS == 0)
 		worker_reclaim(w);
 	if (w->ticks % WORKER_METRICS_TICKS == 0)
-		worker_count(w);
+		worker_gauges_refresh(&w->gauges);
 	w->ticks++;
 	worker_claim(w);
 }
@@ -586,6 +602,19 @@ static void worker_wake(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	worker_claim(arg);
+}
+
+/* From the loop, once however often it was asked for meanwhile. */
+static void worker_kick(struct worker *w)
+{
+	if (w->state == WORKER_RUNNING)
+		event_active(w->kick, EV_TIMEOUT, 1);
+}
+
+void worker_wake_now(struct worker *w)
+{
+	if (w != NULL && w->nactions > 0)
+		worker_kick(w);
 }
 
 static void worker_connected(evutil_socket_t fd, short what, void *arg)
@@ -631,6 +660,7 @@ static int worker_apply(struct worker *w, const struct config *cfg, char *err, s
 	w->actions = set;
 	w->leases = leases;
 	w->concurrency = cfg->concurrency;
+	w->nactions = cfg->nactions;
 	w->max_attempts = cfg->max_attempts;
 	w->backoff_initial = cfg->backoff_initial;
 	w->backoff_max = cfg->backoff_max;
@@ -648,11 +678,14 @@ struct worker *worker_new(struct event_base *base, const struct config *cfg, cha
 	worker_owner_init(&w->owner, worker_taken, w);
 	w->tick = event_new(base, -1, EV_PERSIST, worker_tick, w);
 	w->wake = evtimer_new(base, worker_wake, w);
+	w->kick = event_new(base, -1, 0, worker_wake, w);
 	w->connected = evtimer_new(base, worker_connected, w);
 	w->pool = db_pool_new(base, cfg->conninfo, pool_plan(cfg->pool_size).queue, "worker");
 	w->actx = action_ctx_new(base, cfg->conninfo);
-	if (w->tick == NULL || w->wake == NULL || w->connected == NULL || w->pool == NULL ||
-	    w->actx == NULL) {
+	w->gauges.pool = w->pool;
+	worker_finish_init(&w->finish, w->pool, w->owner.id);
+	if (w->tick == NULL || w->wake == NULL || w->kick == NULL || w->connected == NULL ||
+	    w->pool == NULL || w->actx == NULL) {
 		snprintf(err, errlen, "cannot set up the worker's events");
 		goto fail;
 	}
@@ -717,6 +750,7 @@ void worker_stop(struct worker *w)
 	worker_listen_stop(w->listen);
 	event_del(w->tick);
 	event_del(w->wake);
+	event_del(w->kick);
 	if (w->njobs)
 		log_notice("stopping: waiting up to %d s for %d running job(s)",
 		           WORKER_STOP_GRACE_SEC, w->njobs);
@@ -727,7 +761,7 @@ void worker_stop(struct worker *w)
 
 bool worker_idle(const struct worker *w)
 {
-	return w == NULL || (w->njobs == 0 && !w->claiming);
+	return w == NULL || (w->njobs == 0 && !w->claiming && !worker_finish_busy(&w->finish));
 }
 
 void worker_set_gateway(struct worker *w, struct gateway *gw)
@@ -748,6 +782,8 @@ void worker_free(struct worker *w)
 		event_free(w->tick);
 	if (w->wake)
 		event_free(w->wake);
+	if (w->kick)
+		event_free(w->kick);
 	if (w->grace)
 		event_free(w->grace);
 	if (w->connected)
@@ -759,6 +795,7 @@ void worker_free(struct worker *w)
 	db_pool_free(w->pool);
 	while ((job = LIST_FIRST(&w->jobs)) != NULL)
 		job_free(job);
+	worker_finish_clear(&w->finish); /* the pool is gone: its answer never comes */
 	worker_hold_clear(&w->hold);
 	free(w->leases);
 	free(w);

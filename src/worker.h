@@ -43,6 +43,12 @@ int worker_set_config(struct worker *w, const struct config *cfg, char *err, siz
  * back (pending, due now) for another process or the next start.
  */
 void worker_stop(struct worker *w);
+/*
+ * Events that make jobs were just committed by this process: claim them now
+ * (from the loop, coalesced), rather than when LISTEN's notification comes
+ * back. Accepts NULL.
+ */
+void worker_wake_now(struct worker *w);
 /* True when no job is running and nothing is left to record. */
 bool worker_idle(const struct worker *w);
 /* Cancels whatever still runs (no database writes) and frees everything. Accepts NULL. */

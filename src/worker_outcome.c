@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "action.h"
+#include "jsonw.h"
 #include "utf8.h"
 #include "worker_outcome.h"
 #include "worker_owner.h"
@@ -120,4 +121,25 @@ void worker_outcome_set(struct worker_outcome *o, const struct action_result *re
 	} else {
 		snprintf(o->retry_in, sizeof(o->retry_in), "0");
 	}
+}
+
+void worker_outcome_json(struct jsonw *w, const char *job, const char *attempts,
+                         const char *attempt_id, const char *max_attempts,
+                         const struct worker_outcome *o)
+{
+	jsonw_begin_object(w, NULL);
+	jsonw_cstr(w, "job", job);
+	jsonw_cstr(w, "attempts", attempts);
+	jsonw_cstr(w, "attempt_id", attempt_id);
+	jsonw_cstr(w, "outcome", o->outcome);
+	jsonw_cstr(w, "max_attempts", max_attempts);
+	jsonw_cstr(w, "retry_in", o->retry_in);
+	/* NULL writes nothing: the column is NULL, as job_finish() is given it. */
+	jsonw_cstr(w, "exit_code", o->exit_code);
+	jsonw_cstr(w, "http_status", o->http_status);
+	jsonw_cstr(w, "row_count", o->row_count);
+	jsonw_cstr(w, "output", o->output);
+	jsonw_cstr(w, "error", o->error);
+	jsonw_cstr(w, "permanent", o->permanent);
+	jsonw_end_object(w);
 }

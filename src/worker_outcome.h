@@ -29,6 +29,15 @@ struct worker_outcome {
  */
 void worker_outcome_set(struct worker_outcome *o, const struct action_result *res, int attempt,
                         int backoff_initial, int backoff_max);
+/*
+ * Writes o as one element of bayarhook.job_finish_many()'s p_items into an
+ * open JSON array (jsonw_begin_array), with the job's claim: its id,
+ * attempt number, attempt row and max_attempts, as decimal text.
+ */
+struct jsonw;
+void worker_outcome_json(struct jsonw *w, const char *job, const char *attempts,
+                         const char *attempt_id, const char *max_attempts,
+                         const struct worker_outcome *o);
 /* Frees what o holds. */
 void worker_outcome_clear(struct worker_outcome *o);
 

@@ -90,7 +90,7 @@ void proc_sigchld(void);
 /*
  * Starts argv (argv[0] the program) with environment envp, feeding it a copy
  * of stdin_data, killed after timeout_sec (>= 1). Returns NULL with errno set
- * when nothing could be started (pipes, fork, memory, bad arguments): then
+ * when nothing could be started (pipes, memory, bad arguments): then
  * the callback is never called. A failed execve is reported through the
  * callback as PROC_SPAWN_FAILED.
  */

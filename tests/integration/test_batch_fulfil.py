@@ -1,0 +1,143 @@
+"""Fulfillment in batches (issue 16): the sql action's jobs on the
+receiver's own database share one transaction, a savepoint each; outcomes
+and claims go in batches; several processes share one queue.
+
+Jobs are made with bayarhook.ingest() itself (what `serve` calls for every
+callback) while no daemon runs, so that the first claim takes them all and
+they start together: one batch, whatever the machine's speed.
+"""
+import json
+
+import bh
+
+ACTIONS = {"paid": ["ship"]}
+
+
+def ingest(db, invoices):
+    """Paid callbacks for invoices through bayarhook.ingest(), in one commit."""
+    batch = []
+    for inv in invoices:
+        body, _ = bh.make_callback(inv)
+        ev = json.loads(body)
+        batch.append({
+            "idx": len(batch), "invoice_id": inv, "status": "paid",
+            "event_name": "payment.paid", "amount": "50000", "final_amount": "50123",
+            "paid_at": ev["paid_at"], "paid_reff_num": ev["paid_reff_num"],
+            "source": "callback", "event": ev, "method": "POST", "http_status": 200,
+            "remote_addr": "127.0.0.1", "body": body.decode(),
+        })
+    with db.connect() as c:
+        c.execute("SELECT count(*) FROM bayarhook.ingest(%s::jsonb, %s::jsonb)",
+                  [json.dumps(batch), json.dumps(ACTIONS)])
+
+
+def settled(db, n):
+    return db.count("jobs", "state IN ('succeeded', 'dead')") == n
+
+
+def test_one_failing_statement_in_a_batch_fails_only_its_job(make_daemon, db):
+    d = make_daemon(config={
+        "fulfillment": {"concurrency": "16"},
+        "action.ship": {"type": "sql", "expect_rows": "1", "max_attempts": "1",
+                        "statement": "INSERT INTO shop_paid (invoice_id, total)"
+                                     " VALUES (:invoice_id, :final_amount)"},
+    }, start=False)
+    d.migrate()
+    db.execute("CREATE TABLE shop_paid (invoice_id text PRIMARY KEY, total numeric NOT NULL,"
+               " CHECK (invoice_id NOT LIKE '%POISON%'))")
+    invoices = [bh.new_invoice(f"batch{i}") for i in range(10)]
+    invoices[5] = bh.new_invoice("batch5POISON")  # sorts (and gets its id) in place
+    ingest(db, invoices)
+    assert db.count("jobs", "state = 'pending'") == 10
+    d.start(migrate=False)
+    bh.wait_for(lambda: settled(db, 10), 60, what="10 jobs settled")
+
+    # The poison's statement failed; it alone is dead (max_attempts = 1).
+    dead = db.rows("SELECT invoice_id, last_error FROM bayarhook.jobs WHERE state = 'dead'")
+    assert [r[0] for r in dead] == [invoices[5]], dead
+    assert "check constraint" in dead[0][1], dead
+    # Every other job succeeded, its row written exactly once.
+    assert db.count("jobs", "state = 'succeeded'") == 9
+    rows = db.rows("SELECT invoice_id FROM shop_paid ORDER BY invoice_id")
+    assert sorted(r[0] for r in rows) == sorted(i for i in invoices if "POISON" not in i)
+    assert db.count("job_attempts") == 10
+    assert db.rows("SELECT a.outcome, count(*) FROM bayarhook.job_attempts a"
+                   " GROUP BY 1 ORDER BY 1") == [("failed", 1), ("succeeded", 9)]
+    # ... and the poison was rolled back to its savepoint inside a transaction
+    # that committed jobs before and after it: job_finish() stamps now(), the
+    # transaction's start, so the jobs of one transaction share finished_at
+    # (runs go into transactions in claim order, which is job id order).
+    poison = db.scalar("SELECT id FROM bayarhook.jobs WHERE state = 'dead'")
+    groups = db.rows("SELECT min(id), max(id), count(*) FROM bayarhook.jobs"
+                     " WHERE state = 'succeeded' GROUP BY finished_at")
+    assert len(groups) < 9, groups
+    assert any(lo < poison < hi for lo, hi, _ in groups), (poison, groups)
+
+
+def test_two_daemons_claim_batches_from_one_queue_and_run_each_job_once(make_daemon, db):
+    n = 200
+    cfg = {
+        "fulfillment": {"concurrency": "4"},
+        # 20 ms a statement: one process alone would need seconds, so both take part.
+        "action.ship": {"type": "sql", "expect_rows": "1",
+                        "statement": "INSERT INTO ran (job_id, invoice_id, backend)"
+                                     " SELECT :bayarhook_job_id::bigint, :invoice_id,"
+                                     " pg_backend_pid() FROM pg_sleep(0.02)"},
+    }
+    d1 = make_daemon(config=cfg, name="one", start=False)
+    d2 = make_daemon(config=cfg, name="two", start=False)
+    d1.migrate()
+    # A job run twice would break the primary key (a failed attempt) or add an attempt.
+    db.execute("CREATE TABLE ran (job_id bigint PRIMARY KEY, invoice_id text NOT NULL,"
+               " backend integer NOT NULL)")
+    ingest(db, [bh.new_invoice(f"two{i}") for i in range(n)])
+    d1.start(migrate=False, wait=False)
+    d2.start(migrate=False, wait=False)
+    d1.wait_ready()
+    d2.wait_ready()
+    bh.wait_for(lambda: settled(db, n), 120, what=f"{n} jobs settled")
+
+    assert db.count("jobs", "state = 'succeeded'") == n
+    assert db.scalar("SELECT count(*) FROM ran") == n
+    assert db.count("job_attempts") == n
+    assert db.count("job_attempts", "outcome <> 'succeeded'") == 0
+    assert db.scalar("SELECT count(*) FROM ran r JOIN bayarhook.jobs j ON j.id = r.job_id"
+                     " AND j.invoice_id = r.invoice_id") == n
+    # Both processes claimed, and in batches: more than one job per claim.
+    per_runner = dict(db.rows("SELECT runner, count(*) FROM bayarhook.job_attempts GROUP BY 1"))
+    assert len(per_runner) == 2, per_runner
+    assert db.scalar("SELECT max(c) FROM (SELECT count(*) AS c FROM bayarhook.job_attempts"
+                     " GROUP BY runner, started_at) x") > 1
+    assert d1.alive() and d2.alive()
+
+
+def test_a_job_taken_over_in_a_batch_is_undone_and_the_others_run_again_once(make_daemon, db):
+    d = make_daemon(config={
+        "fulfillment": {"concurrency": "16"},
+        # The SLOW one's statement sleeps: the window in which its claim is taken.
+        "action.ship": {"type": "sql", "expect_rows": "1",
+                        "statement": "INSERT INTO shop_paid (invoice_id) SELECT :invoice_id"
+                                     " FROM pg_sleep(CASE WHEN :invoice_id LIKE '%SLOW%'"
+                                     " THEN 5 ELSE 0 END)"},
+    }, start=False)
+    d.migrate()
+    db.execute("CREATE TABLE shop_paid (invoice_id text PRIMARY KEY)")
+    invoices = [bh.new_invoice("lease1"), bh.new_invoice("lease2SLOW"), bh.new_invoice("lease3")]
+    ingest(db, invoices)
+    d.start(migrate=False)
+    bh.wait_for(lambda: db.count("jobs", "state = 'running'") == 3, 30, what="3 jobs claimed")
+    # Another process takes the SLOW job over (as after its lease ran out).
+    taken = db.rows("UPDATE bayarhook.jobs SET lease_owner = 'elsewhere:1:x:y'"
+                    " WHERE invoice_id LIKE '%SLOW%' AND state = 'running' RETURNING id")
+    assert len(taken) == 1
+    bh.wait_for(lambda: db.count("jobs", "state = 'succeeded'") == 2, 60,
+                what="the two others succeeded")
+    bh.wait_for(lambda: "lease expired" in d.log(), 30, what="the outcome dropped")
+    # Its statement was undone with the transaction; the others ran again,
+    # in a new one, and took effect once, their attempt counted once.
+    assert sorted(r[0] for r in db.rows("SELECT invoice_id FROM shop_paid")) == \
+        sorted([invoices[0], invoices[2]])
+    assert db.rows("SELECT state, lease_owner FROM bayarhook.jobs WHERE id = %s",
+                   [taken[0][0]]) == [("running", "elsewhere:1:x:y")]
+    assert db.count("job_attempts") == 3
+    assert db.count("job_attempts", "outcome = 'succeeded'") == 2
