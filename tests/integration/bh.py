@@ -72,6 +72,19 @@ def free_port():
         return s.getsockname()[1]
 
 
+def function_defs(db):
+    """Every function of the bayarhook schema with its definition, for
+    comparing schemas; an aggregate (the audit chain's), which
+    pg_get_functiondef refuses, by its step function."""
+    return db.rows("""SELECT p.oid::regprocedure::text,
+                             CASE WHEN p.prokind = 'a'
+                                  THEN 'aggregate of ' || a.aggtransfn::regprocedure::text
+                                  ELSE pg_get_functiondef(p.oid) END
+                        FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+                        LEFT JOIN pg_aggregate a ON a.aggfnoid = p.oid
+                       WHERE n.nspname = 'bayarhook' ORDER BY 1""")
+
+
 def wait_for(pred, timeout, interval=0.1, what="condition"):
     """Polls pred() until it returns something truthy; raises after timeout."""
     deadline = time.monotonic() + timeout

@@ -276,15 +276,7 @@ def test_confirm_held_moves_only_held_jobs(make_daemon, db):
 # migrate
 
 def _schema(db):
-    # Aggregates (the audit chain's) have no pg_get_functiondef: their
-    # definition is the step function's, listed with the others.
-    funcs = db.rows("""SELECT p.oid::regprocedure::text,
-                              CASE WHEN p.prokind = 'a'
-                                   THEN 'aggregate of ' || a.aggtransfn::regprocedure::text
-                                   ELSE pg_get_functiondef(p.oid) END
-                         FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-                         LEFT JOIN pg_aggregate a ON a.aggfnoid = p.oid
-                        WHERE n.nspname = 'bayarhook' ORDER BY 1""")
+    funcs = bh.function_defs(db)
     triggers = db.rows("""SELECT tgname, pg_get_triggerdef(t.oid) FROM pg_trigger t
                            WHERE tgrelid = 'bayarhook.jobs'::regclass AND NOT tgisinternal
                            ORDER BY 1""")

@@ -254,9 +254,7 @@ def schema_snapshot(db):
         db.rows("""SELECT conrelid::regclass::text, conname, pg_get_constraintdef(c.oid)
                      FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace
                     WHERE n.nspname = 'bayarhook' ORDER BY 1, 2"""),
-        db.rows("""SELECT p.oid::regprocedure::text, pg_get_functiondef(p.oid)
-                     FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-                    WHERE n.nspname = 'bayarhook' ORDER BY 1"""),
+        bh.function_defs(db),
         db.rows("SELECT version, name, applied_at FROM bayarhook.schema_version ORDER BY 1"),
     )
 
