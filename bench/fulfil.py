@@ -26,6 +26,7 @@ that took is reported. pg_stat_statements' top statements of the sql run
 say where the database's time went.
 
 usage: bench/fulfil.py [--duration D] [--rate RATE] [--only a,b,...] [--keep]
+                       [--after-migrate SQL]... [--set SECTION.KEY=VALUE]...
        bench/fulfil.py --backlog [-n N] [--concurrency C,...]  (the older
        scenario: N jobs pending before serve starts, then drained)
 env:   BENCH_BIN (default build-bench/bayarhook, built when missing)
