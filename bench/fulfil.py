@@ -26,6 +26,7 @@ that took is reported. pg_stat_statements' top statements of the sql run
 say where the database's time went.
 
 usage: bench/fulfil.py [--duration D] [--rate RATE] [--only a,b,...] [--keep]
+                       [--after-migrate SQL]... [--set SECTION.KEY=VALUE]...
        bench/fulfil.py --backlog [-n N] [--concurrency C,...]  (the older
        scenario: N jobs pending before serve starts, then drained)
 env:   BENCH_BIN (default build-bench/bayarhook, built when missing)
@@ -69,6 +70,11 @@ SQL_ACTION = {"type": "sql", "expect_rows": "1", "timeout": "30",
               "statement": "INSERT INTO shop_paid (invoice_id, total, done_at)"
                            " VALUES (:invoice_id, :final_amount, clock_timestamp())"}
 EXEC_ACTION = {"type": "exec", "command": "/bin/true", "timeout": "30"}
+# --after-migrate: statements run on each scenario's database after migrate
+# (an A/B of storage parameters or indexes with one binary).
+AFTER_MIGRATE = []
+# --set SECTION.KEY=VALUE: config keys of every daemon the run starts.
+EXTRA_CONFIG = {}
 
 
 def live_daemon(pg, workdir, name, secret, action, concurrency=16):
@@ -77,8 +83,12 @@ def live_daemon(pg, workdir, name, secret, action, concurrency=16):
            "fulfillment": {"concurrency": str(concurrency)}}
     if action:
         cfg["action.fulfil"] = dict(action, on="paid")
+    for sec, keys in EXTRA_CONFIG.items():
+        cfg.setdefault(sec, {}).update(keys)
     d = bh.Daemon(os.path.join(workdir, name), db.conninfo, secrets=(secret,), config=cfg)
     d.migrate()
+    for stmt in AFTER_MIGRATE:
+        db.execute(stmt)
     db.execute("CREATE TABLE shop_paid (invoice_id text PRIMARY KEY, total numeric NOT NULL,"
                " done_at timestamptz NOT NULL)")
     with db.connect() as c:
@@ -122,7 +132,14 @@ def top_statements(db, k=8):
                     " FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database"
                     " WHERE datname = current_database())"
                     " ORDER BY total_exec_time DESC LIMIT %s", [k])
-    return "\n".join(f"    {r[1]:>8} ms {r[0]:>8} calls {r[2]:>8} ms/call  {r[4]}" for r in rows)
+    out = [f"    {r[1]:>8} ms {r[0]:>8} calls {r[2]:>8} ms/call {int(r[3]) // max(r[0], 1):>7} WAL B/call"
+           f"  {r[4]}" for r in rows]
+    # Updates that stayed HOT (no index written) out of all, per table.
+    for t in db.rows("SELECT relname, n_tup_ins, n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables"
+                     " WHERE schemaname = 'bayarhook' AND relname IN ('jobs', 'job_attempts')"
+                     " ORDER BY relname"):
+        out.append(f"    {t[0]}: {t[1]} inserts, {t[2]} updates, {t[3]} HOT")
+    return "\n".join(out)
 
 
 def http_scenario(pg, workdir, name, secret, action, secs, cb_n):
@@ -167,6 +184,8 @@ def ceiling_scenario(pg, secs):
     try:
         d = bh.Daemon(tempfile.mkdtemp(prefix="bh-ceiling-"), db.conninfo)
         d.migrate()
+        for stmt in AFTER_MIGRATE:
+            db.execute(stmt)
         with db.connect() as c:
             c.execute("CHECKPOINT")
         pgbench = os.path.join(pg.bindir, "pgbench")
@@ -330,10 +349,21 @@ def main():
     ap.add_argument("--rate", type=int, default=200)
     ap.add_argument("--only", default="ceiling,none,sql,exec,latency")
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--after-migrate", action="append", default=[], metavar="SQL",
+                    help="run SQL on each scenario's database after migrate (repeatable)")
     ap.add_argument("--backlog", action="store_true")
     ap.add_argument("-n", type=int, default=2000)
     ap.add_argument("--concurrency", default="4,16")
+    ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                    help="a config key of every daemon started (repeatable)")
     args = ap.parse_args()
+    AFTER_MIGRATE.extend(args.after_migrate)
+    for kv in args.set:
+        k, eq, v = kv.partition("=")
+        sec, _, key = k.rpartition(".")
+        if not sec or not key or not eq:
+            sys.exit(f"fulfil.py: --set {kv!r}: want SECTION.KEY=VALUE")
+        EXTRA_CONFIG.setdefault(sec, {})[key] = v
     if not args.backlog:
         if not 1 <= args.duration <= 120:
             sys.exit("fulfil.py: --duration must be between 1 and 120")
