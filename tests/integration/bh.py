@@ -72,6 +72,34 @@ def free_port():
         return s.getsockname()[1]
 
 
+def schema_at(db, version, conn=None):
+    """Makes db's schema as the numbered migrations up to `version` left it
+    (an older release's database), recorded in schema_version like migrate
+    does; on conn (an open connection) when given, to add more in the same
+    session. Returns the file names applied."""
+    sql_dir = os.path.join(SOURCE_DIR, "sql")
+    names = sorted(f for f in os.listdir(sql_dir)
+                   if f[:3].isdigit() and f.endswith(".sql") and int(f[:3]) <= version)
+    assert names and int(names[-1][:3]) == version, names
+
+    def apply(c):
+        c.execute("CREATE SCHEMA bayarhook; CREATE TABLE bayarhook.schema_version ("
+                  " version integer PRIMARY KEY, name text NOT NULL,"
+                  " applied_at timestamptz NOT NULL DEFAULT now())")
+        for name in names:
+            with open(os.path.join(sql_dir, name)) as f:
+                c.execute(f.read())
+            c.execute("INSERT INTO bayarhook.schema_version VALUES (%s, %s)",
+                      [int(name[:3]), name])
+
+    if conn is not None:
+        apply(conn)
+    else:
+        with db.connect() as c:
+            apply(c)
+    return names
+
+
 def function_defs(db):
     """Every function of the bayarhook schema with its definition, for
     comparing schemas; an aggregate (the audit chain's), which
@@ -302,13 +330,17 @@ class PgCluster:
                                f"{p.stdout.decode(errors='replace')}\n{tail(self.logfile)}")
         return p
 
-    def init(self):
+    def prepare_dirs(self):
+        """The socket directory, and as root both it and basedir the postgres user's."""
         os.makedirs(self.sockdir, exist_ok=True)
         if self.as_root:
             pw = pwd.getpwnam("postgres")
             for d in (self.basedir, self.sockdir):
                 os.chown(d, pw.pw_uid, pw.pw_gid)
             os.chmod(self.basedir, 0o755)
+
+    def init(self):
+        self.prepare_dirs()
         self._run("initdb", "-D", self.datadir, "-U", self.SUPERUSER, "--auth=trust",
                   "--encoding=UTF8", "--locale=C", "--no-instructions")
         conf = os.path.join(self.datadir, "postgresql.conf")

@@ -21,7 +21,6 @@ deadline tests: a standby-only conninfo, two hosts with the standby first):
 """
 
 import os
-import pwd
 import subprocess
 import tempfile
 import time
@@ -63,12 +62,7 @@ class ReplicaPair:
     def _basebackup(self):
         s = self.standby
         os.makedirs(s.basedir)
-        os.makedirs(s.sockdir)
-        if s.as_root:
-            import pwd
-            pw = pwd.getpwnam("postgres")
-            for d in (s.basedir, s.sockdir):
-                os.chown(d, pw.pw_uid, pw.pw_gid)
+        s.prepare_dirs()
         # -R writes standby.signal and primary_conninfo from this connection
         # string, application_name included (synchronous_standby_names).
         src = (f"host={self.primary.host} port={self.primary.port} user=postgres "
@@ -170,12 +164,7 @@ class Standby(bh.PgCluster):
         self.primary = primary
 
     def init(self):
-        os.makedirs(self.sockdir, exist_ok=True)
-        if self.as_root:
-            pw = pwd.getpwnam("postgres")
-            for d in (self.basedir, self.sockdir):
-                os.chown(d, pw.pw_uid, pw.pw_gid)
-            os.chmod(self.basedir, 0o755)
+        self.prepare_dirs()
         self._run("pg_basebackup", "-h", self.primary.host, "-p", str(self.primary.port),
                   "-U", self.SUPERUSER, "-D", self.datadir, "-R", "-X", "stream",
                   "-c", "fast")

@@ -18,23 +18,11 @@ import pytest
 import bh
 
 OK = {"success": True}
-SQL_DIR = os.path.join(bh.SOURCE_DIR, "sql")
 
 
 def at_version_010(db):
     """A database made by the numbered files up to 010: before partitioning."""
-    files = sorted(f for f in os.listdir(SQL_DIR) if f[:3].isdigit() and f.endswith(".sql")
-                   and int(f[:3]) <= 10)
-    assert files[-1] == "010_http_actions.sql", files
-    with db.connect() as c:
-        c.execute("CREATE SCHEMA bayarhook; CREATE TABLE bayarhook.schema_version ("
-                  " version integer PRIMARY KEY, name text NOT NULL,"
-                  " applied_at timestamptz NOT NULL DEFAULT now())")
-        for name in files:
-            with open(os.path.join(SQL_DIR, name)) as f:
-                c.execute(f.read())
-            c.execute("INSERT INTO bayarhook.schema_version VALUES (%s, %s)",
-                      [int(name[:3]), name])
+    assert bh.schema_at(db, 10)[-1] == "010_http_actions.sql"
 
 
 def partitions(db):

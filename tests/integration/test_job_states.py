@@ -320,16 +320,7 @@ def test_migrate_reapplies_the_functions(make_daemon, db):
 
 def test_004_moves_infinity_rows_to_held(make_daemon, db):
     """A database at version 3 (held = pending with next_attempt_at 'infinity')."""
-    sql_dir = os.path.join(bh.SOURCE_DIR, "sql")
-    with db.connect() as c:
-        c.execute("CREATE SCHEMA bayarhook; CREATE TABLE bayarhook.schema_version ("
-                  " version integer PRIMARY KEY, name text NOT NULL,"
-                  " applied_at timestamptz NOT NULL DEFAULT now())")
-        for v, name in enumerate(["001_init.sql", "002_reconciler.sql",
-                                  "003_ingest_sets.sql"], 1):
-            with open(os.path.join(sql_dir, name)) as f:
-                c.execute(f.read())
-            c.execute("INSERT INTO bayarhook.schema_version VALUES (%s, %s)", [v, name])
+    bh.schema_at(db, 3)
     inv = bh.new_invoice("old")
     add_payment(db, inv)
     old_held = add_job(db, inv, "pending", next_attempt_at="infinity")

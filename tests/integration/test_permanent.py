@@ -13,7 +13,6 @@ Real daemon, real PostgreSQL, the PHP shop handler under `php -S`.
 """
 
 import json
-import os
 import re
 
 import pytest
@@ -251,16 +250,8 @@ def test_006_carries_a_version_4_database_over(make_daemon, db):
     """A database at version 4: its held jobs stay confirmation holds, and
     job_finish() is one function again (the old signature would make every
     named call ambiguous)."""
-    sql_dir = os.path.join(bh.SOURCE_DIR, "sql")
     with db.connect() as c:
-        c.execute("CREATE SCHEMA bayarhook; CREATE TABLE bayarhook.schema_version ("
-                  " version integer PRIMARY KEY, name text NOT NULL,"
-                  " applied_at timestamptz NOT NULL DEFAULT now())")
-        for v, name in enumerate(["001_init.sql", "002_reconciler.sql", "003_ingest_sets.sql",
-                                  "004_job_states.sql"], 1):
-            with open(os.path.join(sql_dir, name)) as f:
-                c.execute(f.read())
-            c.execute("INSERT INTO bayarhook.schema_version VALUES (%s, %s)", [v, name])
+        bh.schema_at(db, 4, conn=c)
         # What version 4's functions left: job_finish without p_permanent.
         c.execute("CREATE FUNCTION bayarhook.job_finish(p_job bigint, p_owner text,"
                   " p_attempts integer, p_attempt_id bigint, p_outcome text,"
