@@ -113,10 +113,21 @@ static void alert_queue(struct alert *a, enum alert_kind kind, const char *subje
 	it->sent = sent;
 }
 
+static alert_raise_fn alert_elsewhere;
+static void *alert_elsewhere_arg;
+
+void alert_raise_elsewhere(alert_raise_fn fn, void *arg)
+{
+	alert_elsewhere = fn;
+	alert_elsewhere_arg = arg;
+}
+
 void alert_raise(enum alert_kind kind, const char *subject, const char *detail_json)
 {
 	if (alert_running != NULL)
 		alert_queue(alert_running, kind, subject, detail_json, false);
+	else if (alert_elsewhere != NULL)
+		alert_elsewhere(kind, subject, detail_json, alert_elsewhere_arg);
 }
 
 static void alert_written(PGresult *res, const char *err, const char *sqlstate, void *arg)

@@ -36,10 +36,19 @@ int alert_configure(struct alert *a, const struct config *cfg, char *err, size_t
  */
 void alert_db_state(struct alert *a, bool up);
 /*
- * Queues an alert of the running daemon's (none without one, e.g. in a
- * command); detail_json is a JSON object or NULL. Written on the next tick.
+ * Queues an alert of the running daemon's, written on its next tick; in a
+ * command, hands it to alert_raise_elsewhere()'s function. detail_json is a
+ * JSON object or NULL.
  */
 void alert_raise(enum alert_kind kind, const char *subject, const char *detail_json);
+/*
+ * Where alert_raise() hands an alert when no daemon runs in this process
+ * (a command such as `reconcile --once`, which records it for serve to
+ * deliver); NULL: dropped, as before.
+ */
+typedef void (*alert_raise_fn)(enum alert_kind kind, const char *subject, const char *detail_json,
+                               void *arg);
+void alert_raise_elsewhere(alert_raise_fn fn, void *arg);
 /* True when no delivery is in flight. */
 bool alert_idle(const struct alert *a);
 /* Accepts NULL. Kills a running alert command; its claim lapses and it is sent again. */

@@ -15,6 +15,7 @@
 #include <cjson/cJSON.h>
 #include <event2/event.h>
 
+#include "alert.h"
 #include "cli.h"
 #include "config.h"
 #include "db.h"
@@ -34,7 +35,72 @@ struct cli_run {
 	bool started;
 	int rc_exit;
 	char why[400];
+	/* Alerts the pass raised (missed_callback), recorded at the end for serve to deliver. */
+	struct cli_alert {
+		enum alert_kind kind;
+		char *subject, *detail;
+	} * alerts;
+	size_t nalerts;
 };
+
+static void cli_alert_raised(enum alert_kind kind, const char *subject, const char *detail,
+                             void *arg)
+{
+	struct cli_run *r = arg;
+	struct cli_alert *a;
+
+	r->alerts = xreallocarray(r->alerts, r->nalerts + 1, sizeof(*r->alerts));
+	a = &r->alerts[r->nalerts++];
+	a->kind = kind;
+	a->subject = xstrdup(subject ? subject : "");
+	a->detail = xstrdup(detail ? detail : "{}");
+}
+
+/*
+ * The alerts of the pass go to bayarhook.alerts, where a running serve
+ * delivers them like its own; without one they wait there (SPEC §8).
+ */
+static void cli_record_alerts(struct cli_run *r, const char *conninfo)
+{
+	char err[512];
+	PGconn *conn;
+	size_t written = 0;
+
+	if (r->nalerts == 0)
+		return;
+	if ((conn = db_connect_blocking(conninfo, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "bayarhook: reconcile: %zu alert(s) not recorded: %s\n", r->nalerts,
+		        err);
+		r->rc_exit = 1;
+		return;
+	}
+	for (size_t i = 0; i < r->nalerts; i++) {
+		const char *params[3] = {alert_kind_name(r->alerts[i].kind), r->alerts[i].subject,
+		                         r->alerts[i].detail};
+		PGresult *res =
+		    PQexecParams(conn, "SELECT bayarhook.alert_raise($1, $2, $3::jsonb)", 3, NULL,
+		                 params, NULL, NULL, 0);
+
+		if (PQresultStatus(res) == PGRES_TUPLES_OK)
+			written++;
+		else
+			cli_sql_error("reconcile", res);
+		PQclear(res);
+	}
+	PQfinish(conn);
+	printf("%zu alert(s) recorded for serve to deliver\n", written);
+	if (written < r->nalerts)
+		r->rc_exit = 1;
+}
+
+static void cli_alerts_free(struct cli_run *r)
+{
+	for (size_t i = 0; i < r->nalerts; i++) {
+		free(r->alerts[i].subject);
+		free(r->alerts[i].detail);
+	}
+	free(r->alerts);
+}
 
 static void cli_report(enum reconcile_report kind, const char *invoice, const char *text, void *arg)
 {
@@ -280,8 +346,12 @@ static int cli_reconcile(struct cli *cli)
 	db_pool_on_state(r.pool, cli_db_state, &r);
 	if (db_pool_up(r.pool) > 0)
 		cli_start(&r);
+	alert_raise_elsewhere(cli_alert_raised, &r);
 	event_base_dispatch(r.base);
+	alert_raise_elsewhere(NULL, NULL);
+	cli_record_alerts(&r, cfg->conninfo);
 out:
+	cli_alerts_free(&r);
 	if (r.rc_exit != 0)
 		fprintf(stderr, "bayarhook: reconcile: %s\n", r.why[0] ? r.why : "failed");
 	reconcile_free(r.rc);

@@ -204,6 +204,24 @@ def test_missed_callback(make_daemon, db, tmp_path, hook, gateway):
     assert [r["subject"] for r in alert_rows(db, "missed_callback")] == [inv]
 
 
+def test_missed_callback_found_by_reconcile_once(make_daemon, db, tmp_path, hook, gateway):
+    # The command has no delivery of its own: it records the alert, and the
+    # daemon (reconciler off, so it cannot have found it itself) delivers it.
+    inv = bh.new_invoice("missed-cli")
+    gateway.add_payment(inv, status="paid", final_amount=50123)
+    d = make_alerting(make_daemon, tmp_path, hook, gateway=gateway,
+                      config={"reconciler": {"enabled": "false", "min_age": "60",
+                                             "lookback": "172800"}})
+    p = d.cli("reconcile", "--once", timeout=120)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "1 alert(s) recorded for serve to deliver" in p.stdout, p.stdout
+    got = wait_recorded(d, "missed_callback")[0]["alert"]
+    check_shape(got, "missed_callback", inv)
+    assert got["detail"]["invoice"] == inv
+    assert wait_posted(hook, "missed_callback")[0]["body"]["subject"] == inv
+    assert [r["subject"] for r in alert_rows(db, "missed_callback")] == [inv]
+
+
 def test_reconcile_failing_after_three_failed_passes(make_daemon, db, tmp_path, hook, gateway):
     gateway.api_key = "a_different_key"  # every pass fails at once
     d = make_alerting(make_daemon, tmp_path, hook, gateway=gateway,
