@@ -278,15 +278,7 @@ def ingest(db, n, actions, tag):
             for i in range(start, min(n, start + 200)):
                 inv = f"PAY-bench{tag}-{i:06d}"
                 invoices.append(inv)
-                body, _ = bh.make_callback(inv)
-                ev = json.loads(body)
-                batch.append({
-                    "idx": len(batch), "invoice_id": inv, "status": "paid",
-                    "event_name": "payment.paid", "amount": "50000", "final_amount": "50123",
-                    "paid_at": ev["paid_at"], "paid_reff_num": ev["paid_reff_num"],
-                    "source": "callback", "event": ev, "method": "POST", "http_status": 200,
-                    "remote_addr": "127.0.0.1", "body": body.decode(),
-                })
+                batch.append(bh.ingest_item(len(batch), inv))
             c.execute("SELECT count(*) FROM bayarhook.ingest(%s::jsonb, %s::jsonb)",
                       [json.dumps(batch), json.dumps({"paid": actions})])
     return invoices

@@ -15,17 +15,7 @@ ACTIONS = {"paid": ["ship"]}
 
 def ingest(db, invoices):
     """Paid callbacks for invoices through bayarhook.ingest(), in one commit."""
-    batch = []
-    for inv in invoices:
-        body, _ = bh.make_callback(inv)
-        ev = json.loads(body)
-        batch.append({
-            "idx": len(batch), "invoice_id": inv, "status": "paid",
-            "event_name": "payment.paid", "amount": "50000", "final_amount": "50123",
-            "paid_at": ev["paid_at"], "paid_reff_num": ev["paid_reff_num"],
-            "source": "callback", "event": ev, "method": "POST", "http_status": 200,
-            "remote_addr": "127.0.0.1", "body": body.decode(),
-        })
+    batch = [bh.ingest_item(i, inv) for i, inv in enumerate(invoices)]
     with db.connect() as c:
         c.execute("SELECT count(*) FROM bayarhook.ingest(%s::jsonb, %s::jsonb)",
                   [json.dumps(batch), json.dumps(ACTIONS)])

@@ -248,18 +248,24 @@ def test_malformed_answer_is_a_clear_error(make_daemon, gateway, db, tmp_path):
     assert last_pass(db)["result"] == "failed"
 
 
-def test_rate_limit_is_respected(make_daemon, gateway, db, tmp_path):
-    # 8 requests at 3 per minute: the 4th waits until a minute after the 1st.
-    # Too slow for every run; the limit itself is what is checked.
+def start_slow_pass(make_daemon, gateway, db, tmp_path, tag):
+    """`reconcile --once` started in the background on 5 pending payments
+    (each one a check-payment) at 3 requests a minute: a pass that lasts."""
     d = make_recon(make_daemon, gateway, tmp_path,
                    config={"reconciler": {"max_requests_per_minute": "3"}})
-    for i in range(5):  # pending here: each one a check-payment
-        inv = bh.new_invoice(f"rl{i}")
+    for i in range(5):
+        inv = bh.new_invoice(f"{tag}{i}")
         gateway.add_payment(inv, status="pending")
         add_local(db, inv, "pending", age_s=600)
     argv = [bh.BIN, "-c", d.config_path, "reconcile", "--once"]
-    child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=d.env,
-                             text=True)
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=d.env,
+                            text=True)
+
+
+def test_rate_limit_is_respected(make_daemon, gateway, db, tmp_path):
+    # 8 requests at 3 per minute: the 4th waits until a minute after the 1st.
+    # Too slow for every run; the limit itself is what is checked.
+    child = start_slow_pass(make_daemon, gateway, db, tmp_path, "rl")
     try:
         gateway.wait_requests(3, timeout=20)
         time.sleep(3)
@@ -297,15 +303,7 @@ def test_one_process_reconciles_at_a_time(make_daemon, gateway, db, tmp_path):
 def test_a_pass_whose_lease_is_taken_over_stops(make_daemon, gateway, db, tmp_path):
     """The lease is renewed during a pass; one found taken over (this process
     stalled past its expiry) ends the pass, so that two never run on."""
-    d = make_recon(make_daemon, gateway, tmp_path,
-                   config={"reconciler": {"max_requests_per_minute": "3"}})
-    for i in range(5):  # more check-payments than the minute allows: a long pass
-        inv = bh.new_invoice(f"lease{i}")
-        gateway.add_payment(inv, status="pending")
-        add_local(db, inv, "pending", age_s=600)
-    argv = [bh.BIN, "-c", d.config_path, "reconcile", "--once"]
-    child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=d.env,
-                             text=True)
+    child = start_slow_pass(make_daemon, gateway, db, tmp_path, "lease")
     try:
         bh.wait_for(lambda: db.scalar("SELECT owner FROM bayarhook.reconcile_lease"), 20,
                     what="the pass to take the lease")
