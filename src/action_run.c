@@ -303,9 +303,8 @@ void action_run_fail(struct action_run *run, enum action_outcome o, const char *
 	action_run_finish(run, &res);
 }
 
-struct action_run *action_start(struct action_ctx *ctx, struct action *a,
-                                const struct action_job *job, action_tx_fn tx, void *tx_arg,
-                                action_done_cb cb, void *arg, char *err, size_t errlen)
+struct action_run *action_run_new(struct action_ctx *ctx, struct action *a,
+                                  const struct action_job *job, char *err, size_t errlen)
 {
 	struct action_run *run = xcalloc(1, sizeof(*run));
 	const char *perr = NULL;
@@ -315,10 +314,6 @@ struct action_run *action_start(struct action_ctx *ctx, struct action *a,
 	a->refs++;
 	run->attempt = job->attempt;
 	snprintf(run->attempt_text, sizeof(run->attempt_text), "%d", job->attempt);
-	run->cb = cb;
-	run->arg = arg;
-	run->tx = tx;
-	run->tx_arg = tx_arg;
 	LIST_INSERT_HEAD(&ctx->runs, run, link);
 	ctx->nruns++;
 	run->job_id = xstrdup(job->id);
@@ -331,14 +326,34 @@ struct action_run *action_start(struct action_ctx *ctx, struct action *a,
 	/* The stored event passed these checks once; this keeps the literal texts. */
 	if (event_parse(&run->ev, run->event, strlen(run->event), &perr) < 0) {
 		snprintf(err, errlen, "stored event unusable: %s", perr);
-		goto fail;
+		run_free(run);
+		return NULL;
 	}
-	if (a->ops->start(run, err, errlen) < 0)
-		goto fail;
 	return run;
-fail:
+}
+
+void action_run_drop(struct action_run *run)
+{
 	run_free(run);
-	return NULL;
+}
+
+struct action_run *action_start(struct action_ctx *ctx, struct action *a,
+                                const struct action_job *job, action_tx_fn tx, void *tx_arg,
+                                action_done_cb cb, void *arg, char *err, size_t errlen)
+{
+	struct action_run *run = action_run_new(ctx, a, job, err, errlen);
+
+	if (run == NULL)
+		return NULL;
+	run->cb = cb;
+	run->arg = arg;
+	run->tx = tx;
+	run->tx_arg = tx_arg;
+	if (a->ops->start(run, err, errlen) < 0) {
+		run_free(run);
+		return NULL;
+	}
+	return run;
 }
 
 bool action_cancel(struct action_run *run)

@@ -100,6 +100,16 @@ bool action_job_field(const char *name);
 void action_warn_fields(const struct config *cfg, const struct action_conf *ac, char *const *names,
                         const char *what);
 
+/*
+ * A run that is never started: the job's fields and its parsed event, for
+ * what reads fields without the type's start (action_sql_direct.c binds
+ * with it). NULL with the reason in err when the stored event is unusable.
+ * Free with action_run_drop.
+ */
+struct action_run *action_run_new(struct action_ctx *ctx, struct action *a,
+                                  const struct action_job *job, char *err, size_t errlen);
+void action_run_drop(struct action_run *run);
+
 /* A result with no exit code, no row count, no output. */
 void action_result_init(struct action_result *res, enum action_outcome outcome);
 /* Reports res to the owner and frees the run; the work underneath must be over. */

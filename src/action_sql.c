@@ -124,11 +124,33 @@ static int name_index(char **names, int n, const char *name, size_t len)
 	return -1;
 }
 
-int action_sql_placeholders(const char *stmt, char **out, char ***names_out, char *err,
-                            size_t errlen)
+/*
+ * The text of parameter idx (0-based) at a placeholder: $n, or with types
+ * (action_sql_typed) the element of the one text[] parameter cast to it.
+ */
+static size_t placeholder_put(char **buf, size_t *cap, size_t o, int idx, char *const *types)
 {
-	size_t len = strlen(stmt), i = 0, o = 0, end;
-	char *buf = xmalloc(len * 3 + 1), **names = xcalloc(1, sizeof(char *));
+	size_t need = 32 + (types ? strlen(types[idx]) : 0);
+
+	if (o + need + 1 > *cap) {
+		*cap = (o + need + 1) * 2;
+		*buf = xreallocarray(*buf, *cap, 1);
+	}
+	if (types == NULL)
+		return (size_t)sprintf(*buf + o, "$%d", idx + 1);
+	return (size_t)sprintf(*buf + o, "(($1::text[])[%d]::%s)", idx + 1, types[idx]);
+}
+
+/*
+ * action_sql_placeholders; with types (one per name, in order) each
+ * placeholder becomes ($1::text[])[n]::type instead of $n. ntypes: how many
+ * types there are; a name past them is an error.
+ */
+static int placeholders(const char *stmt, char *const *types, int ntypes, char **out,
+                        char ***names_out, char *err, size_t errlen)
+{
+	size_t len = strlen(stmt), i = 0, o = 0, end, cap = len * 3 + 1;
+	char *buf = xmalloc(cap), **names = xcalloc(1, sizeof(char *));
 	int n = 0;
 
 	while (stmt[i] != '\0') {
@@ -195,9 +217,17 @@ int action_sql_placeholders(const char *stmt, char **out, char ***names_out, cha
 				names[n] = xstrndup(stmt + i + 1, nl);
 				idx = n++;
 			}
-			o += (size_t)sprintf(buf + o, "$%d", idx + 1);
+			if (types != NULL && idx >= ntypes) {
+				snprintf(err, errlen, "placeholder :%s has no type", names[idx]);
+				goto fail;
+			}
+			o += placeholder_put(&buf, &cap, o, idx, types);
 			i += 1 + nl;
 			continue;
+		}
+		if (o + (end - i) + 1 > cap) {
+			cap = (o + (end - i) + 1) * 2;
+			buf = xreallocarray(buf, cap, 1);
 		}
 		memcpy(buf + o, stmt + i, end - i);
 		o += end - i;
@@ -213,6 +243,12 @@ fail:
 		free(names[k]);
 	free(names);
 	return -1;
+}
+
+int action_sql_placeholders(const char *stmt, char **out, char ***names_out, char *err,
+                            size_t errlen)
+{
+	return placeholders(stmt, NULL, 0, out, names_out, err, errlen);
 }
 
 /* ---- prepared ---- */
@@ -243,6 +279,7 @@ static int sql_prepare(struct action *a, const struct config *cfg, const struct 
 		;
 	q->expect_rows = ac->expect_rows;
 	q->dead_on_mismatch = ac->on_mismatch == ON_MISMATCH_DEAD;
+	q->stmt = xstrdup(ac->statement);
 	if (a->ctx == NULL)
 		return 0;
 	own = action_ctx_own_conninfo(a->ctx);
@@ -265,6 +302,8 @@ static void sql_release(struct action *a)
 		return;
 	names_free(q->names);
 	free(q->sql);
+	free(q->stmt);
+	free(q->typed);
 	if (q->pool != NULL)
 		action_ctx_pool_put(a->ctx, q->pool);
 	if (q->flush != NULL)
@@ -423,6 +462,39 @@ static int bind_field(struct action_run *run, const char *name, char **out, char
 	return 0;
 }
 
+char **action_sql_bind(struct action_run *run, char *err, size_t errlen)
+{
+	struct sql_action *q = run->action->priv;
+	char **params = xcalloc((size_t)q->nparams + 1, sizeof(char *));
+
+	for (int i = 0; i < q->nparams; i++)
+		if (bind_field(run, q->names[i], &params[i], err, errlen) < 0) {
+			action_sql_params_free(params, q->nparams);
+			return NULL;
+		}
+	return params;
+}
+
+void action_sql_params_free(char **params, int n)
+{
+	for (int i = 0; params != NULL && i < n; i++)
+		free(params[i]);
+	free(params);
+}
+
+int action_sql_set_types(struct sql_action *q, char *const *types, int ntypes, char *err,
+                         size_t errlen)
+{
+	char **names = NULL, *typed = NULL;
+
+	if (placeholders(q->stmt, types, ntypes, &typed, &names, err, errlen) < 0)
+		return -1;
+	names_free(names);
+	free(q->typed);
+	q->typed = typed;
+	return 0;
+}
+
 static int sql_start(struct action_run *run, char *err, size_t errlen)
 {
 	struct sql_action *q = run->action->priv;
@@ -430,11 +502,9 @@ static int sql_start(struct action_run *run, char *err, size_t errlen)
 
 	run->priv = r;
 	r->rows = -1;
-	r->params = xcalloc((size_t)q->nparams + 1, sizeof(char *));
 	r->nparams = q->nparams;
-	for (int i = 0; i < q->nparams; i++)
-		if (bind_field(run, q->names[i], &r->params[i], err, errlen) < 0)
-			return -1;
+	if ((r->params = action_sql_bind(run, err, errlen)) == NULL)
+		return -1;
 	r->run = run;
 	if (q->own_db && run->tx != NULL) {
 		/* Reported from the loop, with the runs that start with it. */
@@ -475,9 +545,7 @@ static void sql_run_release(struct action_run *run)
 {
 	struct sql_run *r = sql_state(run);
 
-	for (int i = 0; i < r->nparams; i++)
-		free(r->params[i]);
-	free(r->params);
+	action_sql_params_free(r->params, r->nparams);
 	free(r);
 }
 

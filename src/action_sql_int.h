@@ -32,7 +32,13 @@ struct sql_run;
 
 struct sql_action {
 	struct action *a;
+	char *stmt;   /* the statement as configured, :name placeholders */
 	char *sql;    /* the statement with $1..$n */
+	/*
+	 * action_sql_direct.c: the statement with one text[] parameter, each
+	 * element cast to the type its placeholder takes; NULL until known.
+	 */
+	char *typed;
 	char **names; /* field of $i+1, NULL-terminated */
 	int nparams;
 	int expect_rows;       /* 0 = any */
@@ -74,6 +80,17 @@ static inline void sql_result_init(struct action_run *run, struct action_result 
 	res->output = r->status;
 	res->output_len = strlen(r->status);
 }
+
+/*
+ * The run's values of the statement's parameters (NULL for SQL NULL), as
+ * many as nparams; NULL with the reason in err when a field cannot be
+ * bound. Free with action_sql_params_free.
+ */
+char **action_sql_bind(struct action_run *run, char *err, size_t errlen);
+void action_sql_params_free(char **params, int n);
+/* Makes q->typed for the parameters' types (one per name, in order). */
+int action_sql_set_types(struct sql_action *q, char *const *types, int ntypes, char *err,
+                         size_t errlen);
 
 /* The flush event of an own-database action: starts transactions for its waiting runs. */
 void action_sql_batch_flush(evutil_socket_t fd, short what, void *arg);

@@ -43,6 +43,7 @@
 #include <event2/event.h>
 
 #include "action.h"
+#include "action_sql_direct.h"
 #include "config.h"
 #include "db.h"
 #include "jsonw.h"
@@ -65,6 +66,13 @@
 #define WORKER_UNKNOWN_LEASE 90 /* seconds, for a job whose action is unknown */
 /* Jobs whose outcome waits to be written: past this, nothing more is claimed. */
 #define WORKER_RECORDING_MAX 1024
+/*
+ * A sql action on the receiver's own database (action_sql_direct.h): jobs
+ * per transaction, under PostgreSQL's 64 cached subtransactions (each job's
+ * statement runs in one), and transactions of one action at once.
+ */
+#define WORKER_DIRECT_LIMIT 32
+#define WORKER_DIRECT_ROUNDS 2
 
 enum worker_state {
 	WORKER_RUNNING,  /* claiming */
@@ -116,6 +124,17 @@ struct worker {
 	int njobs;
 	int nrecording; /* of njobs, in JOB_RECORDING: they hold no slot */
 	LIST_HEAD(, job) jobs;
+	/*
+	 * Rounds of the actions whose jobs are taken, run and finished in one
+	 * transaction (action_sql_direct.h). Each holds one slot of
+	 * concurrency: its statements run one after another.
+	 */
+	char **direct;     /* those actions' names, NULL-terminated */
+	char *direct_skip; /* the same as a text[] literal, job_claim()'s p_skip */
+	bool all_direct;   /* every action is one: job_claim() only on the tick */
+	LIST_HEAD(, direct_round) rounds;
+	int nrounds;
+	bool direct_again; /* woken while every round was busy: go again after one */
 	struct worker_finish finish; /* outcomes, written in batches */
 	struct event *tick, *wake, *grace, *connected;
 	struct event *kick; /* claim from the loop: worker_wake_now, a slot freed */
@@ -127,6 +146,13 @@ struct worker {
 /* Every outcome, in batches: worker_finish.c, and job_tx in a sql action's transaction. */
 static const char SQL_FINISH_MANY[] =
     "SELECT job_id, state FROM bayarhook.job_finish_many(p_owner => $1, p_items => $2::jsonb)";
+
+struct direct_round {
+	LIST_ENTRY(direct_round) link;
+	struct worker *w;
+	struct sql_direct *d;
+	char *action;
+};
 
 static void worker_claim(struct worker *w);
 static void worker_kick(struct worker *w);
@@ -183,28 +209,29 @@ static void job_set_outcome(struct job *job, const struct action_result *res)
  * §7). permanent: the failure was one retrying cannot fix, not the last of
  * max_attempts.
  */
-static void job_log_dead(struct job *job)
+static void outcome_log(const char *id, const char *invoice, const char *action, int attempt,
+                        const char *state, const char *error, const char *retry_in,
+                        bool permanent)
 {
-	bool permanent = strcmp(job->out.permanent, "true") == 0;
-
-	metrics_inc(METRIC_JOBS_DEAD, job->action);
-	log_warnx("job dead job=%s invoice=%s action=%s attempt=%d reason=%s error=\"%s\"", job->id,
-	          job->invoice, job->action, job->attempts,
-	          permanent ? "permanent" : "max_attempts", job->out.error ? job->out.error : "");
+	if (strcmp(state, "succeeded") == 0) {
+		log_info("job succeeded job=%s invoice=%s action=%s attempt=%d", id, invoice, action,
+		         attempt);
+	} else if (strcmp(state, "dead") == 0) {
+		metrics_inc(METRIC_JOBS_DEAD, action);
+		log_warnx("job dead job=%s invoice=%s action=%s attempt=%d reason=%s error=\"%s\"",
+		          id, invoice, action, attempt, permanent ? "permanent" : "max_attempts",
+		          error ? error : "");
+	} else {
+		log_warnx("job failed job=%s invoice=%s action=%s attempt=%d retry_in=%ss "
+		          "error=\"%s\"",
+		          id, invoice, action, attempt, retry_in, error ? error : "");
+	}
 }
 
 static void job_log_outcome(struct job *job, const char *state)
 {
-	if (strcmp(state, "succeeded") == 0)
-		log_info("job succeeded job=%s invoice=%s action=%s attempt=%d", job->id,
-		         job->invoice, job->action, job->attempts);
-	else if (strcmp(state, "dead") == 0)
-		job_log_dead(job);
-	else
-		log_warnx("job failed job=%s invoice=%s action=%s attempt=%d retry_in=%ss "
-		          "error=\"%s\"",
-		          job->id, job->invoice, job->action, job->attempts, job->out.retry_in,
-		          job->out.error ? job->out.error : "");
+	outcome_log(job->id, job->invoice, job->action, job->attempts, state, job->out.error,
+	            job->out.retry_in, strcmp(job->out.permanent, "true") == 0);
 }
 
 static int64_t mono_ms(void)
@@ -513,6 +540,117 @@ static void job_start(struct worker *w, PGresult *res, int row)
 		job_fail_now(job, err);
 }
 
+/* ---- sql actions on the receiver's own database: rounds ---- */
+
+static void direct_retry_in(int attempt, char out[32], void *arg)
+{
+	struct worker *w = ((struct direct_round *)arg)->w;
+	int64_t ms = worker_backoff_ms(w->backoff_initial, w->backoff_max, attempt,
+	                               worker_random_u32());
+
+	snprintf(out, 32, "%lld.%03lld", (long long)(ms / 1000), (long long)(ms % 1000));
+}
+
+static void direct_outcome(const struct sql_direct_outcome *o, void *arg)
+{
+	struct direct_round *r = arg;
+	struct worker *w = r->w;
+	struct action *a;
+
+	if (o->state == NULL)
+		return; /* not written: the job is as it was, and runs again */
+	metrics_inc(METRIC_JOB_ATTEMPTS, o->outcome);
+	a = action_set_find(w->actions, r->action);
+	outcome_log(o->job, o->invoice, r->action, o->attempt, o->state, o->error, o->retry_in,
+	            a != NULL && o->attempt < action_max_attempts(a));
+	if (strcmp(o->state, "pending") == 0)
+		worker_wake_in(w, o->retry_in);
+}
+
+static void direct_end(struct sql_direct *d, int taken, void *arg)
+{
+	struct direct_round *r = arg;
+	struct worker *w = r->w;
+
+	(void)d;
+	LIST_REMOVE(r, link);
+	w->nrounds--;
+	/* A full round may have left more behind; a wake-up may have found every round busy. */
+	if (taken == WORKER_DIRECT_LIMIT || w->direct_again) {
+		w->direct_again = false;
+		worker_kick(w);
+	}
+	free(r->action);
+	free(r);
+}
+
+static int direct_rounds_of(const struct worker *w, const char *action)
+{
+	const struct direct_round *r;
+	int n = 0;
+
+	LIST_FOREACH(r, &w->rounds, link)
+		n += strcmp(r->action, action) == 0;
+	return n;
+}
+
+/* Starts a round for each direct action with room for one; returns the slots taken. */
+static int worker_direct(struct worker *w, int room)
+{
+	struct sql_direct_conf conf = {
+	    .owner = w->owner.id, .limit = WORKER_DIRECT_LIMIT, .retry_in = direct_retry_in};
+	int used = 0;
+
+	for (char **name = w->direct; name && *name && used < room; name++) {
+		struct action *a = action_set_find(w->actions, *name);
+		struct direct_round *r;
+
+		if (a == NULL)
+			continue;
+		if (direct_rounds_of(w, *name) >= WORKER_DIRECT_ROUNDS) {
+			w->direct_again = true;
+			continue;
+		}
+		r = xcalloc(1, sizeof(*r));
+		r->w = w;
+		r->action = xstrdup(*name);
+		r->d = action_sql_direct_start(a, &conf, direct_outcome, direct_end, r);
+		if (r->d == NULL) {
+			free(r->action);
+			free(r);
+			continue;
+		}
+		LIST_INSERT_HEAD(&w->rounds, r, link);
+		w->nrounds++;
+		used++;
+	}
+	return used;
+}
+
+/* The configured actions whose jobs go in rounds, and job_claim()'s p_skip of them. */
+static void direct_set(struct worker *w, const struct config *cfg)
+{
+	struct jsonw js;
+	size_t n = 0;
+
+	for (char **name = w->direct; name && *name; name++)
+		free(*name);
+	free(w->direct);
+	free(w->direct_skip);
+	w->direct = xcalloc(cfg->nactions + 1, sizeof(char *));
+	jsonw_begin_array(&js);
+	for (size_t i = 0; i < cfg->nactions; i++) {
+		struct action *a = action_set_find(w->actions, cfg->actions[i].name);
+
+		if (a != NULL && action_sql_direct_ok(a)) {
+			w->direct[n++] = xstrdup(cfg->actions[i].name);
+			jsonw_cstr(&js, NULL, cfg->actions[i].name);
+		}
+	}
+	w->direct_skip = jsonw_finish_array(&js);
+	w->all_direct = n > 0 && n == cfg->nactions;
+}
+
 /* ---- claiming ---- */
 
 static void claim_done(PGresult *res, const char *err, const char *sqlstate, void *arg)
@@ -535,15 +673,19 @@ static void claim_done(PGresult *res, const char *err, const char *sqlstate, voi
 		worker_claim(w);
 }
 
-static void worker_claim(struct worker *w)
+static void worker_claim_as(struct worker *w, bool tick)
 {
-	/* Jobs being recorded are over: only running ones hold a slot. */
-	int room = w->concurrency - (w->njobs - w->nrecording);
+	/* Jobs being recorded are over: only running ones (and rounds) hold a slot. */
+	int room = w->concurrency - (w->njobs - w->nrecording) - w->nrounds;
 	char n[16], unknown[16];
-	const char *p[4] = {w->owner.id, n, w->leases, unknown};
+	const char *p[5] = {w->owner.id, n, w->leases, unknown, w->direct_skip};
 
 	if (w->state != WORKER_RUNNING || room <= 0 || w->nrecording >= WORKER_RECORDING_MAX ||
 	    db_pool_up(w->pool) == 0 || !worker_hold_settled(&w->hold))
+		return;
+	room -= worker_direct(w, room);
+	/* The rest: other actions, and direct ones' jobs left running by a per-job claim. */
+	if (room <= 0 || (w->all_direct && !tick))
 		return;
 	if (w->claiming) {
 		w->claim_again = true;
@@ -557,9 +699,15 @@ static void worker_claim(struct worker *w)
 	             "SELECT job_id, invoice_id, action, attempts, source, event, event_bare,"
 	             " attempt_id, status, flag, idempotency_key"
 	             " FROM bayarhook.job_claim(p_owner => $1, p_limit => $2,"
-	             " p_leases => $3, p_default_lease => $4)",
-	             4, p, claim_done, w) == 0)
+	             " p_leases => $3, p_default_lease => $4,"
+	             " p_skip => ARRAY(SELECT jsonb_array_elements_text($5::jsonb)))",
+	             5, p, claim_done, w) == 0)
 		w->claiming = true;
+}
+
+static void worker_claim(struct worker *w)
+{
+	worker_claim_as(w, false);
 }
 
 static void worker_woken(void *arg)
@@ -594,7 +742,7 @@ static void worker_tick(evutil_socket_t fd, short what, void *arg)
 	if (w->ticks % WORKER_METRICS_TICKS == 0)
 		worker_gauges_refresh(&w->gauges);
 	w->ticks++;
-	worker_claim(w);
+	worker_claim_as(w, true);
 }
 
 static void worker_wake(evutil_socket_t fd, short what, void *arg)
@@ -627,7 +775,7 @@ static void worker_connected(evutil_socket_t fd, short what, void *arg)
 	w->ticks = 0;
 	worker_hold_sync(&w->hold);
 	worker_reclaim(w);
-	worker_claim(w);
+	worker_claim_as(w, true);
 }
 
 static void worker_pool_state(bool up, void *arg)
@@ -664,6 +812,7 @@ static int worker_apply(struct worker *w, const struct config *cfg, char *err, s
 	w->max_attempts = cfg->max_attempts;
 	w->backoff_initial = cfg->backoff_initial;
 	w->backoff_max = cfg->backoff_max;
+	direct_set(w, cfg);
 	return 0;
 }
 
@@ -675,6 +824,7 @@ struct worker *worker_new(struct event_base *base, const struct config *cfg, cha
 
 	w->base = base;
 	LIST_INIT(&w->jobs);
+	LIST_INIT(&w->rounds);
 	worker_owner_init(&w->owner, worker_taken, w);
 	w->tick = event_new(base, -1, EV_PERSIST, worker_tick, w);
 	w->wake = evtimer_new(base, worker_wake, w);
@@ -751,9 +901,9 @@ void worker_stop(struct worker *w)
 	event_del(w->tick);
 	event_del(w->wake);
 	event_del(w->kick);
-	if (w->njobs)
-		log_notice("stopping: waiting up to %d s for %d running job(s)",
-		           WORKER_STOP_GRACE_SEC, w->njobs);
+	if (w->njobs || w->nrounds)
+		log_notice("stopping: waiting up to %d s for %d running job(s) and %d sql round(s)",
+		           WORKER_STOP_GRACE_SEC, w->njobs, w->nrounds);
 	w->grace = evtimer_new(w->base, worker_abort, w);
 	if (w->grace == NULL || evtimer_add(w->grace, &grace) < 0)
 		worker_abort(-1, 0, w);
@@ -761,7 +911,8 @@ void worker_stop(struct worker *w)
 
 bool worker_idle(const struct worker *w)
 {
-	return w == NULL || (w->njobs == 0 && !w->claiming && !worker_finish_busy(&w->finish));
+	return w == NULL || (w->njobs == 0 && w->nrounds == 0 && !w->claiming &&
+	                     !worker_finish_busy(&w->finish));
 }
 
 void worker_set_gateway(struct worker *w, struct gateway *gw)
@@ -772,6 +923,7 @@ void worker_set_gateway(struct worker *w, struct gateway *gw)
 void worker_free(struct worker *w)
 {
 	struct job *job;
+	struct direct_round *r;
 
 	if (w == NULL)
 		return;
@@ -788,6 +940,13 @@ void worker_free(struct worker *w)
 		event_free(w->grace);
 	if (w->connected)
 		event_free(w->connected);
+	/* Rolled back: their jobs stay pending, their statements undone. */
+	while ((r = LIST_FIRST(&w->rounds)) != NULL) {
+		LIST_REMOVE(r, link);
+		action_sql_direct_stop(r->d);
+		free(r->action);
+		free(r);
+	}
 	/* The set first: runs hold the only other references to its actions. */
 	action_set_free(w->actions);
 	action_ctx_free(w->actx); /* no callbacks from here on */
@@ -798,5 +957,9 @@ void worker_free(struct worker *w)
 	worker_finish_clear(&w->finish); /* the pool is gone: its answer never comes */
 	worker_hold_clear(&w->hold);
 	free(w->leases);
+	for (char **name = w->direct; name && *name; name++)
+		free(*name);
+	free(w->direct);
+	free(w->direct_skip);
 	free(w);
 }

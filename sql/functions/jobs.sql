@@ -34,12 +34,15 @@
 -- The one rule of which state may become which; a trigger enforces it on
 -- every UPDATE of jobs.state, whoever writes. Same-state pairs are true only
 -- where a function writes them: a pending job made due now (retry), a
--- running one taken over after its lease ended (claim).
+-- running one taken over after its lease ended (claim). pending ->
+-- succeeded or dead: a sql action on the receiver's own database, taken,
+-- run and finished in one transaction (jobs_direct.sql), never running.
 CREATE OR REPLACE FUNCTION bayarhook.job_state_may_change(p_from text, p_to text)
 RETURNS boolean
 LANGUAGE sql IMMUTABLE AS $fn$
     SELECT coalesce(CASE p_from
-        WHEN 'pending' THEN p_to IN ('pending', 'running', 'held', 'cancelled')
+        WHEN 'pending' THEN p_to IN ('pending', 'running', 'held', 'cancelled', 'succeeded',
+                                     'dead')
         WHEN 'running' THEN p_to IN ('running', 'pending', 'succeeded', 'dead')
         WHEN 'held'    THEN p_to IN ('pending', 'dead', 'cancelled')
         WHEN 'dead'    THEN p_to IN ('pending', 'cancelled')
@@ -73,6 +76,19 @@ BEGIN
 END
 $do$;
 
+-- SPEC §12: a job's Idempotency-Key, the SHA-256 of invoice|action|status,
+-- the same for every attempt and rerun and for a job made again after a
+-- failover; a replay's adds its own job id, so each replay is new.
+CREATE OR REPLACE FUNCTION bayarhook.job_idempotency_key(p_invoice text, p_action text,
+                                                         p_status text, p_replay boolean,
+                                                         p_job bigint)
+RETURNS text
+LANGUAGE sql IMMUTABLE AS $fn$
+    SELECT encode(sha256(convert_to(p_invoice || '|' || p_action || '|' || coalesce(p_status, '')
+                                    || CASE WHEN p_replay THEN '|replay ' || p_job ELSE '' END,
+                                    'UTF8')), 'hex')
+$fn$;
+
 -- Claims up to p_limit due jobs for p_owner: pending ones whose time has
 -- come and running ones whose lease ended (their runner is gone), oldest
 -- due first. Each gets attempts + 1 and a lease of p_leases ->> action
@@ -81,12 +97,12 @@ $do$;
 -- attempt row opened. event_bare is the event without the signature fields.
 -- status is the payment status that triggered the job; flag the payment's
 -- flag as it is now (SPEC §7: every action sees it; NULL when none).
--- idempotency_key (SPEC §12): the SHA-256 of invoice|action|status, so the
--- same for every attempt and rerun and for a job made again after a
--- failover; a replay's adds its own job id, so each replay is new.
--- (010 dropped the version without idempotency_key.)
+-- idempotency_key: job_idempotency_key(). (010 dropped the version without idempotency_key.) p_skip: actions whose
+-- pending jobs this process takes with job_take() instead (016); their
+-- lapsed running jobs (claimed before) are still taken over here.
 CREATE OR REPLACE FUNCTION bayarhook.job_claim(p_owner text, p_limit integer, p_leases jsonb,
-                                               p_default_lease integer)
+                                               p_default_lease integer,
+                                               p_skip text[] DEFAULT '{}')
 RETURNS TABLE (job_id bigint, invoice_id text, action text, attempts integer, source text,
                event text, event_bare text, attempt_id bigint, status text, flag text,
                idempotency_key text)
@@ -99,6 +115,7 @@ BEGIN
         WITH due AS (
             SELECT id, next_attempt_at FROM bayarhook.jobs
              WHERE state = 'pending' AND next_attempt_at <= now()
+               AND action <> ALL (p_skip)
              ORDER BY next_attempt_at, id LIMIT p_limit
                FOR UPDATE SKIP LOCKED
         ), lapsed AS (
@@ -127,10 +144,7 @@ BEGIN
         )
         SELECT j.id, j.invoice_id, j.action, j.attempts, j.source, j.event::text,
                (j.event - 'timestamp' - 'signature')::text, ins.id, j.status, p.flag,
-               encode(sha256(convert_to(j.invoice_id || '|' || j.action || '|'
-                                        || coalesce(j.status, '')
-                                        || CASE WHEN j.replay THEN '|replay ' || j.id ELSE '' END,
-                                        'UTF8')), 'hex')
+               bayarhook.job_idempotency_key(j.invoice_id, j.action, j.status, j.replay, j.id)
           FROM j JOIN ins ON ins.job_id = j.id
           JOIN bayarhook.payments p ON p.invoice_id = j.invoice_id
          ORDER BY j.id;

@@ -1,6 +1,8 @@
 """Fulfillment in batches (issue 16): the sql action's jobs on the
-receiver's own database share one transaction, a savepoint each; outcomes
-and claims go in batches; several processes share one queue.
+receiver's own database are taken, run and finished in one transaction, a
+subtransaction each (a CALL, which PREPARE does not take, goes the per-job
+way: claimed, then the statements of jobs claimed together share one
+transaction, a savepoint each); several processes share one queue.
 
 Jobs are made with bayarhook.ingest() itself (what `serve` calls for every
 callback) while no daemon runs, so that the first claim takes them all and
@@ -102,16 +104,20 @@ def test_two_daemons_claim_batches_from_one_queue_and_run_each_job_once(make_dae
 
 
 def test_a_job_taken_over_in_a_batch_is_undone_and_the_others_run_again_once(make_daemon, db):
+    # CALL is not a statement PREPARE takes: this action's jobs go the
+    # per-job way (claimed, running under a lease, their statements sharing
+    # a transaction), which is what this test is about.
     d = make_daemon(config={
         "fulfillment": {"concurrency": "16"},
         # The SLOW one's statement sleeps: the window in which its claim is taken.
-        "action.ship": {"type": "sql", "expect_rows": "1",
-                        "statement": "INSERT INTO shop_paid (invoice_id) SELECT :invoice_id"
-                                     " FROM pg_sleep(CASE WHEN :invoice_id LIKE '%SLOW%'"
-                                     " THEN 5 ELSE 0 END)"},
+        "action.ship": {"type": "sql", "expect_rows": "0",
+                        "statement": "CALL ship(:invoice_id)"},
     }, start=False)
     d.migrate()
     db.execute("CREATE TABLE shop_paid (invoice_id text PRIMARY KEY)")
+    db.execute("CREATE PROCEDURE ship(inv text) LANGUAGE plpgsql AS $$ BEGIN"
+               " PERFORM pg_sleep(CASE WHEN inv LIKE '%SLOW%' THEN 5 ELSE 0 END);"
+               " INSERT INTO shop_paid (invoice_id) VALUES (inv); END $$")
     invoices = [bh.new_invoice("lease1"), bh.new_invoice("lease2SLOW"), bh.new_invoice("lease3")]
     ingest(db, invoices)
     d.start(migrate=False)
@@ -131,3 +137,34 @@ def test_a_job_taken_over_in_a_batch_is_undone_and_the_others_run_again_once(mak
                    [taken[0][0]]) == [("running", "elsewhere:1:x:y")]
     assert db.count("job_attempts") == 3
     assert db.count("job_attempts", "outcome = 'succeeded'") == 2
+
+
+def test_a_statement_cut_off_by_its_timeout_costs_only_its_own_job_an_attempt(make_daemon, db):
+    d = make_daemon(config={
+        "fulfillment": {"concurrency": "16"},
+        "action.ship": {"type": "sql", "expect_rows": "1", "timeout": "1", "max_attempts": "1",
+                        "statement": "INSERT INTO shop_paid (invoice_id) SELECT :invoice_id"
+                                     " FROM pg_sleep(CASE WHEN :invoice_id LIKE '%SLOW%'"
+                                     " THEN 3 ELSE 0 END)"},
+    }, start=False)
+    d.migrate()
+    db.execute("CREATE TABLE shop_paid (invoice_id text PRIMARY KEY)")
+    invoices = [bh.new_invoice(f"cut{i}") for i in range(5)]
+    invoices[2] = bh.new_invoice("cut2SLOW")
+    ingest(db, invoices)
+    d.start(migrate=False)
+    bh.wait_for(lambda: settled(db, 5), 60, what="5 jobs settled")
+
+    # The whole transaction was lost to the timeout; the jobs ran again one
+    # by one, and only the slow one, cut off again, counts an attempt that failed.
+    assert "running them one by one" in d.log()
+    dead = db.rows("SELECT j.invoice_id, j.attempts, j.last_error, a.outcome"
+                   " FROM bayarhook.jobs j JOIN bayarhook.job_attempts a ON a.job_id = j.id"
+                   " WHERE j.state = 'dead'")
+    assert len(dead) == 1 and dead[0][:2] == (invoices[2], 1), dead
+    assert "statement timeout" in dead[0][2] and dead[0][3] == "timeout", dead
+    assert sorted(r[0] for r in db.rows("SELECT invoice_id FROM shop_paid")) == \
+        sorted(i for i in invoices if "SLOW" not in i)
+    assert db.rows("SELECT outcome, count(*) FROM bayarhook.job_attempts GROUP BY 1 ORDER BY 1") \
+        == [("succeeded", 4), ("timeout", 1)]
+    assert db.scalar("SELECT max(attempts) FROM bayarhook.jobs") == 1

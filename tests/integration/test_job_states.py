@@ -24,6 +24,8 @@ ALLOWED = {
     ("pending", "running"),    # job_claim
     ("pending", "held"),       # an action that went away (SPEC §7)
     ("pending", "cancelled"),  # bayarhook cancel
+    ("pending", "succeeded"),  # job_run_sql: taken, run and finished in one transaction
+    ("pending", "dead"),       # job_run_sql, job_attempt_lost
     ("running", "running"),    # job_claim of a job whose lease ended
     ("running", "pending"),    # job_finish (retry later), job_release
     ("running", "succeeded"),  # job_finish

@@ -1,0 +1,199 @@
+-- jobs_direct.sql: the jobs of a sql action on the receiver's own database,
+-- taken, run and finished in one transaction (issue 16; src/action_sql_direct.c):
+--
+--   BEGIN;
+--   SELECT ... FROM bayarhook.job_take(...);      -- due jobs, locked
+--   SELECT ... FROM bayarhook.job_run_sql(...);   -- each statement, each outcome
+--   COMMIT;
+--
+-- A job taken so is never 'running' and has no lease: its row lock is the
+-- claim (SKIP LOCKED keeps every other taker off it), and it ends with its
+-- statement's effects in one commit: exactly once (SPEC §5). A process that
+-- dies before the COMMIT leaves the job pending and the statement undone;
+-- an attempt is counted only when its outcome is written. Four round trips
+-- and one commit for up to a batch of jobs, where a claim, a statement and a
+-- completion each cost one before; and one write of the job's row, not two.
+
+-- The types PostgreSQL infers for the statement's parameters ($1..$n, as
+-- text a client binds with no type), one row each in order, as names that
+-- parse back: the caller
+-- casts its text values to them, so a value means what it meant bound to
+-- the statement itself. PREPARE is not transactional: the statement is
+-- always deallocated before this returns.
+CREATE OR REPLACE FUNCTION bayarhook.sql_param_types(p_statement text)
+RETURNS SETOF text
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    t text[];
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_prepared_statements WHERE name = 'bayarhook_param_types') THEN
+        DEALLOCATE bayarhook_param_types;
+    END IF;
+    EXECUTE 'PREPARE bayarhook_param_types AS ' || p_statement;
+    BEGIN
+        SELECT s.parameter_types::text[] INTO t FROM pg_prepared_statements s
+         WHERE s.name = 'bayarhook_param_types';
+    EXCEPTION WHEN OTHERS THEN
+        DEALLOCATE bayarhook_param_types;
+        RAISE;
+    END;
+    DEALLOCATE bayarhook_param_types;
+    RETURN QUERY SELECT u.x FROM unnest(t) WITH ORDINALITY AS u(x, i) ORDER BY u.i;
+END
+$fn$;
+
+-- Takes up to p_limit due pending jobs of action p_action (only those in
+-- p_only when given), oldest due first, locked until the transaction ends,
+-- and sets the transaction's statement_timeout to p_timeout_ms (the
+-- action's timeout). attempts is the number of the attempt about to run.
+-- The other columns are job_claim()'s.
+CREATE OR REPLACE FUNCTION bayarhook.job_take(p_action text, p_limit integer, p_timeout_ms integer,
+                                              p_only bigint[] DEFAULT NULL)
+RETURNS TABLE (job_id bigint, invoice_id text, attempts integer, source text, event text,
+               event_bare text, status text, flag text, idempotency_key text)
+LANGUAGE plpgsql AS $fn$
+#variable_conflict use_column
+BEGIN
+    PERFORM set_config('statement_timeout', p_timeout_ms::text, true);
+    RETURN QUERY
+        SELECT j.id, j.invoice_id, j.attempts + 1, j.source, j.event::text,
+               (j.event - 'timestamp' - 'signature')::text, j.status, p.flag,
+               bayarhook.job_idempotency_key(j.invoice_id, j.action, j.status, j.replay, j.id)
+          FROM bayarhook.jobs j
+          JOIN bayarhook.payments p ON p.invoice_id = j.invoice_id
+         WHERE j.state = 'pending' AND j.next_attempt_at <= now() AND j.action = p_action
+           AND (p_only IS NULL OR j.id = ANY (p_only))
+         ORDER BY j.next_attempt_at, j.id LIMIT p_limit
+           FOR UPDATE OF j SKIP LOCKED;
+END
+$fn$;
+
+-- The outcome of an attempt of a job taken with job_take() in this
+-- transaction, or of one whose transaction was lost (job_attempt_lost):
+-- attempts becomes p_attempts; succeeded, or pending again in p_retry_in
+-- seconds, or dead (p_permanent, or p_attempts reached p_max_attempts).
+-- Fenced on the job being pending at attempt p_attempts - 1. Also writes
+-- the attempt's row, and on success lets the invoice's jobs waiting for
+-- this action go (after = NAME, SPEC §9). Returns the new state, or NULL
+-- when the fence did not hold (nothing written).
+CREATE OR REPLACE FUNCTION bayarhook.job_direct_end(p_job bigint, p_attempts integer,
+                                                    p_owner text, p_outcome text,
+                                                    p_row_count bigint, p_output text,
+                                                    p_error text, p_permanent boolean,
+                                                    p_max_attempts integer,
+                                                    p_retry_in double precision)
+RETURNS text
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    st text := CASE WHEN p_outcome = 'succeeded' THEN 'succeeded'
+                    WHEN p_permanent OR p_attempts >= p_max_attempts THEN 'dead'
+                    ELSE 'pending' END;
+    inv text;
+    act text;
+BEGIN
+    UPDATE bayarhook.jobs j SET state = st, attempts = p_attempts,
+           finished_at = CASE WHEN st <> 'pending' THEN now() END,
+           next_attempt_at = CASE WHEN st = 'pending'
+                                  THEN now() + p_retry_in * interval '1 second'
+                                  ELSE j.next_attempt_at END,
+           last_error = p_error
+     WHERE j.id = p_job AND j.state = 'pending' AND j.attempts = p_attempts - 1
+    RETURNING j.invoice_id, j.action INTO inv, act;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    INSERT INTO bayarhook.job_attempts
+        (job_id, attempt, runner, started_at, finished_at, outcome, row_count, output)
+    VALUES (p_job, p_attempts, p_owner, now(), clock_timestamp(), p_outcome, p_row_count,
+            p_output);
+    IF st = 'succeeded' THEN
+        UPDATE bayarhook.jobs w SET state = 'pending', held_reason = NULL,
+               next_attempt_at = now()
+         WHERE w.invoice_id = inv AND w.after_action = act
+           AND w.state = 'held' AND w.held_reason = 'after';
+        IF FOUND THEN
+            PERFORM pg_notify('bayarhook_jobs', '');
+        END IF;
+    END IF;
+    RETURN st;
+END
+$fn$;
+
+-- Runs p_statement once per item of p_items ({"job", "attempts",
+-- "retry_in", "params": [text or null, ...]}: jobs this transaction took
+-- with job_take(); an item with "fail" instead, the reason its values could
+-- not be bound, fails with it and runs nothing), each in a subtransaction
+-- of its own: a statement that
+-- fails, or changes other than p_expect_rows rows (0: any), is undone
+-- alone and fails only its job (dead at once when p_dead_on_mismatch, for
+-- a mismatch). p_statement takes the item's params as one text[], $1,
+-- each cast to its type (sql_param_types()): they are bound, never pasted
+-- into the text. The statement_timeout job_take() set bounds the whole
+-- call: a statement cut off by it is not caught here, the transaction is
+-- lost and the caller runs the jobs one by one. One row per item.
+CREATE OR REPLACE FUNCTION bayarhook.job_run_sql(p_owner text, p_statement text,
+                                                 p_expect_rows integer,
+                                                 p_dead_on_mismatch boolean,
+                                                 p_max_attempts integer, p_items jsonb)
+RETURNS TABLE (job_id bigint, state text, outcome text, row_count bigint, error text)
+LANGUAGE plpgsql AS $fn$
+#variable_conflict use_column
+DECLARE
+    x      record;
+    n      bigint;
+    err    text;
+    mism   boolean;
+    -- The statement's command tag, as the client would have seen it.
+    verb   text := upper(substring(p_statement FROM '^\s*([A-Za-z]+)'));
+BEGIN
+    FOR x IN
+        SELECT r.job, r.attempts, r.params, coalesce(r.retry_in, 0) AS retry_in, r.fail
+          FROM jsonb_to_recordset(p_items) AS r(job bigint, attempts integer, params text[],
+                                                retry_in double precision, fail text)
+    LOOP
+        n := NULL;
+        err := x.fail;
+        mism := false;
+        IF err IS NULL THEN
+            BEGIN
+                EXECUTE p_statement USING x.params;
+                GET DIAGNOSTICS n = ROW_COUNT;
+                IF p_expect_rows <> 0 AND n <> p_expect_rows THEN
+                    RAISE EXCEPTION 'expected % row(s), the statement changed %',
+                                    p_expect_rows, n USING ERRCODE = 'BH001';
+                END IF;
+            EXCEPTION WHEN OTHERS THEN  -- query_canceled is not caught: see above
+                mism := SQLSTATE = 'BH001';
+                err := CASE WHEN mism THEN SQLERRM ELSE 'statement failed: ' || SQLERRM END;
+                n := CASE WHEN mism THEN n END;
+            END;
+        END IF;
+        job_id := x.job;
+        outcome := CASE WHEN err IS NULL THEN 'succeeded' ELSE 'failed' END;
+        row_count := n;
+        error := err;
+        state := bayarhook.job_direct_end(
+            x.job, x.attempts, p_owner, outcome, n,
+            CASE WHEN n IS NOT NULL THEN verb || CASE WHEN verb = 'INSERT' THEN ' 0 ' ELSE ' ' END
+                                             || n END,
+            err, mism AND p_dead_on_mismatch, p_max_attempts, x.retry_in);
+        RETURN NEXT;
+    END LOOP;
+END
+$fn$;
+
+-- The attempt of a job whose transaction was lost (its statement cut off by
+-- the timeout, the COMMIT refused, the connection gone) run alone and lost
+-- again: written in a transaction of its own, so that a statement that
+-- always fails so still counts its attempts and ends dead. Nothing of the
+-- statement was committed. Returns the new state, or NULL (see
+-- job_direct_end()).
+CREATE OR REPLACE FUNCTION bayarhook.job_attempt_lost(p_job bigint, p_attempts integer,
+                                                      p_owner text, p_outcome text,
+                                                      p_error text, p_max_attempts integer,
+                                                      p_retry_in double precision)
+RETURNS text
+LANGUAGE sql AS $fn$
+    SELECT bayarhook.job_direct_end(p_job, p_attempts, p_owner, p_outcome, NULL, NULL, p_error,
+                                    false, p_max_attempts, p_retry_in)
+$fn$;
