@@ -8,3 +8,8 @@
 -- still works against it).
 DROP FUNCTION IF EXISTS bayarhook.job_claim(text, integer, jsonb, integer);
 
+-- A paid job's event is its payment's (ingest() leaves jobs.event NULL;
+-- readers take coalesce(jobs.event, payments.event)): paid is final, so the
+-- payment's event is the one that made the job, and each job of a paid
+-- callback no longer copies it, nor writes it again at every state change.
+ALTER TABLE bayarhook.jobs ALTER COLUMN event DROP NOT NULL;

@@ -238,6 +238,9 @@ BEGIN
          ORDER BY s.idx;
     END IF;
 
+    -- A job's event is the item's. A paid job's is the payment's own
+    -- (jobs.event NULL, 016): paid is final, so payments.event never changes
+    -- after it, and a job does not copy 600 bytes the payment holds.
     -- "hold": confirm_with_api; the jobs are held until the gateway confirms
     -- the payment (bayarhook.confirm_held() in jobs.sql). A job is keyed by
     -- the status that triggered it (jobs.status, generated from
@@ -250,7 +253,8 @@ BEGIN
         INSERT INTO bayarhook.jobs
             (invoice_id, action, trigger_status, source, event, state, after_action, held_reason)
         SELECT e ->> 'invoice_id', a.name, e ->> 'status', e ->> 'source',
-               coalesce(e -> 'event', bodies[(e ->> 'idx')::integer + 1]::jsonb),
+               CASE WHEN e ->> 'status' <> 'paid'
+                    THEN coalesce(e -> 'event', bodies[(e ->> 'idx')::integer + 1]::jsonb) END,
                CASE WHEN coalesce((e ->> 'hold')::boolean, false) OR w.waits
                     THEN 'held' ELSE 'pending' END,
                actions -> 'after' ->> a.name,

@@ -142,8 +142,10 @@ BEGIN
             SELECT j.id, j.attempts, p_owner FROM j
             RETURNING id, job_id
         )
-        SELECT j.id, j.invoice_id, j.action, j.attempts, j.source, j.event::text,
-               (j.event - 'timestamp' - 'signature')::text, ins.id, j.status, p.flag,
+        SELECT j.id, j.invoice_id, j.action, j.attempts, j.source,
+               coalesce(j.event, p.event)::text,
+               (coalesce(j.event, p.event) - 'timestamp' - 'signature')::text, ins.id, j.status,
+               p.flag,
                bayarhook.job_idempotency_key(j.invoice_id, j.action, j.status, j.replay, j.id)
           FROM j JOIN ins ON ins.job_id = j.id
           JOIN bayarhook.payments p ON p.invoice_id = j.invoice_id
@@ -491,14 +493,16 @@ DECLARE
     why     text;
     n       integer;
     tries   integer;
+    pev     jsonb;
 BEGIN
     -- The payment row lock orders us with ingest() and other confirmers.
-    PERFORM 1 FROM bayarhook.payments p WHERE p.invoice_id = inv FOR UPDATE;
+    -- Its event is a paid job's (jobs.event NULL, 016).
+    SELECT p.event INTO pev FROM bayarhook.payments p WHERE p.invoice_id = inv FOR UPDATE;
     IF NOT FOUND THEN
         RETURN;
     END IF;
     FOR g IN
-        SELECT j.trigger_status AS st, j.event ->> 'final_amount' AS fa
+        SELECT j.trigger_status AS st, coalesce(j.event, pev) ->> 'final_amount' AS fa
           FROM bayarhook.jobs j
          WHERE j.invoice_id = inv AND j.state = 'held' AND j.held_reason IS NULL
          GROUP BY 1, 2
@@ -535,7 +539,7 @@ BEGIN
         IF o = 'agreed' THEN
             UPDATE bayarhook.jobs j SET state = 'pending', next_attempt_at = now()
              WHERE j.invoice_id = inv AND j.state = 'held' AND j.held_reason IS NULL
-               AND j.trigger_status = g.st AND (j.event ->> 'final_amount') IS NOT DISTINCT FROM g.fa;
+               AND j.trigger_status = g.st AND (coalesce(j.event, pev) ->> 'final_amount') IS NOT DISTINCT FROM g.fa;
             GET DIAGNOSTICS n = ROW_COUNT;
             IF n > 0 THEN
                 PERFORM pg_notify('bayarhook_jobs', inv);
@@ -544,7 +548,7 @@ BEGIN
             UPDATE bayarhook.jobs j SET state = 'dead', finished_at = now(),
                    last_error = 'not confirmed by the gateway: ' || why
              WHERE j.invoice_id = inv AND j.state = 'held' AND j.held_reason IS NULL
-               AND j.trigger_status = g.st AND (j.event ->> 'final_amount') IS NOT DISTINCT FROM g.fa;
+               AND j.trigger_status = g.st AND (coalesce(j.event, pev) ->> 'final_amount') IS NOT DISTINCT FROM g.fa;
             GET DIAGNOSTICS n = ROW_COUNT;
             UPDATE bayarhook.payments p SET flagged = true,
                    flag_reason = 'not confirmed by the gateway: ' || why, updated_at = now()

@@ -46,7 +46,8 @@ $fn$;
 -- p_only when given), oldest due first, locked until the transaction ends,
 -- and sets the transaction's statement_timeout to p_timeout_ms (the
 -- action's timeout). attempts is the number of the attempt about to run.
--- The other columns are job_claim()'s.
+-- The other columns are job_claim()'s, but event_bare, which no sql
+-- statement can name: NULL.
 CREATE OR REPLACE FUNCTION bayarhook.job_take(p_action text, p_limit integer, p_timeout_ms integer,
                                               p_only bigint[] DEFAULT NULL)
 RETURNS TABLE (job_id bigint, invoice_id text, attempts integer, source text, event text,
@@ -55,67 +56,81 @@ LANGUAGE plpgsql AS $fn$
 #variable_conflict use_column
 BEGIN
     PERFORM set_config('statement_timeout', p_timeout_ms::text, true);
+    -- The ids first, in the partial index's order (013), then the rest of
+    -- their rows: a join under the LIMIT reads every due job.
     RETURN QUERY
-        SELECT j.id, j.invoice_id, j.attempts + 1, j.source, j.event::text,
-               (j.event - 'timestamp' - 'signature')::text, j.status, p.flag,
+        WITH c AS (
+            SELECT id FROM bayarhook.jobs
+             WHERE state = 'pending' AND next_attempt_at <= now() AND action = p_action
+               AND (p_only IS NULL OR id = ANY (p_only))
+             ORDER BY next_attempt_at, id LIMIT p_limit
+               FOR UPDATE SKIP LOCKED)
+        SELECT j.id, j.invoice_id, j.attempts + 1, j.source, coalesce(j.event, p.event)::text,
+               NULL::text, j.status, p.flag,
                bayarhook.job_idempotency_key(j.invoice_id, j.action, j.status, j.replay, j.id)
-          FROM bayarhook.jobs j
+          FROM c
+          JOIN bayarhook.jobs j ON j.id = c.id
           JOIN bayarhook.payments p ON p.invoice_id = j.invoice_id
-         WHERE j.state = 'pending' AND j.next_attempt_at <= now() AND j.action = p_action
-           AND (p_only IS NULL OR j.id = ANY (p_only))
-         ORDER BY j.next_attempt_at, j.id LIMIT p_limit
-           FOR UPDATE OF j SKIP LOCKED;
+         ORDER BY j.id;
 END
 $fn$;
 
--- The outcome of an attempt of a job taken with job_take() in this
--- transaction, or of one whose transaction was lost (job_attempt_lost):
--- attempts becomes p_attempts; succeeded, or pending again in p_retry_in
--- seconds, or dead (p_permanent, or p_attempts reached p_max_attempts).
--- Fenced on the job being pending at attempt p_attempts - 1. Also writes
--- the attempt's row, and on success lets the invoice's jobs waiting for
--- this action go (after = NAME, SPEC §9). Returns the new state, or NULL
--- when the fence did not hold (nothing written).
-CREATE OR REPLACE FUNCTION bayarhook.job_direct_end(p_job bigint, p_attempts integer,
-                                                    p_owner text, p_outcome text,
-                                                    p_row_count bigint, p_output text,
-                                                    p_error text, p_permanent boolean,
-                                                    p_max_attempts integer,
-                                                    p_retry_in double precision)
-RETURNS text
+-- The outcomes of attempts of jobs taken with job_take() in this
+-- transaction, or of one whose transaction was lost (job_attempt_lost), one
+-- element of each array per job: attempts becomes p_attempts; succeeded,
+-- or pending again in p_retry_in seconds, or dead (p_permanent, or
+-- p_attempts reached p_max_attempts). Fenced on the job being pending at
+-- attempt p_attempts - 1. Also writes each attempt's row, and a success
+-- lets the invoice's jobs waiting for its action go (after = NAME, SPEC
+-- §9). One row (job_id, state) per job written; none for one whose fence
+-- did not hold. One statement for all of them: each statement costs an
+-- executor start and the state rule's trigger set up again, more than a
+-- job's own writes (issue 16).
+CREATE OR REPLACE FUNCTION bayarhook.job_direct_end(p_owner text, p_max_attempts integer,
+                                                    p_job bigint[], p_attempts integer[],
+                                                    p_outcome text[], p_row_count bigint[],
+                                                    p_output text[], p_error text[],
+                                                    p_permanent boolean[],
+                                                    p_retry_in double precision[])
+RETURNS TABLE (job_id bigint, state text)
 LANGUAGE plpgsql AS $fn$
-DECLARE
-    st text := CASE WHEN p_outcome = 'succeeded' THEN 'succeeded'
-                    WHEN p_permanent OR p_attempts >= p_max_attempts THEN 'dead'
-                    ELSE 'pending' END;
-    inv text;
-    act text;
+#variable_conflict use_column
 BEGIN
-    UPDATE bayarhook.jobs j SET state = st, attempts = p_attempts,
-           finished_at = CASE WHEN st <> 'pending' THEN now() END,
-           next_attempt_at = CASE WHEN st = 'pending'
-                                  THEN now() + p_retry_in * interval '1 second'
-                                  ELSE j.next_attempt_at END,
-           last_error = p_error
-     WHERE j.id = p_job AND j.state = 'pending' AND j.attempts = p_attempts - 1
-    RETURNING j.invoice_id, j.action INTO inv, act;
-    IF NOT FOUND THEN
-        RETURN NULL;
-    END IF;
-    INSERT INTO bayarhook.job_attempts
-        (job_id, attempt, runner, started_at, finished_at, outcome, row_count, output)
-    VALUES (p_job, p_attempts, p_owner, now(), clock_timestamp(), p_outcome, p_row_count,
-            p_output);
-    IF st = 'succeeded' THEN
-        UPDATE bayarhook.jobs w SET state = 'pending', held_reason = NULL,
-               next_attempt_at = now()
-         WHERE w.invoice_id = inv AND w.after_action = act
-           AND w.state = 'held' AND w.held_reason = 'after';
-        IF FOUND THEN
-            PERFORM pg_notify('bayarhook_jobs', '');
-        END IF;
-    END IF;
-    RETURN st;
+    RETURN QUERY
+        WITH u AS MATERIALIZED (
+            SELECT x.*, CASE WHEN x.oc = 'succeeded' THEN 'succeeded'
+                             WHEN x.perm OR x.att >= p_max_attempts THEN 'dead'
+                             ELSE 'pending' END AS st
+              FROM unnest(p_job, p_attempts, p_outcome, p_row_count, p_output, p_error,
+                          p_permanent, p_retry_in) AS x(job, att, oc, n, out, err, perm, wait)
+        ), j AS (
+            UPDATE bayarhook.jobs j SET state = u.st, attempts = u.att,
+                   finished_at = CASE WHEN u.st <> 'pending' THEN now() END,
+                   next_attempt_at = CASE WHEN u.st = 'pending'
+                                          THEN now() + u.wait * interval '1 second'
+                                          ELSE j.next_attempt_at END,
+                   last_error = u.err
+              FROM u
+             WHERE j.id = u.job AND j.state = 'pending' AND j.attempts = u.att - 1
+            RETURNING j.id, j.state, j.invoice_id, j.action
+        ), a AS (
+            INSERT INTO bayarhook.job_attempts
+                (job_id, attempt, runner, started_at, finished_at, outcome, row_count, output)
+            SELECT u.job, u.att, p_owner, now(), clock_timestamp(), u.oc, u.n, u.out
+              FROM u JOIN j ON j.id = u.job
+        ), rel AS (
+            UPDATE bayarhook.jobs w SET state = 'pending', held_reason = NULL,
+                   next_attempt_at = now()
+              FROM j
+             WHERE j.state = 'succeeded'
+               AND w.invoice_id = j.invoice_id AND w.after_action = j.action
+               AND w.state = 'held' AND w.held_reason = 'after'
+            RETURNING w.id
+        )
+        SELECT j.id, j.state FROM j
+          -- A data-modifying CTE always runs; this one tells the queue, once.
+          LEFT JOIN (SELECT count(pg_notify('bayarhook_jobs', '')) AS n
+                       FROM (SELECT 1 FROM rel LIMIT 1) r) nt ON true;
 END
 $fn$;
 
@@ -143,8 +158,17 @@ DECLARE
     n      bigint;
     err    text;
     mism   boolean;
+    k      integer := 0;
     -- The statement's command tag, as the client would have seen it.
     verb   text := upper(substring(p_statement FROM '^\s*([A-Za-z]+)'));
+    jobs   bigint[];
+    atts   integer[];
+    ocs    text[];
+    ns     bigint[];
+    outs   text[];
+    errs   text[];
+    perms  boolean[];
+    waits  double precision[];
 BEGIN
     FOR x IN
         SELECT r.job, r.attempts, r.params, coalesce(r.retry_in, 0) AS retry_in, r.fail
@@ -168,17 +192,22 @@ BEGIN
                 n := CASE WHEN mism THEN n END;
             END;
         END IF;
-        job_id := x.job;
-        outcome := CASE WHEN err IS NULL THEN 'succeeded' ELSE 'failed' END;
-        row_count := n;
-        error := err;
-        state := bayarhook.job_direct_end(
-            x.job, x.attempts, p_owner, outcome, n,
-            CASE WHEN n IS NOT NULL THEN verb || CASE WHEN verb = 'INSERT' THEN ' 0 ' ELSE ' ' END
-                                             || n END,
-            err, mism AND p_dead_on_mismatch, p_max_attempts, x.retry_in);
-        RETURN NEXT;
+        k := k + 1;
+        jobs[k] := x.job;
+        atts[k] := x.attempts;
+        ocs[k] := CASE WHEN err IS NULL THEN 'succeeded' ELSE 'failed' END;
+        ns[k] := n;
+        outs[k] := CASE WHEN n IS NOT NULL
+                        THEN verb || CASE WHEN verb = 'INSERT' THEN ' 0 ' ELSE ' ' END || n END;
+        errs[k] := err;
+        perms[k] := mism AND p_dead_on_mismatch;
+        waits[k] := x.retry_in;
     END LOOP;
+    RETURN QUERY
+        SELECT u.job, e.state, u.oc, u.n, u.err
+          FROM unnest(jobs, ocs, ns, errs) AS u(job, oc, n, err)
+          LEFT JOIN bayarhook.job_direct_end(p_owner, p_max_attempts, jobs, atts, ocs, ns, outs,
+                                             errs, perms, waits) e ON e.job_id = u.job;
 END
 $fn$;
 
@@ -194,6 +223,8 @@ CREATE OR REPLACE FUNCTION bayarhook.job_attempt_lost(p_job bigint, p_attempts i
                                                       p_retry_in double precision)
 RETURNS text
 LANGUAGE sql AS $fn$
-    SELECT bayarhook.job_direct_end(p_job, p_attempts, p_owner, p_outcome, NULL, NULL, p_error,
-                                    false, p_max_attempts, p_retry_in)
+    SELECT e.state
+      FROM bayarhook.job_direct_end(p_owner, p_max_attempts, ARRAY[p_job], ARRAY[p_attempts],
+                                    ARRAY[p_outcome], ARRAY[NULL::bigint], ARRAY[NULL::text],
+                                    ARRAY[p_error], ARRAY[false], ARRAY[p_retry_in]) e
 $fn$;
