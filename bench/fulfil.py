@@ -8,7 +8,7 @@ database and daemon per scenario, side by side:
   ceiling  pgbench running bench/pgbench_rows.sql: an accepted callback's
            audit and payment rows written straight into the migrated
            schema, 16 callbacks per commit, 4 clients; no daemon, no HTTP
-  none     wrk -t2 -c32 sending unique signed callbacks as fast as it can
+  none     wrk -t2 -c32 (--conns) sending unique signed callbacks as fast as it can
            for D seconds; no actions: the ingest rate
   sql      the same with one sql action on the receiver's own database
            (INSERT INTO shop_paid ... VALUES (:invoice_id, :final_amount,
@@ -25,7 +25,7 @@ divided by it. After each run the backlog is drained (bounded) and how long
 that took is reported. pg_stat_statements' top statements of the sql run
 say where the database's time went.
 
-usage: bench/fulfil.py [--duration D] [--rate RATE] [--only a,b,...] [--keep]
+usage: bench/fulfil.py [--duration D] [--rate RATE] [--only a,b,...] [--keep] [--conns N]
                        [--after-migrate SQL]... [--set SECTION.KEY=VALUE]...
        bench/fulfil.py --backlog [-n N] [--concurrency C,...]  (the older
        scenario: N jobs pending before serve starts, then drained)
@@ -206,7 +206,7 @@ def live(args):
     print(f"binary: {bh.BIN}  D={args.duration}s  cpus={os.cpu_count()}", flush=True)
     workdir = tempfile.mkdtemp(prefix="bayarhook-fulfil-")
     R.tmpdir = workdir
-    R.THREADS, R.CONNS = 2, 32
+    R.THREADS, R.CONNS = 2, args.conns
     secret = "whsec_bench_" + secrets.token_hex(16)
     pg = bh.PgCluster()
     want = args.only.split(",")
@@ -341,6 +341,8 @@ def main():
     ap.add_argument("--rate", type=int, default=200)
     ap.add_argument("--only", default="ceiling,none,sql,exec,latency")
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--conns", type=int, default=32,
+                    help="wrk's connections (callbacks in flight; default 32)")
     ap.add_argument("--after-migrate", action="append", default=[], metavar="SQL",
                     help="run SQL on each scenario's database after migrate (repeatable)")
     ap.add_argument("--backlog", action="store_true")

@@ -58,7 +58,7 @@ struct sql_direct {
 	sql_direct_end_fn on_end;
 	void *arg;
 	struct db_session *s;
-	char *types_error; /* the statement cannot be prepared: every job fails with it */
+	char *types_error;       /* the statement cannot be prepared: every job fails with it */
 	struct direct_job *jobs; /* the round's, from its first take */
 	int n, taken;
 	/* -1: the round's transaction; else the index of the job run alone */
@@ -170,8 +170,8 @@ static void job_lost(struct sql_direct *d, struct direct_job *j, const char *err
 
 	db_session_close(d->s);
 	d->s = NULL;
-	snprintf(msg, sizeof(msg), "%s%s", timeout ? "statement failed: " : "transaction lost: ",
-	         err ? err : "");
+	snprintf(msg, sizeof(msg), "%s%s",
+	         timeout ? "statement failed: " : "transaction lost: ", err ? err : "");
 	set_str(&j->outcome, timeout ? "timeout" : "failed");
 	set_str(&j->error, msg);
 	set_str(&j->state, NULL);
@@ -382,7 +382,8 @@ static void typed(PGresult *res, const char *err, const char *sqlstate, void *ar
 
 	(void)sqlstate;
 	if (res == NULL) {
-		/* The statement does not prepare (a table not made yet?): its jobs fail with why. */
+		/* The statement does not prepare (a table not made yet?): its jobs fail with why.
+		 */
 		d->types_error = xstrdup(err ? err : "cannot prepare the statement");
 	} else {
 		int n = PQntuples(res);

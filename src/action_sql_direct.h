@@ -31,9 +31,9 @@ struct sql_direct_conf {
 struct sql_direct_outcome {
 	const char *job, *invoice;
 	int attempt;
-	const char *state;   /* "succeeded", "pending", "dead"; NULL: nothing was written */
-	const char *outcome; /* "succeeded", "failed", "timeout" */
-	const char *error;   /* NULL on success */
+	const char *state;    /* "succeeded", "pending", "dead"; NULL: nothing was written */
+	const char *outcome;  /* "succeeded", "failed", "timeout" */
+	const char *error;    /* NULL on success */
 	const char *retry_in; /* seconds, when pending */
 	long long rows;       /* the statement's row count; -1: none */
 };

@@ -32,8 +32,8 @@ struct sql_run;
 
 struct sql_action {
 	struct action *a;
-	char *stmt;   /* the statement as configured, :name placeholders */
-	char *sql;    /* the statement with $1..$n */
+	char *stmt; /* the statement as configured, :name placeholders */
+	char *sql;  /* the statement with $1..$n */
 	/*
 	 * action_sql_direct.c: the statement with one text[] parameter, each
 	 * element cast to the type its placeholder takes; NULL until known.

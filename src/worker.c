@@ -134,7 +134,7 @@ struct worker {
 	bool all_direct;   /* every action is one: job_claim() only on the tick */
 	LIST_HEAD(, direct_round) rounds;
 	int nrounds;
-	bool direct_again; /* woken while every round was busy: go again after one */
+	bool direct_again;           /* woken while every round was busy: go again after one */
 	struct worker_finish finish; /* outcomes, written in batches */
 	struct event *tick, *wake, *grace, *connected;
 	struct event *kick; /* claim from the loop: worker_wake_now, a slot freed */
@@ -210,12 +210,11 @@ static void job_set_outcome(struct job *job, const struct action_result *res)
  * max_attempts.
  */
 static void outcome_log(const char *id, const char *invoice, const char *action, int attempt,
-                        const char *state, const char *error, const char *retry_in,
-                        bool permanent)
+                        const char *state, const char *error, const char *retry_in, bool permanent)
 {
 	if (strcmp(state, "succeeded") == 0) {
-		log_info("job succeeded job=%s invoice=%s action=%s attempt=%d", id, invoice, action,
-		         attempt);
+		log_info("job succeeded job=%s invoice=%s action=%s attempt=%d", id, invoice,
+		         action, attempt);
 	} else if (strcmp(state, "dead") == 0) {
 		metrics_inc(METRIC_JOBS_DEAD, action);
 		log_warnx("job dead job=%s invoice=%s action=%s attempt=%d reason=%s error=\"%s\"",
@@ -545,8 +544,8 @@ static void job_start(struct worker *w, PGresult *res, int row)
 static void direct_retry_in(int attempt, char out[32], void *arg)
 {
 	struct worker *w = ((struct direct_round *)arg)->w;
-	int64_t ms = worker_backoff_ms(w->backoff_initial, w->backoff_max, attempt,
-	                               worker_random_u32());
+	int64_t ms =
+	    worker_backoff_ms(w->backoff_initial, w->backoff_max, attempt, worker_random_u32());
 
 	snprintf(out, 32, "%lld.%03lld", (long long)(ms / 1000), (long long)(ms % 1000));
 }
@@ -590,7 +589,7 @@ static int direct_rounds_of(const struct worker *w, const char *action)
 	int n = 0;
 
 	LIST_FOREACH(r, &w->rounds, link)
-		n += strcmp(r->action, action) == 0;
+	n += strcmp(r->action, action) == 0;
 	return n;
 }
 

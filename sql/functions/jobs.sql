@@ -184,6 +184,35 @@ BEGIN
 END
 $fn$;
 
+-- after = NAME (SPEC §9): a success of action p_action for each invoice of
+-- p_invoice (arrays of one length, or a single pair) lets the invoice's jobs
+-- waiting for it go, and tells the queue once. A dead job lets nothing go.
+-- Returns how many it let go. The held jobs are never the finished ones, so
+-- a statement that finishes jobs may call this on them as it goes.
+CREATE OR REPLACE FUNCTION bayarhook.job_release_after(p_invoice text[], p_action text[])
+RETURNS integer
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    n integer;
+BEGIN
+    UPDATE bayarhook.jobs w SET state = 'pending', held_reason = NULL, next_attempt_at = now()
+      FROM unnest(p_invoice, p_action) AS s(inv, act)
+     WHERE w.invoice_id = s.inv AND w.after_action = s.act
+       AND w.state = 'held' AND w.held_reason = 'after';
+    GET DIAGNOSTICS n = ROW_COUNT;
+    IF n > 0 THEN
+        PERFORM pg_notify('bayarhook_jobs', '');
+    END IF;
+    RETURN n;
+END
+$fn$;
+
+CREATE OR REPLACE FUNCTION bayarhook.job_release_after(p_invoice text, p_action text)
+RETURNS integer
+LANGUAGE sql AS $fn$
+    SELECT bayarhook.job_release_after(ARRAY[p_invoice], ARRAY[p_action])
+$fn$;
+
 -- job_finish() for many jobs in one statement and one commit (issue 16):
 -- the worker records the outcomes of every attempt that ended since its
 -- last write together, and the sql action's completions of a shared
@@ -239,20 +268,10 @@ BEGIN
                        row_count = x.row_count, output = x.output
                  WHERE id = x.attempt_id AND finished_at IS NULL AND EXISTS (SELECT 1 FROM j)
             ), rel AS (
-                -- after = NAME (SPEC §9): this success lets the invoice's jobs
-                -- waiting for this action go. A dead one lets nothing go.
-                UPDATE bayarhook.jobs w SET state = 'pending', held_reason = NULL,
-                       next_attempt_at = now()
-                  FROM j
-                 WHERE j.state = 'succeeded'
-                   AND w.invoice_id = j.invoice_id AND w.after_action = j.action
-                   AND w.state = 'held' AND w.held_reason = 'after'
-                RETURNING w.id
+                SELECT bayarhook.job_release_after(j.invoice_id, j.action) AS n
+                  FROM j WHERE j.state = 'succeeded'
             )
-            SELECT j.id, j.state FROM j
-              -- A data-modifying CTE always runs; this one tells the queue, once.
-              LEFT JOIN (SELECT count(pg_notify('bayarhook_jobs', '')) AS n
-                           FROM (SELECT 1 FROM rel LIMIT 1) r) nt ON true;
+            SELECT j.id, j.state FROM j LEFT JOIN rel ON rel.n >= 0;  -- rel.n: always run
     END LOOP;
 END
 $fn$;

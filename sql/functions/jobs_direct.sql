@@ -119,18 +119,10 @@ BEGIN
             SELECT u.job, u.att, p_owner, now(), clock_timestamp(), u.oc, u.n, u.out
               FROM u JOIN j ON j.id = u.job
         ), rel AS (
-            UPDATE bayarhook.jobs w SET state = 'pending', held_reason = NULL,
-                   next_attempt_at = now()
-              FROM j
-             WHERE j.state = 'succeeded'
-               AND w.invoice_id = j.invoice_id AND w.after_action = j.action
-               AND w.state = 'held' AND w.held_reason = 'after'
-            RETURNING w.id
+            SELECT bayarhook.job_release_after(array_agg(j.invoice_id), array_agg(j.action)) AS n
+              FROM j WHERE j.state = 'succeeded' HAVING count(*) > 0
         )
-        SELECT j.id, j.state FROM j
-          -- A data-modifying CTE always runs; this one tells the queue, once.
-          LEFT JOIN (SELECT count(pg_notify('bayarhook_jobs', '')) AS n
-                       FROM (SELECT 1 FROM rel LIMIT 1) r) nt ON true;
+        SELECT j.id, j.state FROM j LEFT JOIN rel ON rel.n >= 0;  -- rel.n: always run
 END
 $fn$;
 

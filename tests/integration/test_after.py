@@ -81,3 +81,22 @@ def test_config_errors(make_daemon):
     d.update_config({"action.c": {"after": "c"}})
     r = d.cli("check-config")
     assert r.returncode != 0 and "after: a cycle: c waits for itself" in r.stderr
+
+
+def test_a_sql_predecessor_on_this_database_lets_its_successor_go(make_daemon, db):
+    # Both run in rounds (taken, run and finished in one transaction): the
+    # first's success, committed in its round, lets the second go.
+    db.execute("CREATE TABLE runs (invoice text, action text, at timestamptz)")
+    d = make_daemon(config={
+        "action.second": {"type": "sql", "after": "first", "statement":
+                          "INSERT INTO runs VALUES (:invoice_id, 'second', clock_timestamp())"},
+        "action.first": {"type": "sql", "statement":
+                         "INSERT INTO runs VALUES (:invoice_id, 'first', clock_timestamp())"},
+    })
+    inv = bh.new_invoice("aftersql")
+    assert d.callback(inv).json == OK
+    bh.wait_for(lambda: (jobs(db, inv).get("second") or {}).get("state") == "succeeded",
+                30 * bh.SLOW, what="second to run after first")
+    assert [r[0] for r in db.rows("SELECT action FROM public.runs ORDER BY at")] == \
+        ["first", "second"]
+    assert db.scalar("SELECT count(*) FROM bayarhook.job_attempts") == 2
