@@ -251,6 +251,12 @@ int action_sql_placeholders(const char *stmt, char **out, char ***names_out, cha
 	return placeholders(stmt, NULL, 0, out, names_out, err, errlen);
 }
 
+int action_sql_placeholders_typed(const char *stmt, char *const *types, int ntypes, char **out,
+                                  char ***names_out, char *err, size_t errlen)
+{
+	return placeholders(stmt, types, ntypes, out, names_out, err, errlen);
+}
+
 /* ---- prepared ---- */
 
 static void names_free(char **names)
@@ -487,7 +493,7 @@ int action_sql_set_types(struct sql_action *q, char *const *types, int ntypes, c
 {
 	char **names = NULL, *typed = NULL;
 
-	if (placeholders(q->stmt, types, ntypes, &typed, &names, err, errlen) < 0)
+	if (action_sql_placeholders_typed(q->stmt, types, ntypes, &typed, &names, err, errlen) < 0)
 		return -1;
 	names_free(names);
 	free(q->typed);

@@ -18,5 +18,14 @@ extern const struct action_ops action_sql_ops;
  */
 int action_sql_placeholders(const char *stmt, char **out, char ***names, char *err, size_t errlen)
     __attribute__((warn_unused_result));
+/*
+ * The same, for one text[] parameter instead of $1..$n: the placeholder of
+ * the k-th name (from 1) becomes (($1::text[])[k]::types[k-1]), the type its
+ * $k takes (action_sql_direct.c). ntypes: how many types there are; a name
+ * past them is an error.
+ */
+int action_sql_placeholders_typed(const char *stmt, char *const *types, int ntypes, char **out,
+                                  char ***names, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
 
 #endif

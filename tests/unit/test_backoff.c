@@ -183,12 +183,43 @@ static void test_placeholder_error_text(void **state)
 	assert_non_null(strstr(err, "use :name placeholders"));
 }
 
+/* The rounds' form (action_sql_direct.c): one text[] parameter, each element cast. */
+static void test_placeholders_typed(void **state)
+{
+	char *const types[] = {"numeric", "timestamp with time zone"};
+	char *out = NULL, **names = NULL, err[256] = "";
+
+	(void)state;
+	assert_int_equal(action_sql_placeholders_typed(
+	                     "UPDATE t SET a = :x, s = ':x $1', at = :y WHERE b = :x::int -- :y",
+	                     types, 2, &out, &names, err, sizeof(err)),
+	                 0);
+	assert_string_equal(out, "UPDATE t SET a = (($1::text[])[1]::numeric), s = ':x $1', "
+	                         "at = (($1::text[])[2]::timestamp with time zone) "
+	                         "WHERE b = (($1::text[])[1]::numeric)::int -- :y");
+	assert_string_equal(names[0], "x");
+	assert_string_equal(names[1], "y");
+	assert_null(names[2]);
+	for (int k = 0; names[k]; k++)
+		free(names[k]);
+	free(names);
+	free(out);
+	/* A name without a type (the database said fewer parameters). */
+	assert_int_equal(action_sql_placeholders_typed("SELECT :x, :y", types, 1, &out, &names, err,
+	                                               sizeof(err)),
+	                 -1);
+	assert_non_null(strstr(err, ":y has no type"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_backoff_bounds),         cmocka_unit_test(test_backoff_grows),
-	    cmocka_unit_test(test_backoff_spread),         cmocka_unit_test(test_placeholders),
+	    cmocka_unit_test(test_backoff_bounds),
+	    cmocka_unit_test(test_backoff_grows),
+	    cmocka_unit_test(test_backoff_spread),
+	    cmocka_unit_test(test_placeholders),
 	    cmocka_unit_test(test_placeholder_error_text),
+	    cmocka_unit_test(test_placeholders_typed),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
