@@ -52,7 +52,6 @@ struct sql_direct {
 	struct action *a;
 	struct sql_action *q;
 	char *owner;
-	int limit;
 	void (*retry_in)(int attempt, char out[32], void *arg);
 	sql_direct_outcome_fn on_outcome;
 	sql_direct_end_fn on_end;
@@ -441,7 +440,6 @@ struct sql_direct *action_sql_direct_start(struct action *a, const struct sql_di
 	a->refs++;
 	d->q = a->priv;
 	d->owner = xstrdup(conf->owner);
-	d->limit = conf->limit;
 	d->retry_in = conf->retry_in;
 	d->on_outcome = on_outcome;
 	d->on_end = on_end;

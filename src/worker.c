@@ -544,10 +544,8 @@ static void job_start(struct worker *w, PGresult *res, int row)
 static void direct_retry_in(int attempt, char out[32], void *arg)
 {
 	struct worker *w = ((struct direct_round *)arg)->w;
-	int64_t ms =
-	    worker_backoff_ms(w->backoff_initial, w->backoff_max, attempt, worker_random_u32());
 
-	snprintf(out, 32, "%lld.%03lld", (long long)(ms / 1000), (long long)(ms % 1000));
+	worker_retry_in(w->backoff_initial, w->backoff_max, attempt, out);
 }
 
 static void direct_outcome(const struct sql_direct_outcome *o, void *arg)

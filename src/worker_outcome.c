@@ -112,15 +112,17 @@ void worker_outcome_set(struct worker_outcome *o, const struct action_result *re
 		o->http_status = num_text(res->http_status);
 	if (res->row_count >= 0)
 		o->row_count = num_text(res->row_count);
-	if (res->outcome != ACTION_SUCCEEDED) {
-		int64_t ms =
-		    worker_backoff_ms(backoff_initial, backoff_max, attempt, worker_random_u32());
-
-		snprintf(o->retry_in, sizeof(o->retry_in), "%lld.%03lld", (long long)(ms / 1000),
-		         (long long)(ms % 1000));
-	} else {
+	if (res->outcome != ACTION_SUCCEEDED)
+		worker_retry_in(backoff_initial, backoff_max, attempt, o->retry_in);
+	else
 		snprintf(o->retry_in, sizeof(o->retry_in), "0");
-	}
+}
+
+void worker_retry_in(int backoff_initial, int backoff_max, int attempt, char out[32])
+{
+	int64_t ms = worker_backoff_ms(backoff_initial, backoff_max, attempt, worker_random_u32());
+
+	snprintf(out, 32, "%lld.%03lld", (long long)(ms / 1000), (long long)(ms % 1000));
 }
 
 void worker_outcome_json(struct jsonw *w, const char *job, const char *attempts,

@@ -38,6 +38,8 @@ struct jsonw;
 void worker_outcome_json(struct jsonw *w, const char *job, const char *attempts,
                          const char *attempt_id, const char *max_attempts,
                          const struct worker_outcome *o);
+/* The delay before attempt's retry, with fresh jitter, as seconds ("12.345"). */
+void worker_retry_in(int backoff_initial, int backoff_max, int attempt, char out[32]);
 /* Frees what o holds. */
 void worker_outcome_clear(struct worker_outcome *o);
 

@@ -252,17 +252,24 @@ def test_standby_only_is_degraded_then_reconnects_once_promoted(make_daemon, mig
         s.destroy()
 
 
+def serves_through(make_daemon, migrated, conninfo, tag, timeout):
+    """A daemon on conninfo: /healthz ok within timeout, and a callback
+    recorded as paid in migrated. Returns the daemon."""
+    d = make_daemon(config={"database": {"conninfo": conninfo}}, start=False)
+    d.start(migrate=False)
+    bh.wait_for(lambda: healthz(d) == (200, {"status": "ok", "database": "up"}), timeout,
+                interval=0.2, what="/healthz ok")
+    inv = bh.new_invoice(tag)
+    assert d.callback(inv).status == 200
+    assert migrated.payment(inv)["status"] == "paid"
+    return d
+
+
 def test_two_hosts_without_session_attrs_reach_the_primary(make_daemon, migrated, pg, standby):
     # The standby is listed first: without target_session_attrs libpq would take it.
     conninfo = (f"host=127.0.0.1,127.0.0.1 port={standby.port},{pg.port} "
                 f"dbname={migrated.name} user=postgres connect_timeout=5")
-    d = make_daemon(config={"database": {"conninfo": conninfo}}, start=False)
-    d.start(migrate=False)
-    bh.wait_for(lambda: healthz(d) == (200, {"status": "ok", "database": "up"}), 30,
-                interval=0.2, what="/healthz ok")
-    inv = bh.new_invoice("TWO")
-    assert d.callback(inv).status == 200
-    assert migrated.payment(inv)["status"] == "paid"
+    d = serves_through(make_daemon, migrated, conninfo, "TWO", 30)
     assert "read-only" not in d.log()
 
 
@@ -273,13 +280,7 @@ def test_a_silent_first_host_is_passed_over(proxy, make_daemon, migrated, pg):
     proxy.hold()
     conninfo = (f"host=127.0.0.1,127.0.0.1 port={proxy.port},{pg.port} "
                 f"dbname={migrated.name} user=postgres connect_timeout=1")
-    d = make_daemon(config={"database": {"conninfo": conninfo}}, start=False)
-    d.start(migrate=False)
-    bh.wait_for(lambda: healthz(d) == (200, {"status": "ok", "database": "up"}), 60,
-                interval=0.2, what="/healthz ok through the second host")
-    inv = bh.new_invoice("SECOND")
-    assert d.callback(inv).status == 200
-    assert migrated.payment(inv)["status"] == "paid"
+    serves_through(make_daemon, migrated, conninfo, "SECOND", 60)
 
 
 def app_names(db):

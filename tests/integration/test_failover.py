@@ -217,19 +217,25 @@ def report(kind, sender, lost, doubled, extra=""):
         f.write(line + "\n")
 
 
+def fail_over_under_load(pair, d, name, invoices):
+    """Sends every invoice to d at RATE while the primary fails over; each
+    must get a 200. Returns the sender, the failover's seconds and the
+    invoices acknowledged but not paid on the promoted standby."""
+    sender = Sender(d.callback_url, invoices, RATE).start()
+    took = fail_over(pair, sender)
+    sender.join()
+    assert len(sender.ok_at) == COUNT, f"not every invoice got a 200: {dict(sender.answers)}"
+    here = on_standby(pair, name, invoices)
+    return sender, took, [i for i in invoices if here.get(i) != "paid"]
+
+
 def test_synchronous_failover_under_load_loses_and_doubles_nothing(make_daemon, pair_factory,
                                                                    tmp_path):
     pair = pair_factory(sync=True)
     d, work, name = shop_daemon(make_daemon, pair, tmp_path)
     invoices = [bh.new_invoice(f"fo{i}") for i in range(COUNT)]
-    sender = Sender(d.callback_url, invoices, RATE).start()
-    took = fail_over(pair, sender)
-    sender.join()
-    assert len(sender.ok_at) == COUNT, f"not every invoice got a 200: {dict(sender.answers)}"
-
     # lost: acknowledged 200 but not on the promoted standby.
-    here = on_standby(pair, name, invoices)
-    lost = [i for i in invoices if here.get(i) != "paid"]
+    sender, took, lost = fail_over_under_load(pair, d, name, invoices)
     ex, sq = wait_fulfilled(pair, name, work, invoices)
     doubled_exec = [i for i in invoices if ex[i] > 1]
     doubled_sql = [i for i in invoices if sq[i] > 1]
@@ -253,13 +259,7 @@ def test_asynchronous_failover_recovered_by_reconcile_once(make_daemon, pair_fac
     # From here on the standby receives nothing: what is committed is on the
     # primary only, as with a standby seconds behind.
     pair.cut_receiver()
-    sender = Sender(d.callback_url, invoices, RATE).start()
-    took = fail_over(pair, sender)
-    sender.join()
-    assert len(sender.ok_at) == COUNT, f"not every invoice got a 200: {dict(sender.answers)}"
-
-    here = on_standby(pair, name, invoices)
-    lost = [i for i in invoices if here.get(i) != "paid"]
+    sender, took, lost = fail_over_under_load(pair, d, name, invoices)
     assert lost, "the cut standby should have missed acknowledged callbacks"
     assert after_failover(sender) > 0, "the failover was not under load"
     fulfilled_before = set(effects(work))
