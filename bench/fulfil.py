@@ -8,8 +8,11 @@ database and daemon per scenario, side by side:
   ceiling  pgbench running bench/pgbench_rows.sql: an accepted callback's
            audit and payment rows written straight into the migrated
            schema, 16 callbacks per commit, 4 clients; no daemon, no HTTP
+  dbingest the same pgbench with bayarhook.ingest() called as the daemon
+           calls it for 16 callbacks (bench/pgbench_callback.sql's item, 16
+           times): the database's rate for the daemon's own SQL, no HTTP
   none     wrk -t2 -c32 (--conns) sending unique signed callbacks as fast as it can
-           for D seconds; no actions: the ingest rate
+           for D seconds; no actions: the ingest rate (once per --conns value)
   sql      the same with one sql action on the receiver's own database
            (INSERT INTO shop_paid ... VALUES (:invoice_id, :final_amount,
            clock_timestamp()), expect_rows = 1), concurrency 16: the ingest
@@ -25,7 +28,14 @@ divided by it. After each run the backlog is drained (bounded) and how long
 that took is reported. pg_stat_statements' top statements of the sql run
 say where the database's time went.
 
-usage: bench/fulfil.py [--duration D] [--rate RATE] [--only a,b,...] [--keep] [--conns N]
+Each run also says where the machine's CPU went while wrk (or pgbench)
+ran: µs per callback used by the daemon, by PostgreSQL (every backend and
+helper process) and by the load generator, how busy the machine was, and
+the rate that sum would allow with every core busy. The last table rows
+compare that rate with the ceiling: when it is short of 60 %, no
+scheduling of the same work reaches the target on this machine.
+
+usage: bench/fulfil.py [--duration D] [--rate RATE] [--only a,b,...] [--keep] [--conns N[,N...]]
                        [--after-migrate SQL]... [--set SECTION.KEY=VALUE]...
        bench/fulfil.py --backlog [-n N] [--concurrency C,...]  (the older
        scenario: N jobs pending before serve starts, then drained)
@@ -36,6 +46,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import secrets
 import shutil
 import subprocess
@@ -75,6 +86,56 @@ EXEC_ACTION = {"type": "exec", "command": "/bin/true", "timeout": "30"}
 AFTER_MIGRATE = []
 # --set SECTION.KEY=VALUE: config keys of every daemon the run starts.
 EXTRA_CONFIG = {}
+
+
+def postmaster_pid(pg):
+    with open(os.path.join(pg.datadir, "postmaster.pid")) as f:
+        return int(f.readline())
+
+
+def machine_ticks():
+    """(all, idle) jiffies of the whole machine since boot (/proc/stat)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:9]]
+    return sum(v), v[3] + v[4]
+
+
+class Load:
+    """Where the CPU went inside the block: the process trees of groups
+    (bench/run.py's CpuMeter: the daemon, PostgreSQL with every backend), the
+    children this script reaped meanwhile ("client": wrk or pgbench), and the
+    share of the machine's time that was busy (/proc/stat)."""
+
+    def __init__(self, groups):
+        self.meter = R.CpuMeter(groups)
+
+    def __enter__(self):
+        self.meter.__enter__()
+        ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+        self.kids0 = ru.ru_utime + ru.ru_stime
+        self.ticks0 = machine_ticks()
+        return self
+
+    def __exit__(self, *a):
+        self.meter.__exit__(*a)
+        ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+        total, idle = machine_ticks()
+        self.used = dict(self.meter.used, client=ru.ru_utime + ru.ru_stime - self.kids0)
+        span = total - self.ticks0[0]
+        self.busy = 1 - (idle - self.ticks0[1]) / span if span else 0
+
+    def per_callback(self, n):
+        """{group: CPU µs per callback}, the sum, and the rate that sum allows
+        with every core busy: what this path could reach on this machine."""
+        us = {k: 1e6 * v / max(n, 1) for k, v in self.used.items()}
+        total = sum(us.values())
+        return us, total, (os.cpu_count() or 1) * 1e6 / total if total else 0
+
+    def note(self, n, names):
+        us, total, bound = self.per_callback(n)
+        parts = ", ".join(f"{names[k]} {us[k]:.0f}" for k in names)
+        return (f"CPU µs/callback: {parts} = {total:.0f}; machine {100 * self.busy:.0f} % busy;"
+                f" with every core busy {bound:.0f}/s")
 
 
 def live_daemon(pg, workdir, name, secret, action, concurrency=16):
@@ -146,14 +207,17 @@ def http_scenario(pg, workdir, name, secret, action, secs, cb_n):
     db, d = live_daemon(pg, workdir, name, secret, action)
     try:
         cb = R.gen_callbacks(secret, cb_n, f"F{name}{secrets.token_hex(3)}")
-        w = R.wrk(d.url(""), "/callback", cb, secs)
+        R.raw_requests(cb, d.url(""), "/callback")
+        with Load({"daemon": [d.pid], "pg": [postmaster_pid(pg)]}) as load:
+            w = R.wrk(d.url(""), "/callback", cb, secs, prepared=True)
         n, span, ingest, fulfil, dead = rates(db)
         drained = drain(db, n) if action else 0.0
         top = top_statements(db)
         rss = R.status_kb(d.pid, "VmHWM")
         return {"name": name, "ingest": ingest, "fulfil": fulfil, "n": n, "span": span,
                 "non2xx": w["non2xx"] + w["sockerr"], "drain": drained, "dead": dead,
-                "top": top, "hwm_kb": rss, "repeated": w["repeated"]}
+                "top": top, "hwm_kb": rss, "repeated": w["repeated"], "load": load,
+                "cpu": load.note(n, {"daemon": "daemon", "pg": "PostgreSQL", "client": "wrk"})}
     finally:
         d.stop(timeout=40)
         pg.drop_database(db.name)
@@ -179,7 +243,27 @@ def latency_scenario(pg, workdir, secret, rate, secs):
         pg.drop_database(db.name)
 
 
-def ceiling_scenario(pg, secs):
+def ingest_script(path, n=16):
+    """bench/pgbench_callback.sql's one-item ingest() call made an n-item
+    batch (n invoices, n bodies): bayarhook.ingest() as a group commit of n
+    callbacks calls it, for the pgbench scenario `dbingest`."""
+    with open(os.path.join(HERE, "pgbench_callback.sql")) as f:
+        line = next(l for l in f if l.startswith("SELECT idx"))
+    m = re.match(r"(SELECT .*?ingest\(')\[(\{.*?\"idx\":0\})\]('::jsonb, ARRAY\[)('.*?')"
+                 r"(\]::text\[\], .*)$", line.rstrip("\n"))
+    pre, item, mid, body, post = m.groups()
+    items = [item.replace("PGB-:inv", f"PGB-:inv-{i}").replace('"idx":0', f'"idx":{i}')
+             for i in range(n)]
+    bodies = [body.replace("PGB-:inv", f"PGB-:inv-{i}") for i in range(n)]
+    with open(path, "w") as f:
+        f.write("\\set inv random(1, 1000000000000000)\n" + pre + "[" + ",".join(items) + "]"
+                + mid + ",".join(bodies) + post + "\n")
+    return path
+
+
+def ceiling_scenario(pg, secs, script=None):
+    """pgbench, 4 clients, 16 callbacks per transaction: bench/pgbench_rows.sql
+    (the ceiling) or script. (callbacks/s, the CPU line)."""
     db = pg.create_database()
     try:
         d = bh.Daemon(tempfile.mkdtemp(prefix="bh-ceiling-"), db.conninfo)
@@ -190,13 +274,16 @@ def ceiling_scenario(pg, secs):
             c.execute("CHECKPOINT")
         pgbench = os.path.join(pg.bindir, "pgbench")
         cmd = [pgbench, "-n", "-M", "simple", "-c", "4", "-j", "2", "-T", str(secs),
-               "-f", os.path.join(HERE, "pgbench_rows.sql"), "-h", pg.host, "-p", str(pg.port),
+               "-f", script or os.path.join(HERE, "pgbench_rows.sql"),
+               "-h", pg.host, "-p", str(pg.port),
                "-U", pg.SUPERUSER, db.name]
-        p = R.run(cmd, timeout=secs + 120, check=False)
+        with Load({"pg": [postmaster_pid(pg)]}) as load:
+            p = R.run(cmd, timeout=secs + 120, check=False)
         m = re.search(r"tps = ([\d.]+)", p.stdout)
         if not m:
             raise RuntimeError("pgbench failed:\n" + p.stdout[-2000:])
-        return float(m.group(1)) * 16
+        rate = float(m.group(1)) * 16
+        return rate, load.note(rate * secs, {"pg": "PostgreSQL", "client": "pgbench"})
     finally:
         pg.drop_database(db.name)
 
@@ -206,7 +293,8 @@ def live(args):
     print(f"binary: {bh.BIN}  D={args.duration}s  cpus={os.cpu_count()}", flush=True)
     workdir = tempfile.mkdtemp(prefix="bayarhook-fulfil-")
     R.tmpdir = workdir
-    R.THREADS, R.CONNS = 2, args.conns
+    conns = [int(c) for c in str(args.conns).split(",")]
+    R.THREADS = 2
     secret = "whsec_bench_" + secrets.token_hex(16)
     pg = bh.PgCluster()
     want = args.only.split(",")
@@ -220,20 +308,29 @@ def live(args):
         with psycopg_connect(pg) as c:
             c.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
         if "ceiling" in want:
-            res["ceiling"] = ceiling_scenario(pg, args.duration)
-            print(f"ceiling: {res['ceiling']:.0f} callbacks/s", flush=True)
+            res["ceiling"], ceiling_cpu = ceiling_scenario(pg, args.duration)
+            print(f"ceiling: {res['ceiling']:.0f} callbacks/s; {ceiling_cpu}", flush=True)
+        if "dbingest" in want:
+            res["dbingest"], cpu = ceiling_scenario(
+                pg, args.duration, ingest_script(os.path.join(workdir, "ingest16.sql")))
+            print(f"dbingest: {res['dbingest']:.0f} callbacks/s; {cpu}", flush=True)
         cb_n = 12000 * args.duration + 5000
-        for name, action in (("none", None), ("sql", SQL_ACTION), ("exec", EXEC_ACTION)):
+        # none: once per --conns value; sql and exec: the first one.
+        runs = [("none", None, c) for c in conns] + [("sql", SQL_ACTION, conns[0]),
+                                                     ("exec", EXEC_ACTION, conns[0])]
+        for name, action, c in runs:
             if name not in want:
                 continue
+            key = name if c == conns[0] else f"{name}@{c}"
+            R.CONNS = c
             r = http_scenario(pg, workdir, name, secret, action, args.duration, cb_n)
-            res[name] = r
-            print(f"{name}: ingest {r['ingest']:.0f}/s, fulfilled within the run"
+            res[key] = r
+            print(f"{name} ({c} senders): ingest {r['ingest']:.0f}/s, fulfilled within the run"
                   f" {r['fulfil']:.0f}/s, {r['n']} callbacks, errors {r['non2xx']},"
                   f" backlog drained {r['drain'] if r['drain'] is not None else 'NOT'} s"
                   f" after the last callback, dead {r['dead']},"
-                  f" VmHWM {r['hwm_kb'] / 1024:.1f} MB\n  top statements:\n{r['top']}",
-                  flush=True)
+                  f" VmHWM {r['hwm_kb'] / 1024:.1f} MB\n  {r['cpu']}\n  top statements:\n"
+                  f"{r['top']}", flush=True)
         if "latency" in want:
             res["latency"] = latency_scenario(pg, workdir, secret, args.rate, args.duration)
             print(f"latency at {args.rate}/s: callback -> sql action p50"
@@ -251,6 +348,10 @@ def live(args):
             print(f"| {label}: fulfilled / ingest | {res[k]['fulfil']:.0f} / "
                   f"{res[k]['ingest']:.0f} = {100 * res[k]['fulfil'] / res[k]['ingest']:.0f} % |"
                   f" {'≥ 80 %' if k == 'sql' else '≥ 30 %'} |")
+    if res.get("dbingest") and res.get("ceiling"):
+        print(f"| bayarhook.ingest() alone (pgbench, 16 per call) / database-only ceiling |"
+              f" {res['dbingest']:.0f} / {res['ceiling']:.0f} ="
+              f" {100 * res['dbingest'] / res['ceiling']:.0f} % | |")
     if "latency" in res:
         print(f"| callback → sql action at {args.rate}/s, p50 / p99 |"
               f" {res['latency']['p50']:.1f} / {res['latency']['p99']:.1f} ms | ≤ 5 / ≤ 20 ms |")
@@ -258,9 +359,22 @@ def live(args):
         if k in res and none:
             print(f"| ingest with {k} action / without | {res[k]['ingest']:.0f} / {none:.0f} ="
                   f" {100 * res[k]['ingest'] / none:.0f} % | ≥ 80 % |")
-    if none and res.get("ceiling"):
-        print(f"| ingest without actions / database-only ceiling | {none:.0f} /"
-              f" {res['ceiling']:.0f} = {100 * none / res['ceiling']:.0f} % | ≥ 60 % |")
+    for c in conns:
+        key = "none" if c == conns[0] else f"none@{c}"
+        if key in res and res.get("ceiling"):
+            r = res[key]
+            print(f"| ingest without actions / database-only ceiling, {c} senders |"
+                  f" {r['ingest']:.0f} / {res['ceiling']:.0f} ="
+                  f" {100 * r['ingest'] / res['ceiling']:.0f} % | ≥ 60 % |")
+    # What the HTTP path could reach with every core busy at its measured CPU
+    # per callback, against the ceiling's measured rate (issue 16's analysis).
+    for c in conns:
+        key = "none" if c == conns[0] else f"none@{c}"
+        if key in res and res.get("ceiling"):
+            bound = res[key]["load"].per_callback(res[key]["n"])[2]
+            print(f"| the same, if every core were busy at this CPU per callback, {c} senders |"
+                  f" {bound:.0f} / {res['ceiling']:.0f} = {100 * bound / res['ceiling']:.0f} % |"
+                  f" |")
 
 
 def psycopg_connect(pg):
@@ -339,10 +453,11 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--duration", type=int, default=8)
     ap.add_argument("--rate", type=int, default=200)
-    ap.add_argument("--only", default="ceiling,none,sql,exec,latency")
+    ap.add_argument("--only", default="ceiling,dbingest,none,sql,exec,latency")
     ap.add_argument("--keep", action="store_true")
-    ap.add_argument("--conns", type=int, default=32,
-                    help="wrk's connections (callbacks in flight; default 32)")
+    ap.add_argument("--conns", default="32",
+                    help="wrk's connections (callbacks in flight; default 32); a list"
+                         " (32,64,128) runs `none` once for each, sql and exec with the first")
     ap.add_argument("--after-migrate", action="append", default=[], metavar="SQL",
                     help="run SQL on each scenario's database after migrate (repeatable)")
     ap.add_argument("--backlog", action="store_true")
