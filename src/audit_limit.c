@@ -35,6 +35,9 @@ struct key {
 	int64_t last_ms;
 	int64_t start_ms; /* when this key's last row (or suppression) began a window */
 	uint32_t pending; /* identical refusals since, folded into the key's next row */
+	char *held;       /* that row's item (audit_limit_hold), or NULL */
+	char *held_body;
+	size_t held_body_len;
 };
 
 struct audit_limit {
@@ -52,8 +55,20 @@ struct audit_limit *audit_limit_new(void)
 	return al;
 }
 
+static void key_release(struct key *k)
+{
+	free(k->held);
+	free(k->held_body);
+	k->held = k->held_body = NULL;
+	k->held_body_len = 0;
+}
+
 void audit_limit_free(struct audit_limit *al)
 {
+	if (al == NULL)
+		return;
+	for (size_t i = 0; i < sizeof(al->keys) / sizeof(al->keys[0]); i++)
+		key_release(&al->keys[i]);
 	free(al);
 }
 
@@ -142,6 +157,7 @@ static struct key *key_find(struct audit_limit *al, const char addr[AUDIT_ADDR_M
 		owner->suppressed += victim->pending;
 		t->dropped += victim->pending;
 	}
+	key_release(victim);
 	memset(victim, 0, sizeof(*victim));
 	victim->used = true;
 	memcpy(victim->addr, addr, AUDIT_ADDR_MAX);
@@ -150,6 +166,28 @@ static struct key *key_find(struct audit_limit *al, const char addr[AUDIT_ADDR_M
 	victim->last_ms = now_ms;
 	*found = false;
 	return victim;
+}
+
+/*
+ * A row for stands_for refusals of client c, if the token buckets allow
+ * it; else they are suppressed (the client's next row and the metric).
+ */
+static void row_or_suppress(struct audit_limit *al, struct client *c, int64_t now_ms,
+                            uint32_t stands_for, struct audit_ticket *t)
+{
+	bucket_refill(&al->global, now_ms, AUDIT_GLOBAL_RATE, AUDIT_GLOBAL_BURST);
+	bucket_refill(&c->b, now_ms, AUDIT_CLIENT_RATE, AUDIT_CLIENT_BURST);
+	if (al->global.tokens < 1 || c->b.tokens < 1) {
+		c->suppressed += stands_for;
+		t->dropped += stands_for;
+		return;
+	}
+	al->global.tokens -= 1;
+	c->b.tokens -= 1;
+	t->write = true;
+	t->repeat = stands_for;
+	t->suppressed = c->suppressed;
+	c->suppressed = 0;
 }
 
 void audit_limit_admit(struct audit_limit *al, int64_t now_ms, const char *addr, int verdict,
@@ -165,9 +203,13 @@ void audit_limit_admit(struct audit_limit *al, int64_t now_ms, const char *addr,
 	addr_copy(a, addr);
 	k = key_find(al, a, verdict, sha256, now_ms, &found, t);
 	if (found && now_ms - k->start_ms < AUDIT_COLLAPSE_MS) {
-		/* The same refusal again within the window: a count, no row. */
+		/* The same refusal again within the window: a count, no row yet. */
 		if (k->pending < UINT32_MAX - 1)
 			k->pending++;
+		if (k->held == NULL) {
+			t->hold = true;
+			t->slot = (unsigned)(k - al->keys);
+		}
 		return;
 	}
 	/* Looked up after the key: its eviction may have reused a client entry. */
@@ -175,19 +217,59 @@ void audit_limit_admit(struct audit_limit *al, int64_t now_ms, const char *addr,
 	stands_for = 1 + (found ? k->pending : 0);
 	k->start_ms = now_ms;
 	k->pending = 0;
-	bucket_refill(&al->global, now_ms, AUDIT_GLOBAL_RATE, AUDIT_GLOBAL_BURST);
-	bucket_refill(&c->b, now_ms, AUDIT_CLIENT_RATE, AUDIT_CLIENT_BURST);
-	if (al->global.tokens < 1 || c->b.tokens < 1) {
-		c->suppressed += stands_for;
-		t->dropped += stands_for;
+	key_release(k); /* this row stands for the collapsed ones */
+	row_or_suppress(al, c, now_ms, stands_for, t);
+}
+
+void audit_limit_hold(struct audit_limit *al, const struct audit_ticket *t, char *item, char *body,
+                      size_t body_len)
+{
+	struct key *k =
+	    t->slot < sizeof(al->keys) / sizeof(al->keys[0]) ? &al->keys[t->slot] : NULL;
+
+	if (k == NULL || !k->used || k->pending == 0 || k->held != NULL) {
+		free(item);
+		free(body);
 		return;
 	}
-	al->global.tokens -= 1;
-	c->b.tokens -= 1;
-	t->write = true;
-	t->repeat = stands_for;
-	t->suppressed = c->suppressed;
-	c->suppressed = 0;
+	k->held = item;
+	k->held_body = body;
+	k->held_body_len = body_len;
+}
+
+void audit_limit_expire(struct audit_limit *al, int64_t now_ms, bool all,
+                        void (*done)(void *arg, const struct audit_ticket *t, char *item,
+                                     char *body, size_t body_len),
+                        void *arg)
+{
+	for (size_t i = 0; i < sizeof(al->keys) / sizeof(al->keys[0]); i++) {
+		struct key *k = &al->keys[i];
+		struct audit_ticket t = {0};
+		struct client *c;
+		char *item, *body;
+		size_t body_len;
+
+		if (!k->used || k->pending == 0 ||
+		    (!all && now_ms - k->start_ms < AUDIT_COLLAPSE_MS))
+			continue;
+		c = client_find(al, k->addr, now_ms);
+		if (k->held != NULL) {
+			row_or_suppress(al, c, now_ms, k->pending, &t);
+		} else {
+			/* Nothing to write it with (the caller held no item): kept out. */
+			c->suppressed += k->pending;
+			t.dropped = k->pending;
+		}
+		/* A new window: identical refusals from now on are counted afresh. */
+		k->start_ms = now_ms;
+		k->pending = 0;
+		item = k->held;
+		body = k->held_body;
+		body_len = k->held_body_len;
+		k->held = k->held_body = NULL;
+		k->held_body_len = 0;
+		done(arg, &t, item, body, body_len);
+	}
 }
 
 /* Length of the valid UTF-8 character at s[0..n) other than NUL, or 0. */

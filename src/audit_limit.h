@@ -4,9 +4,11 @@
  * attacker nothing, so what it may make us write is bounded here: the
  * body's first bytes with its length and SHA-256, capped headers,
  * identical refusals collapsed into one row with a count, and token
- * buckets (per client address and global) on refusal rows. Pure: the
- * clock is an argument, nothing here logs, allocates per request or
- * touches the database.
+ * buckets (per client address and global) on refusal rows. The clock is
+ * an argument; nothing here logs or touches the database. The only memory
+ * it takes is the item of a collapsed refusal, which the caller builds and
+ * hands over (audit_limit_hold) and gets back when its window ends
+ * (audit_limit_expire), bounded by the table's size.
  */
 #ifndef BAYARHOOK_AUDIT_LIMIT_H
 #define BAYARHOOK_AUDIT_LIMIT_H
@@ -26,8 +28,8 @@
 #define AUDIT_HEADER_COUNT 64   /* headers kept at most (jsonb costs ~8 bytes each) */
 #define AUDIT_FIELD_BYTES 255   /* invoice_id (its accepted maximum), status, event, ... */
 #define AUDIT_ROW_MAX_BYTES 12288
-#define AUDIT_COLLAPSE_MS 10000 /* identical refusals within this share a row */
-#define AUDIT_GLOBAL_RATE 50    /* refusal rows per second, all clients */
+#define AUDIT_COLLAPSE_MS 2000 /* identical refusals within this share a row */
+#define AUDIT_GLOBAL_RATE 50   /* refusal rows per second, all clients */
 #define AUDIT_GLOBAL_BURST 100
 #define AUDIT_CLIENT_RATE 5 /* refusal rows per second, one client address */
 #define AUDIT_CLIENT_BURST 20
@@ -43,6 +45,8 @@ struct audit_ticket {
 	uint32_t repeat;     /* when write: the requests the row stands for (itself included) */
 	uint64_t suppressed; /* when write: this client's refusals without a row since its last */
 	uint64_t dropped;    /* refusals this call kept out of the audit (the metric's increment) */
+	bool hold;           /* collapsed, and its key holds no item yet: hand one over */
+	unsigned slot;       /* when hold: the key's slot, for audit_limit_hold() */
 };
 
 struct audit_limit *audit_limit_new(void);
@@ -53,12 +57,34 @@ void audit_limit_free(struct audit_limit *al);
  * integer naming why it was refused: its verdict, or finer) and body
  * digest sha256, at now_ms on a
  * monotonic clock. Every request ends up in exactly one of: a row's
- * repeat, a later row's repeat (collapsed, held as a count until the
- * next identical refusal after the window), a row's suppressed, or
- * forgotten with its count in dropped when its table entry is reused.
+ * repeat; a later row's repeat (collapsed: counted until the window ends,
+ * then written by audit_limit_expire() with the item held for it, or by
+ * the next identical refusal if that comes first); a row's suppressed and
+ * the metric (dropped), when a token bucket is empty or its table entry is
+ * reused.
  */
 void audit_limit_admit(struct audit_limit *al, int64_t now_ms, const char *addr, int kind,
                        const unsigned char sha256[32], struct audit_ticket *t);
+
+/*
+ * After a ticket with hold: the row its collapsed refusals will share,
+ * item (a JSON object without "repeat" and "suppressed") and its body
+ * prefix (may be NULL), both taken over.
+ */
+void audit_limit_hold(struct audit_limit *al, const struct audit_ticket *t, char *item, char *body,
+                      size_t body_len);
+
+/*
+ * The collapsed refusals whose window has ended by now_ms (every one when
+ * all: the daemon stops): for each, done() gets the ticket of their row
+ * (write, repeat, suppressed, or dropped when a bucket is empty) and the
+ * item held for it, which it takes over (item NULL: none was held; the
+ * ticket then only drops). Call it a few times a second.
+ */
+void audit_limit_expire(struct audit_limit *al, int64_t now_ms, bool all,
+                        void (*done)(void *arg, const struct audit_ticket *t, char *item,
+                                     char *body, size_t body_len),
+                        void *arg);
 
 /*
  * The audit's text of body[0..len): invalid UTF-8 and NUL bytes become

@@ -5,6 +5,7 @@
  * control characters is neither escaped sixfold into the JSON batch nor
  * parsed there.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -62,6 +63,37 @@ static void audit_refusal_stored(enum store_outcome outcome, enum verdict verdic
 	(void)arg;
 }
 
+/* item (a JSON object, or NULL) with the row's counts added; item is freed. */
+static char *with_counts(char *item, const struct audit_ticket *t)
+{
+	size_t n;
+	char tail[80], *out;
+	int tl = snprintf(tail, sizeof(tail), ",\"repeat\":%u,\"suppressed\":%llu}", t->repeat,
+	                  (unsigned long long)t->suppressed);
+
+	if (item == NULL || (n = strlen(item)) < 2)
+		return item;
+	out = xmalloc(n + (size_t)tl);
+
+	memcpy(out, item, n - 1); /* without its closing brace */
+	memcpy(out + n - 1, tail, (size_t)tl + 1);
+	free(item);
+	return out;
+}
+
+/*
+ * The row's item (without its counts) and body prefix, NULL when the
+ * database is down: then the refusal is answered all the same, and like
+ * every request meanwhile leaves no row (SPEC §4), which is not the rate
+ * limits' doing, so not in their metric.
+ */
+static void submit(struct store *st, const struct audit_ticket *t, char *item, char *prefix,
+                   size_t plen)
+{
+	if (store_submit(st, with_counts(item, t), prefix, plen, audit_refusal_stored, NULL) < 0)
+		return;
+}
+
 void audit_refusal_store(struct store *st, const struct audit_refusal *r)
 {
 	unsigned char sha[32];
@@ -75,7 +107,7 @@ void audit_refusal_store(struct store *st, const struct audit_refusal *r)
 	                  sha, &t);
 	if (t.dropped > 0)
 		metrics_add(METRIC_AUDIT_SUPPRESSED, NULL, (double)t.dropped);
-	if (!t.write)
+	if (!t.write && !t.hold)
 		return;
 	jsonw_begin(&w);
 	put_field(&w, "invoice_id", r->invoice_id);
@@ -98,16 +130,39 @@ void audit_refusal_store(struct store *st, const struct audit_refusal *r)
 		jsonw_int(&w, "body_length", r->body ? (long long)r->body_len : 0);
 		jsonw_cstr(&w, "body_sha256", hex);
 	}
-	jsonw_int(&w, "repeat", t.repeat);
-	jsonw_int(&w, "suppressed", (long long)t.suppressed);
 	prefix = xmalloc(AUDIT_BODY_PREFIX + 1);
 	plen = audit_text_prefix(r->body ? r->body : "", r->body ? r->body_len : 0, prefix,
 	                         AUDIT_BODY_PREFIX);
-	/*
-	 * -1: the database is down; the refusal is answered all the same, and
-	 * like every request meanwhile leaves no row (SPEC §4), which is not
-	 * the rate limits' doing, so not in their metric.
-	 */
-	if (store_submit(st, jsonw_finish(&w), prefix, plen, audit_refusal_stored, NULL) < 0)
+	if (t.hold) /* the row the refusals collapsed into will say what they were */
+		audit_limit_hold(store_audit_limit(st), &t, jsonw_finish(&w), prefix, plen);
+	else
+		submit(st, &t, jsonw_finish(&w), prefix, plen);
+}
+
+struct expired {
+	struct store *st;
+	double dropped;
+};
+
+static void expired_row(void *arg, const struct audit_ticket *t, char *item, char *body,
+                        size_t body_len)
+{
+	struct expired *e = arg;
+
+	e->dropped += (double)t->dropped;
+	if (t->write && item != NULL) {
+		submit(e->st, t, item, body, body_len);
 		return;
+	}
+	free(item);
+	free(body);
+}
+
+void audit_refusal_flush(struct store *st, bool all)
+{
+	struct expired e = {st, 0};
+
+	audit_limit_expire(store_audit_limit(st), monotonic_ms(), all, expired_row, &e);
+	if (e.dropped > 0)
+		metrics_add(METRIC_AUDIT_SUPPRESSED, NULL, e.dropped);
 }

@@ -44,4 +44,12 @@ struct audit_refusal {
  */
 void audit_refusal_store(struct store *st, const struct audit_refusal *r);
 
+/*
+ * Writes the rows of identical refusals collapsed in a window that has
+ * ended (all: every one held, for a daemon that stops), so that every
+ * refused request is in a row's repeat or in the suppressed metric within
+ * about AUDIT_COLLAPSE_MS. The daemon calls it a few times a second.
+ */
+void audit_refusal_flush(struct store *st, bool all);
+
 #endif

@@ -25,6 +25,7 @@
 #include "admin.h"
 #include "alert.h"
 #include "audit_keep.h"
+#include "audit_refusal.h"
 #include "audit_timer.h"
 #include "pool_plan.h"
 #include "reconcile.h"
@@ -67,6 +68,7 @@ struct daemon {
 	struct admin *admin;           /* the status page; NULL without [admin] listen */
 	struct service_watchdog *watchdog;
 	struct event *ev_term, *ev_int, *ev_hup, *ev_drain, *ev_trim;
+	struct event *ev_refusals; /* collapsed refusals' rows, once their window ends */
 	int stop_ticks;
 	bool stopping;
 };
@@ -138,6 +140,15 @@ static long daemon_rss(void)
 }
 
 /* Gives freed heap pages back once a burst is over (glibc keeps them otherwise). */
+static void daemon_refusals(evutil_socket_t fd, short what, void *arg)
+{
+	struct daemon *d = arg;
+
+	(void)fd;
+	(void)what;
+	audit_refusal_flush(d->store, false);
+}
+
 static void daemon_trim(evutil_socket_t fd, short what, void *arg)
 {
 	struct daemon *d = arg;
@@ -287,6 +298,8 @@ static void daemon_stop(struct daemon *d)
 	worker_stop(d->worker);
 	reconcile_stop(d->reconcile);
 	confirm_stop(d->confirm);
+	/* Identical refusals still counted in memory get their row before the store drains. */
+	audit_refusal_flush(d->store, true);
 	d->ev_drain = event_new(d->base, -1, EV_PERSIST, daemon_drain, d);
 	event_add(d->ev_drain, &tick);
 	daemon_drain(-1, 0, d);
@@ -359,6 +372,8 @@ static void daemon_free(struct daemon *d)
 		event_free(d->ev_drain);
 	if (d->ev_trim)
 		event_free(d->ev_trim);
+	if (d->ev_refusals)
+		event_free(d->ev_refusals);
 	if (d->ev_term)
 		event_free(d->ev_term);
 	if (d->ev_int)
@@ -503,6 +518,15 @@ int daemon_serve(const char *config_path)
 		d.ev_trim = event_new(d.base, -1, EV_PERSIST, daemon_trim, &d);
 		if (d.ev_trim == NULL || event_add(d.ev_trim, &every) < 0) {
 			log_errx("cannot start the memory timer");
+			goto out;
+		}
+	}
+	{
+		struct timeval every = {0, 250000};
+
+		d.ev_refusals = event_new(d.base, -1, EV_PERSIST, daemon_refusals, &d);
+		if (d.ev_refusals == NULL || event_add(d.ev_refusals, &every) < 0) {
+			log_errx("cannot start the refusals timer");
 			goto out;
 		}
 	}

@@ -251,7 +251,9 @@ def test_flood_of_junk_is_bounded_and_genuine_callbacks_pass(make_daemon, db):
     # Some client's later row says how many of its refusals were kept out.
     assert sum(r["suppressed"] for r in junk) > 0
     same_rows = db.query("SELECT * FROM bayarhook.callbacks WHERE remote_addr = '127.0.0.6'")
-    assert 1 <= len(same_rows) <= 1 + int(duration / 10) + 1, len(same_rows)
+    # One row when the refusal first comes, then one per 2 s window (AUDIT_COLLAPSE_MS).
+    assert 1 <= len(same_rows) <= 1 + int(duration / 2) + 2, len(same_rows)
+    assert max(r["repeat"] for r in same_rows) > 1
     assert (bytes(same_rows[0]["body_sha256"])
             == hashlib.sha256(f["same"].split(b"\r\n\r\n", 1)[1]).digest())
     assert d.alive()
@@ -285,3 +287,38 @@ def test_flood_through_nginx_is_bounded(make_daemon, db, tmp_path):
     addrs = {r["remote_addr"] for r in db.query(
         "SELECT DISTINCT remote_addr FROM bayarhook.callbacks WHERE verdict <> 'accepted'")}
     assert addrs <= {"127.0.0.7", "127.0.0.8"}, addrs
+
+
+def test_identical_refusals_are_all_counted_in_rows(make_daemon, db):
+    """SPEC §4 and §13: every refused request leaves an audit row, or is in a
+    row's repeat ("the number of requests it stands for"), or in
+    bayarhook_audit_suppressed_total. Identical refusals within a window
+    collapse; the row for those collapsed is written when the window ends,
+    and by a daemon that stops, not only when another identical one comes."""
+    d = make_daemon()
+    suppressed0 = metric(d, "bayarhook_audit_suppressed_total") or 0
+    inv = bh.new_invoice("RPT")
+    body, hdrs = bh.make_callback(inv)
+    hdrs = dict(hdrs, **{"X-Webhook-Signature": "0" * 64})
+    for _ in range(5):
+        assert bh.post(d.callback_url, body, hdrs).status == 401
+    for _ in range(3):
+        assert bh.request(d.callback_url, method="GET").status == 405
+
+    def stands_for(where, params=None):
+        return db.scalar("SELECT coalesce(sum(repeat), 0) FROM bayarhook.callbacks WHERE "
+                         + where, params)
+    bh.wait_for(lambda: stands_for("http_status = 401 AND invoice_id = %s", [inv]) == 5, 15,
+                what="the 5 refusals in rows' repeat")
+    bh.wait_for(lambda: stands_for("http_status = 405") == 3, 15,
+                what="the 3 refusals of GET in rows' repeat")
+    # Collapsed: fewer rows than requests, nothing kept out.
+    assert db.count("callbacks", "http_status = 405") == 2
+    assert (metric(d, "bayarhook_audit_suppressed_total") or 0) == suppressed0
+
+    # Refusals still counted in memory when the daemon stops get their row.
+    for _ in range(4):
+        assert bh.post(d.callback_url, b"{not json", {"Content-Type": "application/json"}
+                       ).status == 400
+    d.stop()
+    assert stands_for("http_status = 400 AND body = '{not json'") == 4

@@ -6,6 +6,7 @@
 #include <cmocka.h>
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "audit_limit.h"
@@ -103,9 +104,11 @@ static void test_collapse_within_and_after_window(void **state)
 	assert_int_equal(t.repeat, 1);
 	/* The same refusal within the window: a count, no row, nothing dropped. */
 	for (int i = 1; i <= 999; i++) {
-		t = admit(al, i * 10, "192.0.2.7", sha_a);
+		t = admit(al, i * (AUDIT_COLLAPSE_MS / 1000), "192.0.2.7", sha_a);
 		assert_false(t.write);
 		assert_int_equal(t.dropped, 0);
+		/* No item held yet (none handed over): each asks for one. */
+		assert_true(t.hold);
 	}
 	/* Another body, another verdict or another client is not the same refusal. */
 	assert_true(admit(al, 50, "192.0.2.7", sha_b).write);
@@ -122,6 +125,92 @@ static void test_collapse_within_and_after_window(void **state)
 	t = admit(al, 2 * AUDIT_COLLAPSE_MS, "192.0.2.7", sha_a);
 	assert_true(t.write);
 	assert_int_equal(t.repeat, 2);
+	audit_limit_free(al);
+}
+
+struct expired {
+	unsigned rows, repeat;
+	uint64_t dropped;
+	char item[64];
+};
+
+static void expired_cb(void *arg, const struct audit_ticket *t, char *item, char *body,
+                       size_t body_len)
+{
+	struct expired *e = arg;
+
+	e->dropped += t->dropped;
+	if (t->write) {
+		assert_non_null(item);
+		e->rows++;
+		e->repeat += t->repeat;
+		snprintf(e->item, sizeof(e->item), "%s|%.*s", item, (int)body_len, body);
+	}
+	free(item);
+	free(body);
+}
+
+static char *dup(const char *s)
+{
+	char *p = malloc(strlen(s) + 1);
+
+	assert_non_null(p);
+	strcpy(p, s);
+	return p;
+}
+
+/*
+ * Collapsed refusals get their row when the window ends, written with the
+ * item held for them: none is left counted in memory only.
+ */
+static void test_expire_writes_the_collapsed_row(void **state)
+{
+	struct audit_limit *al = audit_limit_new();
+	struct expired e = {0};
+	struct audit_ticket t;
+
+	(void)state;
+	assert_true(admit(al, 0, "192.0.2.7", sha_a).write);
+	t = admit(al, 10, "192.0.2.7", sha_a);
+	assert_true(t.hold);
+	audit_limit_hold(al, &t, dup("{\"n\":1}"), dup("body"), 4);
+	for (int i = 2; i <= 4; i++) {
+		t = admit(al, 10 * i, "192.0.2.7", sha_a);
+		assert_false(t.write);
+		assert_false(t.hold); /* one item is held already */
+	}
+	/* Within the window: nothing yet. */
+	audit_limit_expire(al, AUDIT_COLLAPSE_MS - 1, false, expired_cb, &e);
+	assert_int_equal(e.rows, 0);
+	/* After it: one row standing for the four collapsed refusals, with the held item. */
+	audit_limit_expire(al, AUDIT_COLLAPSE_MS, false, expired_cb, &e);
+	assert_int_equal(e.rows, 1);
+	assert_int_equal(e.repeat, 4);
+	assert_int_equal(e.dropped, 0);
+	assert_string_equal(e.item, "{\"n\":1}|body");
+	/* Written once: the next pass finds nothing. */
+	audit_limit_expire(al, 2 * AUDIT_COLLAPSE_MS, true, expired_cb, &e);
+	assert_int_equal(e.rows, 1);
+	/* A new window began at the flush: the same refusal is counted again... */
+	t = admit(al, AUDIT_COLLAPSE_MS + 5, "192.0.2.7", sha_a);
+	assert_false(t.write);
+	audit_limit_hold(al, &t, dup("{\"n\":2}"), NULL, 0);
+	/* ...and a stopping daemon writes it at once (all), before its window ends. */
+	audit_limit_expire(al, AUDIT_COLLAPSE_MS + 6, true, expired_cb, &e);
+	assert_int_equal(e.rows, 2);
+	assert_int_equal(e.repeat, 5);
+	/* Collapsed with no item held (the caller gave none): counted as kept out. */
+	t = admit(al, 3 * AUDIT_COLLAPSE_MS, "192.0.2.7", sha_b);
+	assert_true(t.write);
+	t = admit(al, 3 * AUDIT_COLLAPSE_MS + 1, "192.0.2.7", sha_b);
+	assert_true(t.hold);
+	audit_limit_expire(al, 5 * AUDIT_COLLAPSE_MS, false, expired_cb, &e);
+	assert_int_equal(e.rows, 2);
+	assert_int_equal(e.dropped, 1);
+	/* A held item still there when the table is freed is freed with it (ASan). */
+	t = admit(al, 6 * AUDIT_COLLAPSE_MS, "192.0.2.8", sha_a);
+	t = admit(al, 6 * AUDIT_COLLAPSE_MS + 1, "192.0.2.8", sha_a);
+	audit_limit_hold(al, &t, dup("{\"n\":3}"), dup("x"), 1);
 	audit_limit_free(al);
 }
 
@@ -240,6 +329,7 @@ int main(void)
 	    cmocka_unit_test(test_client_bucket_burst_then_refill),
 	    cmocka_unit_test(test_global_bucket_bounds_all_clients),
 	    cmocka_unit_test(test_collapse_within_and_after_window),
+	    cmocka_unit_test(test_expire_writes_the_collapsed_row),
 	    cmocka_unit_test(test_bounded_table_counts_what_it_forgets),
 	    cmocka_unit_test(test_clock_going_back_refills_nothing),
 	    cmocka_unit_test(test_text_prefix),
