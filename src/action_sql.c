@@ -147,16 +147,23 @@ static size_t placeholder_put(char **buf, size_t *cap, size_t o, int idx, char *
  * types there are; a name past them is an error.
  */
 static int placeholders(const char *stmt, char *const *types, int ntypes, char **out,
-                        char ***names_out, char *err, size_t errlen)
+                        char ***names_out, bool *several, char *err, size_t errlen)
 {
 	size_t len = strlen(stmt), i = 0, o = 0, end, cap = len * 3 + 1;
 	char *buf = xmalloc(cap), **names = xcalloc(1, sizeof(char *));
 	int n = 0;
+	bool semi = false; /* a ';' outside quotes and comments was seen */
 
+	*several = false;
 	while (stmt[i] != '\0') {
 		unsigned char c = (unsigned char)stmt[i];
 
 		end = i + 1;
+		/* Anything but blanks, comments and ';' after a ';': a second command. */
+		if (semi && !isspace(c) && c != ';' && !(c == '-' && stmt[i + 1] == '-') &&
+		    !(c == '/' && stmt[i + 1] == '*'))
+			*several = true;
+		semi = semi || c == ';';
 		if (c == '\'') {
 			bool esc = i > 0 && (stmt[i - 1] == 'E' || stmt[i - 1] == 'e') &&
 			           (i < 2 || !ident_char((unsigned char)stmt[i - 2]));
@@ -248,13 +255,31 @@ fail:
 int action_sql_placeholders(const char *stmt, char **out, char ***names_out, char *err,
                             size_t errlen)
 {
-	return placeholders(stmt, NULL, 0, out, names_out, err, errlen);
+	bool several;
+
+	return placeholders(stmt, NULL, 0, out, names_out, &several, err, errlen);
 }
 
 int action_sql_placeholders_typed(const char *stmt, char *const *types, int ntypes, char **out,
                                   char ***names_out, char *err, size_t errlen)
 {
-	return placeholders(stmt, types, ntypes, out, names_out, err, errlen);
+	bool several;
+
+	return placeholders(stmt, types, ntypes, out, names_out, &several, err, errlen);
+}
+
+static void names_free(char **names);
+
+bool action_sql_one_command(const char *stmt)
+{
+	char *out = NULL, **names = NULL, err[128];
+	bool several = true;
+
+	if (placeholders(stmt, NULL, 0, &out, &names, &several, err, sizeof(err)) < 0)
+		return false;
+	free(out);
+	names_free(names);
+	return !several;
 }
 
 /* ---- prepared ---- */

@@ -5,6 +5,7 @@
 #ifndef BAYARHOOK_ACTION_SQL_H
 #define BAYARHOOK_ACTION_SQL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 extern const struct action_ops action_sql_ops;
@@ -27,5 +28,11 @@ int action_sql_placeholders(const char *stmt, char **out, char ***names, char *e
 int action_sql_placeholders_typed(const char *stmt, char *const *types, int ntypes, char **out,
                                   char ***names, char *err, size_t errlen)
     __attribute__((warn_unused_result));
+
+/*
+ * Whether stmt is one command: no second one after a ';' outside quotes,
+ * identifiers, comments and dollar quotes (and stmt is well formed).
+ */
+bool action_sql_one_command(const char *stmt);
 
 #endif

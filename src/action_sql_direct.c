@@ -78,6 +78,13 @@ bool action_sql_direct_ok(const struct action *a)
 
 	if (a->ops != &action_sql_ops || a->ctx == NULL || q == NULL || !q->own_db)
 		return false;
+	/*
+	 * A second command would run when PREPARE learns the types and again
+	 * with each job: exactly once would not hold. The per-job way refuses
+	 * it (a prepared statement is one command): the job fails, as it did.
+	 */
+	if (!action_sql_one_command(q->stmt))
+		return false;
 	/* What PREPARE takes (sql_param_types): CALL and the like go the per-job way. */
 	for (s = q->sql; isspace((unsigned char)*s); s++)
 		;

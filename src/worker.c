@@ -135,6 +135,9 @@ struct worker {
 	LIST_HEAD(, direct_round) rounds;
 	int nrounds;
 	bool direct_again;           /* woken while every round was busy: go again after one */
+	size_t direct_next;          /* the direct action whose round starts first next time */
+	bool rounds_turn;            /* one slot left: rounds' turn (else job_claim()'s) */
+	bool claim_deferred;         /* rounds held every slot: job_claim() after one ends */
 	struct worker_finish finish; /* outcomes, written in batches */
 	struct event *tick, *wake, *grace, *connected;
 	struct event *kick; /* claim from the loop: worker_wake_now, a slot freed */
@@ -572,8 +575,11 @@ static void direct_end(struct sql_direct *d, int taken, void *arg)
 	(void)d;
 	LIST_REMOVE(r, link);
 	w->nrounds--;
-	/* A full round may have left more behind; a wake-up may have found every round busy. */
-	if (taken == WORKER_DIRECT_LIMIT || w->direct_again) {
+	/*
+	 * A full round may have left more behind; a wake-up may have found every
+	 * round busy, or found no slot for the other actions' claim.
+	 */
+	if (taken == WORKER_DIRECT_LIMIT || w->direct_again || w->claim_deferred) {
 		w->direct_again = false;
 		worker_kick(w);
 	}
@@ -591,26 +597,34 @@ static int direct_rounds_of(const struct worker *w, const char *action)
 	return n;
 }
 
-/* Starts a round for each direct action with room for one; returns the slots taken. */
+/*
+ * Starts a round for each direct action with room for one, taking turns:
+ * the pass starts after the action whose round started last, so more
+ * direct actions than slots all get theirs. Returns the slots taken.
+ */
 static int worker_direct(struct worker *w, int room)
 {
 	struct sql_direct_conf conf = {
 	    .owner = w->owner.id, .limit = WORKER_DIRECT_LIMIT, .retry_in = direct_retry_in};
+	size_t n = 0;
 	int used = 0;
 
-	for (char **name = w->direct; name && *name && used < room; name++) {
-		struct action *a = action_set_find(w->actions, *name);
+	while (w->direct && w->direct[n])
+		n++;
+	for (size_t k = 0; k < n && used < room; k++) {
+		size_t i = (w->direct_next + k) % n;
+		struct action *a = action_set_find(w->actions, w->direct[i]);
 		struct direct_round *r;
 
 		if (a == NULL)
 			continue;
-		if (direct_rounds_of(w, *name) >= WORKER_DIRECT_ROUNDS) {
+		if (direct_rounds_of(w, w->direct[i]) >= WORKER_DIRECT_ROUNDS) {
 			w->direct_again = true;
 			continue;
 		}
 		r = xcalloc(1, sizeof(*r));
 		r->w = w;
-		r->action = xstrdup(*name);
+		r->action = xstrdup(w->direct[i]);
 		r->d = action_sql_direct_start(a, &conf, direct_outcome, direct_end, r);
 		if (r->d == NULL) {
 			free(r->action);
@@ -620,8 +634,25 @@ static int worker_direct(struct worker *w, int room)
 		LIST_INSERT_HEAD(&w->rounds, r, link);
 		w->nrounds++;
 		used++;
+		w->direct_next = (i + 1) % n;
 	}
 	return used;
+}
+
+/*
+ * Of room free slots, those the rounds may take now. When other actions
+ * have jobs too, job_claim() keeps one slot, and with a single slot the
+ * two take turns: rounds start before the claim (sql on the receiver's
+ * own database is the fast path) but never hold every slot for good.
+ */
+static int rounds_room(struct worker *w, int room)
+{
+	if (w->all_direct || w->direct == NULL || w->direct[0] == NULL)
+		return room;
+	if (room > 1)
+		return room - 1;
+	w->rounds_turn = !w->rounds_turn;
+	return w->rounds_turn ? room : 0;
 }
 
 /* The configured actions whose jobs go in rounds, and job_claim()'s p_skip of them. */
@@ -680,9 +711,12 @@ static void worker_claim_as(struct worker *w, bool tick)
 	if (w->state != WORKER_RUNNING || room <= 0 || w->nrecording >= WORKER_RECORDING_MAX ||
 	    db_pool_up(w->pool) == 0 || !worker_hold_settled(&w->hold))
 		return;
-	room -= worker_direct(w, room);
+	room -= worker_direct(w, rounds_room(w, room));
 	/* The rest: other actions, and direct ones' jobs left running by a per-job claim. */
-	if (room <= 0 || (w->all_direct && !tick))
+	if (w->all_direct && !tick)
+		return;
+	w->claim_deferred = room <= 0;
+	if (room <= 0)
 		return;
 	if (w->claiming) {
 		w->claim_again = true;

@@ -19,7 +19,10 @@
 -- parse back: the caller
 -- casts its text values to them, so a value means what it meant bound to
 -- the statement itself. PREPARE is not transactional: the statement is
--- always deallocated before this returns.
+-- always deallocated before this returns. The PREPARE runs in a
+-- subtransaction that is always undone: a text with a second command
+-- (which the daemon does not send here: action_sql_one_command()) cannot
+-- change anything through it.
 CREATE OR REPLACE FUNCTION bayarhook.sql_param_types(p_statement text)
 RETURNS SETOF text
 LANGUAGE plpgsql AS $fn$
@@ -29,15 +32,22 @@ BEGIN
     IF EXISTS (SELECT 1 FROM pg_prepared_statements WHERE name = 'bayarhook_param_types') THEN
         DEALLOCATE bayarhook_param_types;
     END IF;
-    EXECUTE 'PREPARE bayarhook_param_types AS ' || p_statement;
     BEGIN
+        EXECUTE 'PREPARE bayarhook_param_types AS ' || p_statement;
         SELECT s.parameter_types::text[] INTO t FROM pg_prepared_statements s
          WHERE s.name = 'bayarhook_param_types';
-    EXCEPTION WHEN OTHERS THEN
         DEALLOCATE bayarhook_param_types;
-        RAISE;
+        RAISE SQLSTATE 'BH002';  -- undo whatever else the text did
+    EXCEPTION
+        WHEN SQLSTATE 'BH002' THEN
+            NULL;
+        WHEN OTHERS THEN
+            IF EXISTS (SELECT 1 FROM pg_prepared_statements
+                        WHERE name = 'bayarhook_param_types') THEN
+                DEALLOCATE bayarhook_param_types;
+            END IF;
+            RAISE;
     END;
-    DEALLOCATE bayarhook_param_types;
     RETURN QUERY SELECT u.x FROM unnest(t) WITH ORDINALITY AS u(x, i) ORDER BY u.i;
 END
 $fn$;

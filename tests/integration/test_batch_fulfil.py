@@ -168,3 +168,56 @@ def test_a_statement_cut_off_by_its_timeout_costs_only_its_own_job_an_attempt(ma
     assert db.rows("SELECT outcome, count(*) FROM bayarhook.job_attempts GROUP BY 1 ORDER BY 1") \
         == [("succeeded", 4), ("timeout", 1)]
     assert db.scalar("SELECT max(attempts) FROM bayarhook.jobs") == 1
+
+
+def ingest_actions(db, invoices, actions):
+    batch = [bh.ingest_item(i, inv) for i, inv in enumerate(invoices)]
+    with db.connect() as c:
+        c.execute("SELECT count(*) FROM bayarhook.ingest(%s::jsonb, %s::jsonb)",
+                  [json.dumps(batch), json.dumps({"paid": actions})])
+
+
+def test_rounds_never_hold_every_slot_from_other_actions(make_daemon, db):
+    """SPEC §5: every action gets its job run. Rounds took a slot per sql
+    action on the receiver's own database at every wake-up, in config
+    order, jobs or not: with as many of them as [fulfillment] concurrency,
+    the other actions' jobs and the later sql actions' waited for ever."""
+    sql = {"type": "sql", "expect_rows": "1",
+           "statement": "INSERT INTO done (action, invoice_id) VALUES (:a, :invoice_id)"}
+    cfg = {"fulfillment": {"concurrency": "1"},
+           "action.first": dict(sql, statement=sql["statement"].replace(":a", "'first'")),
+           "action.second": dict(sql, statement=sql["statement"].replace(":a", "'second'")),
+           "action.script": {"type": "exec", "command": "/bin/true"}}
+    d = make_daemon(config=cfg, start=False)
+    d.migrate()
+    db.execute("CREATE TABLE done (action text, invoice_id text, PRIMARY KEY (action, invoice_id))")
+    invoices = [bh.new_invoice(f"slot{i}") for i in range(3)]
+    ingest_actions(db, invoices, ["first", "second", "script"])
+    assert db.count("jobs", "state = 'pending'") == 9
+    d.start(migrate=False)
+    bh.wait_for(lambda: db.count("jobs", "state = 'succeeded'") == 9, 60,
+                what="every job of the three actions succeeded, with one slot")
+    assert db.scalar("SELECT count(*) FROM done") == 6
+    assert db.count("job_attempts") == 9
+
+
+def test_a_statement_of_two_commands_runs_neither_twice_nor_in_rounds(make_daemon, db):
+    """SPEC §5: the sql action on the receiver's own database is exactly once.
+    A statement of two commands went in rounds, where PREPARE (learning the
+    types) ran the second one and the job ran both again. Now it goes the
+    per-job way, where a prepared statement is one command: the job fails
+    and nothing of it is written."""
+    d = make_daemon(config={
+        "action.ship": {"type": "sql", "max_attempts": "1",
+                        "statement": "INSERT INTO t (k) VALUES ('one');"
+                                     " INSERT INTO t (k) VALUES (:invoice_id)"},
+    }, start=False)
+    d.migrate()
+    db.execute("CREATE TABLE t (k text)")
+    inv = bh.new_invoice("two")
+    ingest(db, [inv])
+    d.start(migrate=False)
+    bh.wait_for(lambda: settled(db, 1), 30, what="the job settled")
+    assert db.scalar("SELECT state FROM bayarhook.jobs") == "dead"
+    assert "multiple commands" in db.scalar("SELECT last_error FROM bayarhook.jobs")
+    assert db.scalar("SELECT count(*) FROM t") == 0

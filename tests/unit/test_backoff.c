@@ -211,6 +211,24 @@ static void test_placeholders_typed(void **state)
 	assert_non_null(strstr(err, ":y has no type"));
 }
 
+/* A statement run in rounds is one command: a second would run twice (PREPARE, then the job). */
+static void test_one_command(void **state)
+{
+	(void)state;
+	assert_true(action_sql_one_command("INSERT INTO t VALUES (:a)"));
+	assert_true(action_sql_one_command("INSERT INTO t VALUES (:a);"));
+	assert_true(
+	    action_sql_one_command("UPDATE t SET a = 1 ; ; -- done; SELECT 2\n  /* ; x */ "));
+	assert_true(action_sql_one_command("SELECT ';', \"a;b\", $$;x$$, E'\\';' FROM t"));
+	assert_false(
+	    action_sql_one_command("INSERT INTO t VALUES ('one'); INSERT INTO t VALUES (2)"));
+	assert_false(action_sql_one_command("UPDATE t SET k = k;DELETE FROM t"));
+	assert_false(action_sql_one_command("SELECT 1; :a"));
+	assert_false(action_sql_one_command("SELECT 1; 'x'"));
+	/* Not well formed: not taken as one command either. */
+	assert_false(action_sql_one_command("SELECT 'unterminated"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -220,6 +238,7 @@ int main(void)
 	    cmocka_unit_test(test_placeholders),
 	    cmocka_unit_test(test_placeholder_error_text),
 	    cmocka_unit_test(test_placeholders_typed),
+	    cmocka_unit_test(test_one_command),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
