@@ -354,6 +354,11 @@ static int http_start(struct action_run *run, char *err, size_t errlen)
 	headers[n++] = "application/json";
 	headers[n++] = "Idempotency-Key";
 	headers[n++] = run->idempotency_key;
+	/* SPEC §7: the reason a payment needs a look (a late paid); absent when none. */
+	if (run->flag != NULL && run->flag[0] != '\0') {
+		headers[n++] = "X-Bayarhook-Flagged";
+		headers[n++] = run->flag;
+	}
 	for (size_t i = 0; i < h->nhdr; i++) {
 		headers[n++] = h->hdr_name[i];
 		headers[n++] = h->hdr_value[i];

@@ -143,6 +143,27 @@ def test_default_body_is_the_event_and_post(make_daemon, db):
         shop.close()
 
 
+def test_late_paid_is_flagged_in_a_header(make_daemon, db):
+    """SPEC §7: every action sees the flag; forward/http as the header
+    X-Bayarhook-Flagged: <reason>, absent when none."""
+    shop = ShopServer()
+    try:
+        d = make_daemon(config={"action.tg": {
+            "type": "http", "on": "expired, paid",
+            "url": f"http://127.0.0.1:{shop.port}/orders"}})
+        inv = bh.new_invoice("httpflag")
+        assert d.callback(inv, status="expired").json == OK
+        wait_state(db, inv, "succeeded")
+        assert d.callback(inv, status="paid").json == OK
+        wait_state(db, inv, "succeeded", n=2)
+        by = {json.loads(r["body"])["status"]: r["headers"] for r in shop.requests}
+        assert set(by) == {"expired", "paid"}
+        assert "X-Bayarhook-Flagged" not in by["expired"]
+        assert by["paid"]["X-Bayarhook-Flagged"] == "paid after expired"
+    finally:
+        shop.close()
+
+
 def test_permanent_4xx_is_dead_at_once(make_daemon, db):
     shop = ShopServer(answers=[404])
     try:
