@@ -261,7 +261,6 @@ void callback_handle(const struct config *cfg, struct store *st, const struct ca
 	struct decision_request dr = {
 	    .method = req->method,
 	    .remote_addr = req->remote_addr,
-	    .content_type = header(req, "Content-Type"),
 	    .x_invoice_id = header(req, "X-Invoice-ID"),
 	    .x_webhook_signature = header(req, "X-Webhook-Signature"),
 	    .x_webhook_timestamp = header(req, "X-Webhook-Timestamp"),

@@ -20,7 +20,6 @@ struct decision_request {
 	const char *method;      /* "POST", ... */
 	const char *remote_addr; /* the real client (trusted proxies applied) */
 	/* Header values, NULL when absent (the first of repeated names). */
-	const char *content_type;
 	const char *x_invoice_id;
 	const char *x_webhook_signature;
 	const char *x_webhook_timestamp;

@@ -49,7 +49,6 @@ static const struct reason_row reasons[REASON__COUNT] = {
     [REASON_TOO_LARGE] = {VERDICT_TOO_LARGE, 0, "body too large"},
     /* SPEC §6 audits a wrong method as malformed; SPEC §4 answers it 405. */
     [REASON_METHOD] = {VERDICT_MALFORMED, 405, "method not allowed"},
-    [REASON_CONTENT_TYPE] = {VERDICT_MALFORMED, 0, "content type must be application/json"},
     [REASON_NUL_BYTES] = {VERDICT_MALFORMED, 0, "body contains NUL bytes"},
     [REASON_NOT_UTF8] = {VERDICT_MALFORMED, 0, "body is not valid UTF-8"},
     [REASON_NUL_ESCAPE] = {VERDICT_MALFORMED, 0, "body contains \\u0000"},

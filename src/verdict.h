@@ -44,7 +44,6 @@ enum verdict_reason {
 	REASON_FORBIDDEN,        /* client address not in allow_from */
 	REASON_TOO_LARGE,        /* body over max_body_bytes */
 	REASON_METHOD,           /* not POST: 405 with Allow: POST */
-	REASON_CONTENT_TYPE,     /* a Content-Type other than application/json */
 	REASON_NUL_BYTES,        /* a NUL byte in the body */
 	REASON_NOT_UTF8,         /* the body is not valid UTF-8 */
 	REASON_NUL_ESCAPE,       /* a \u0000 escape, which would cut a string short */
