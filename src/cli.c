@@ -110,22 +110,25 @@ static int cli_take_conninfo(int *argc, char **argv, const char **conninfo)
 	return 0;
 }
 
-int cli_run(const struct cli_command *cmd, const char *config_path, int argc, char **argv)
+int cli_run(const struct cli_command *cmd, const char *config_path, const char *conninfo, int argc,
+            char **argv)
 {
 	struct cli cli;
-	const char *conninfo = NULL;
 	char err[512];
 	int rc = 1;
 
 	memset(&cli, 0, sizeof(cli));
 	cli.cmd = cmd;
 	cli.config_path = config_path;
-	if (cmd->config && cmd->db != CLI_DB_NONE && cli_take_conninfo(&argc, argv, &conninfo) < 0)
+	/* Every database command, serve included (SPEC §10). */
+	if (cmd->db != CLI_DB_NONE && cli_take_conninfo(&argc, argv, &conninfo) < 0)
 		return 2;
 	if (cli_parse(&cli, argc, argv) < 0)
 		return cli_usage(&cli);
 	if (cmd->check != NULL && (rc = cmd->check(&cli)) != 0)
 		return rc;
+	if (cmd->db != CLI_DB_NONE)
+		cli.conninfo = conninfo;
 	if (cmd->config) {
 		/* A command without secrets must run where their files cannot be read. */
 		cli.cfg = config_load_flags(config_path, cmd->secrets ? 0 : CONFIG_NO_SECRETS,
@@ -134,10 +137,9 @@ int cli_run(const struct cli_command *cmd, const char *config_path, int argc, ch
 			fprintf(stderr, "bayarhook: %s\n", cli.config_err);
 			return 1;
 		}
-		cli.conninfo = conninfo;
-		if (cli.cfg != NULL && conninfo != NULL) {
+		if (cli.cfg != NULL && cli.conninfo != NULL) {
 			free(cli.cfg->conninfo);
-			cli.cfg->conninfo = xstrdup(conninfo);
+			cli.cfg->conninfo = xstrdup(cli.conninfo);
 		}
 	}
 	if (cmd->db == CLI_DB_CONNECT) {

@@ -76,9 +76,12 @@ extern const struct cli_command cli_cmd_audit_verify, cli_cmd_audit_redact;
 
 /*
  * Runs cmd with the arguments after the global options (argv[0] is the
- * command's name). Returns the exit code: 0, 1 on failure, 2 on usage errors.
+ * command's name); conninfo: a --conninfo given before the command, or
+ * NULL (one after it wins). Returns the exit code: 0, 1 on failure, 2 on
+ * usage errors.
  */
-int cli_run(const struct cli_command *cmd, const char *config_path, int argc, char **argv);
+int cli_run(const struct cli_command *cmd, const char *config_path, const char *conninfo, int argc,
+            char **argv);
 /* The command's usage line on stderr; returns 2, for `return cli_usage(cli);`. */
 int cli_usage(const struct cli *cli);
 /* The value of the option whose getopt val is c, or NULL. */

@@ -32,6 +32,7 @@
 #include "service.h"
 #include "server.h"
 #include "worker.h"
+#include "xmalloc.h"
 #include "stats.h"
 #include "store.h"
 
@@ -54,6 +55,7 @@
 struct daemon {
 	struct event_base *base;
 	struct config *cfg;
+	const char *conninfo; /* --conninfo: [database] conninfo's stand-in, or NULL */
 	struct db_pool *pool;
 	struct store *store;
 	struct server *server;
@@ -222,6 +224,15 @@ static void daemon_log_config(const struct config *cfg, const char *when)
 		    "bayarhook");
 }
 
+/* --conninfo stands for the file's [database] conninfo, at start and on each reload. */
+static void daemon_conninfo(const struct daemon *d, struct config *cfg)
+{
+	if (d->conninfo == NULL)
+		return;
+	free(cfg->conninfo);
+	cfg->conninfo = xstrdup(d->conninfo);
+}
+
 static void daemon_reload(struct daemon *d)
 {
 	char err[512], changed[128];
@@ -234,6 +245,7 @@ static void daemon_reload(struct daemon *d)
 		service_ready(NULL);
 		return;
 	}
+	daemon_conninfo(d, next);
 	/* The table's not-reloadable keys (listen, conninfo) keep their running values. */
 	if (config_keep_fixed(next, d->cfg, changed, sizeof(changed)) > 0)
 		log_warnx("reload: %s changed; that takes effect only after a restart", changed);
@@ -399,7 +411,7 @@ static void daemon_free(struct daemon *d)
 		event_base_free(d->base);
 }
 
-int daemon_serve(const char *config_path)
+int daemon_serve(const char *config_path, const char *conninfo)
 {
 	struct daemon d;
 	char err[512];
@@ -420,6 +432,8 @@ int daemon_serve(const char *config_path)
 		log_errx("%s", err);
 		return 1;
 	}
+	d.conninfo = conninfo;
+	daemon_conninfo(&d, d.cfg);
 	daemon_log_config(d.cfg, "start");
 	stats_init(BAYARHOOK_VERSION);
 	event_set_log_callback(daemon_evlog);

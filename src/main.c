@@ -19,7 +19,7 @@
 
 static int main_serve(struct cli *cli)
 {
-	return daemon_serve(cli->config_path);
+	return daemon_serve(cli->config_path, cli->conninfo);
 }
 
 /* serve loads the config itself: its errors go to the log, as SIGHUP's do. */
@@ -134,13 +134,11 @@ static int take_config(int *argc, char **argv, const char **path)
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"config", required_argument, NULL, 'c'},
-	    {"debug", no_argument, NULL, 'd'},
-	    {"help", no_argument, NULL, 'h'},
-	    {"version", no_argument, NULL, 'V'},
-	    {NULL, 0, NULL, 0},
+	    {"config", required_argument, NULL, 'c'}, {"conninfo", required_argument, NULL, 'C'},
+	    {"debug", no_argument, NULL, 'd'},        {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},      {NULL, 0, NULL, 0},
 	};
-	const char *config_path = NULL, *cmd;
+	const char *config_path = NULL, *conninfo = NULL, *cmd;
 	const struct cli_command *entry;
 	cJSON_Hooks hooks = {.malloc_fn = xmalloc, .free_fn = free};
 	bool debug = false;
@@ -153,6 +151,9 @@ int main(int argc, char **argv)
 		switch (c) {
 		case 'c':
 			config_path = optarg;
+			break;
+		case 'C':
+			conninfo = optarg;
 			break;
 		case 'd':
 			debug = true;
@@ -188,5 +189,5 @@ int main(int argc, char **argv)
 		fprintf(stderr, "bayarhook: unknown command \"%s\" (see bayarhook --help)\n", cmd);
 		return 2;
 	}
-	return cli_run(entry, config_path, argc, argv);
+	return cli_run(entry, config_path, conninfo, argc, argv);
 }

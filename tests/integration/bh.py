@@ -674,13 +674,14 @@ class Daemon:
         return self.cli("migrate", check=True, timeout=120)
 
     # --- serve -----------------------------------------------------------
-    def start(self, migrate=True, wait=True, timeout=20):
+    def start(self, migrate=True, wait=True, timeout=20, args=()):
+        """args: serve's own (e.g. --conninfo STR)."""
         if migrate:
             self.migrate()
         self._log = open(self.log_path, "ab")
         self._log.write(b"--- serve\n")
         self._log.flush()
-        self.proc = subprocess.Popen(wrap([BIN, "-c", self.config_path, "serve"]),
+        self.proc = subprocess.Popen(wrap([BIN, "-c", self.config_path, "serve", *args]),
                                      stdin=subprocess.DEVNULL, stdout=self._log,
                                      stderr=subprocess.STDOUT, env=self.env, cwd=self.workdir,
                                      start_new_session=True)

@@ -106,9 +106,25 @@ def test_conninfo_overrides_the_config(make_daemon, db):
     p = d.cli("jobs", "--conninfo", db.conninfo, "--json", check=True)
     assert p.stdout.strip().startswith("[")
     p = d.cli("audit", "--conninfo", db.conninfo, check=True)
+    # Before the command too, as --help lists it among the general options.
+    p = d.cli("--conninfo", db.conninfo, "jobs", "--json", check=True)
+    assert p.stdout.strip().startswith("[")
     # Without its value it is a usage error; a command without a database refuses it.
     assert d.cli("jobs", "--conninfo").returncode == 2
     assert d.cli("check-config", "--conninfo", db.conninfo).returncode == 2
+
+    # serve is a database command: it connects with --conninfo, also after a reload.
+    d.start(migrate=False, args=("--conninfo", db.conninfo))
+    health = bh.get(d.url("/healthz")).json
+    assert health == {"status": "ok", "database": "up"}, health
+    inv = bh.new_invoice("conninfo")
+    assert d.callback(inv).json == {"success": True}
+    assert db.verdicts(inv) == ["accepted"]
+    d.reload()
+    bh.wait_for(lambda: "configuration reloaded" in d.log(), 10, what="the reload")
+    assert "conninfo changed" not in d.log()
+    assert d.callback(bh.new_invoice("conninfo2")).json == {"success": True}
+    assert d.stop() == 0
 
 
 def doctor(d, *args):
