@@ -131,8 +131,11 @@ int cli_run(const struct cli_command *cmd, const char *config_path, const char *
 		cli.conninfo = conninfo;
 	if (cmd->config) {
 		/* A command without secrets must run where their files cannot be read. */
-		cli.cfg = config_load_flags(config_path, cmd->secrets ? 0 : CONFIG_NO_SECRETS,
-		                            cli.config_err, sizeof(cli.config_err));
+		unsigned flags =
+		    cmd->secrets ? 0 : CONFIG_NO_SECRETS | (cmd->audit_key ? CONFIG_AUDIT_KEY : 0);
+
+		cli.cfg =
+		    config_load_flags(config_path, flags, cli.config_err, sizeof(cli.config_err));
 		if (cli.cfg == NULL && !cmd->config_soft) {
 			fprintf(stderr, "bayarhook: %s\n", cli.config_err);
 			return 1;

@@ -43,6 +43,8 @@ struct cli_command {
 	 * the service's secret files cannot be read (SPEC §10).
 	 */
 	bool secrets;
+	/* Without secrets: [audit] key_file is read all the same (CONFIG_AUDIT_KEY). */
+	bool audit_key;
 	/* getopt_long's; NULL: no options, and no argument may look like one. */
 	const char *shortopts;
 	const struct option *longopts;

@@ -68,6 +68,7 @@ struct parser {
 	 * must not need to read its 0600 secret files.
 	 */
 	bool no_secrets;
+	bool audit_key; /* CONFIG_AUDIT_KEY: [audit] key_file is read all the same */
 };
 
 static int config_fail(struct parser *ps, int line, const char *key, const char *fmt, ...)
@@ -269,6 +270,13 @@ static bool config_key_is_secret_file(const struct conf_key *k)
 	return k->type == T_SECRETS_FILE || k->type == T_SECRET_FILE;
 }
 
+/* A *_file whose file CONFIG_NO_SECRETS leaves unopened. */
+static bool secret_unread(const struct parser *ps, const struct conf_key *k)
+{
+	return ps->no_secrets && config_key_is_secret_file(k) &&
+	       !(ps->audit_key && strcmp(k->section, "audit") == 0);
+}
+
 static void set_key(struct parser *ps, const char *name, const char *value)
 {
 	const struct conf_key *tab, *k;
@@ -310,7 +318,7 @@ static void set_key(struct parser *ps, const char *name, const char *value)
 		}
 	}
 	lines[i] = ps->lineno;
-	if (ps->no_secrets && config_key_is_secret_file(k))
+	if (secret_unread(ps, k))
 		return; /* given (lines[i]) but not read */
 	ps->cx.warning[0] = '\0';
 	if (config_key_set(&ps->cx, k, base, value) < 0)
@@ -323,7 +331,7 @@ static void set_key(struct parser *ps, const char *name, const char *value)
 static bool config_key_given(const struct parser *ps, size_t i)
 {
 	return config_key_has(&config_keys[i], ps->cfg) ||
-	       (ps->no_secrets && config_key_is_secret_file(&config_keys[i]) && ps->key_line[i]);
+	       (secret_unread(ps, &config_keys[i]) && ps->key_line[i]);
 }
 
 /* The line a key of the main table was set on; 0 when it was not. */
@@ -601,6 +609,7 @@ static struct config *config_load_data(const char *name, const char *data, size_
 
 	memset(&ps, 0, sizeof(ps));
 	ps.no_secrets = (flags & CONFIG_NO_SECRETS) != 0;
+	ps.audit_key = (flags & CONFIG_AUDIT_KEY) != 0;
 	ps.name = name;
 	ps.err = err;
 	ps.errlen = errlen;

@@ -170,7 +170,11 @@ struct config *config_load(const char *path, char *err, size_t errlen);
  * NULL): for the commands that use no secret (SPEC §10). Inline secrets are
  * still read, being in the file anyway.
  */
-enum { CONFIG_NO_SECRETS = 1 };
+enum {
+	CONFIG_NO_SECRETS = 1,
+	/* With CONFIG_NO_SECRETS: [audit] key_file is read all the same (audit verify, redact). */
+	CONFIG_AUDIT_KEY = 2,
+};
 struct config *config_load_flags(const char *path, unsigned flags, char *err, size_t errlen);
 /*
  * Same from memory (tests, fuzzing): name is used in messages and its

@@ -363,3 +363,19 @@ def test_verify_since_starts_each_lane_from_the_row_before(make_daemon, tmp_path
     rc, out = verify(d, "--since", since)
     assert rc == 1
     assert f"row id {first[0]}: lane {first[1]}: row(s) before it missing" in out
+
+
+def test_verify_and_redact_need_only_the_audit_key(make_daemon, tmp_path, db):
+    """SPEC §10: commands that need no secret, audit among them, run when a
+    secret file cannot be read. verify and redact need the chain's key, and
+    no other secret: without the webhook secret's file they still run."""
+    d, invoices = chained_daemon(make_daemon, tmp_path, db)
+    d.stop()
+    os.unlink(d.secret_file)
+    assert d.cli("check-config").returncode == 1  # the daemon itself needs it
+    rc, out = verify(d)
+    assert rc == 0, out
+    p = d.cli("audit", "redact", "--invoice", invoices[1])
+    assert p.returncode == 0 and "redacted 1 row(s)" in p.stdout, p.stderr
+    rc, out = verify(d)
+    assert rc == 0, out
