@@ -383,11 +383,52 @@ static void check_after(struct parser *ps)
 	}
 }
 
+/*
+ * SPEC §3's defaults: webhook_secret_file = webhook-secret and api_key_file
+ * = api-key, looked up like any relative name ($CREDENTIALS_DIRECTORY, then
+ * the config's directory). Used when neither form of the key is given and
+ * such a file is there; without one the key stays unset (the webhook
+ * secret is then reported required).
+ */
+static void default_secret_files(struct parser *ps)
+{
+	static const struct {
+		const char *section, *key, *alt, *file;
+	} d[] = {
+	    {"security", "webhook_secret_file", "webhook_secret", "webhook-secret"},
+	    {"gateway", "api_key_file", "api_key", "api-key"},
+	};
+
+	for (size_t n = 0; n < sizeof(d) / sizeof(d[0]) && !ps->failed; n++) {
+		int i = find_key(config_keys, N_CONFIG_KEYS, d[n].section, d[n].key);
+		int j = find_key(config_keys, N_CONFIG_KEYS, d[n].section, d[n].alt);
+		const struct conf_key *k;
+
+		if (i < 0 || j < 0 || ps->key_line[i] || ps->key_line[j] ||
+		    !config_secret_exists(&ps->cx, d[n].file))
+			continue;
+		k = &config_keys[i];
+		/* Given, on the section's line (1 when the file has no such section). */
+		ps->key_line[i] = ps->section_line[find_section(d[n].section)];
+		if (ps->key_line[i] == 0)
+			ps->key_line[i] = 1;
+		if (secret_unread(ps, k))
+			continue;
+		ps->cx.warning[0] = '\0';
+		if (config_key_set(&ps->cx, k, ps->cfg, d[n].file) < 0)
+			config_fail(ps, ps->key_line[i], k->name, "%s (its default)",
+			            ps->cx.reason);
+		else if (ps->cx.warning[0] != '\0')
+			config_add_warning(ps, k->name, ps->cx.warning);
+	}
+}
+
 /* Whole-file checks, once every line is in. */
 static void finish_config(struct parser *ps)
 {
 	struct config *cfg = ps->cfg;
 
+	default_secret_files(ps);
 	finish_action(ps);
 	if (!ps->failed)
 		check_after(ps);

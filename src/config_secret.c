@@ -251,6 +251,18 @@ static int config_secret_path(char *buf, size_t len, const char *dir, const char
 	return n < 0 || (size_t)n >= len ? -1 : 0;
 }
 
+bool config_secret_exists(const struct conf_ctx *cx, const char *name)
+{
+	const char *creds = getenv("CREDENTIALS_DIRECTORY");
+	char path[PATH_MAX];
+
+	if (creds != NULL && creds[0] != '\0' &&
+	    config_secret_path(path, sizeof(path), creds, name) == 0 && access(path, F_OK) == 0)
+		return true;
+	return config_secret_path(path, sizeof(path), cx->dir, name) == 0 &&
+	       access(path, F_OK) == 0;
+}
+
 /* Opens name as config_secret_read() describes; the path tried last is in path. */
 static int config_secret_open(struct conf_ctx *cx, const char *name, char path[PATH_MAX])
 {

@@ -86,6 +86,8 @@ struct conf_ctx {
  * K_NONEMPTY keys. Returns 0, or -1 with cx->reason.
  */
 int config_key_set(struct conf_ctx *cx, const struct conf_key *k, void *base, const char *value);
+/* Whether a secret file of that relative name is there: $CREDENTIALS_DIRECTORY, then cx->dir. */
+bool config_secret_exists(const struct conf_ctx *cx, const char *name);
 /* Frees what the key's field owns and leaves it unset. */
 void config_key_clear(const struct conf_key *k, void *base);
 /* True when the field holds a value (for K_REQUIRED). */

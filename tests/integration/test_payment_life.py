@@ -207,6 +207,7 @@ def test_unsigned_refused_by_default(daemon, db):
 def test_unsigned_confirm_needs_an_api_key(make_daemon):
     d = make_daemon(start=False, config={"security": {"unsigned": "confirm"},
                                          "gateway": {"api_key_file": None}})
+    os.unlink(d.api_key_file)  # else api_key_file's default, api-key, names it
     p = d.cli("check-config")
     assert p.returncode != 0
     assert "unsigned: confirm needs a [gateway] api_key_file (or api_key)" in p.stderr

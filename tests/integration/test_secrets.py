@@ -78,6 +78,40 @@ def test_reload_under_credentials_directory_says_restart(make_daemon, tmp_path):
     assert "a changed secret takes effect after systemctl restart" in line.group(0)
 
 
+def test_secret_files_default_to_their_names_in_spec(make_daemon, tmp_path):
+    """SPEC §3's block: webhook_secret_file = webhook-secret, api_key_file =
+    api-key. A config that names neither reads those files, from
+    $CREDENTIALS_DIRECTORY first, then beside the config; without them the
+    webhook secret is required and there is no API key."""
+    d = make_daemon(config={"security": {"webhook_secret_file": None},
+                            "gateway": {"api_key_file": None}}, start=False)
+    # Beside the config (bh.Daemon writes both files there).
+    p = d.cli("check-config")
+    assert p.returncode == 0, p.stderr
+    assert "1 webhook secret" in p.stdout + p.stderr, p.stdout + p.stderr
+    assert "api_key = (none" not in p.stdout, p.stdout
+    d.start(migrate=True)
+    assert d.callback(bh.new_invoice("dflt")).status == 200
+    d.stop()
+    # From $CREDENTIALS_DIRECTORY, where systemd's LoadCredential= puts them.
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "webhook-secret").write_text(NEW + "\n")
+    os.chmod(creds / "webhook-secret", 0o400)
+    os.remove(d.secret_file)
+    os.remove(d.api_key_file)
+    d.env["CREDENTIALS_DIRECTORY"] = str(creds)
+    p = d.cli("check-config")
+    del d.env["CREDENTIALS_DIRECTORY"]
+    assert p.returncode == 0, p.stderr
+    assert fp(NEW) in p.stdout + p.stderr
+    assert "api_key = (none" in p.stdout, p.stdout
+    # Neither: the webhook secret is required, named with its file and line.
+    p = d.cli("check-config")
+    assert p.returncode == 1
+    assert "webhook_secret_file: required (or webhook_secret)" in p.stderr, p.stderr
+
+
 def test_short_secret_refused_weak_and_readable_warned(make_daemon):
     d = make_daemon(secrets=["abc1234"], start=False)
     p = d.cli("check-config")
