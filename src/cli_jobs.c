@@ -239,7 +239,7 @@ static int cli_jobs(struct cli *cli)
 	res = PQexecParams(
 	    conn,
 	    "SELECT coalesce(json_agg(t ORDER BY t.id), '[]'::json) FROM ("
-	    " SELECT id, invoice_id, action, state, attempts,"
+	    " SELECT id, invoice_id, action, status, state, held_reason, attempts,"
 	    "  CASE WHEN state <> 'held' THEN next_attempt_at END AS next_attempt_at,"
 	    "  last_error, created_at, to_char(finished_at, " CLI_TIME_FORMAT ") AS finished,"
 	    "  finished_at, replay, source,"
